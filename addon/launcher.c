@@ -1,0 +1,105 @@
+// SPDX-License-Identifier: MIT
+/*
+ * proctap-launch: the gate between "proctap run" and the traced command.
+ *
+ *   proctap-launch --cgroup DIR [--uid N --gid N] --gate-fd FD -- CMD [ARGS...]
+ *
+ * Joins the cgroup, drops privileges, then blocks until proctap has attached every hook and writes one
+ * byte to FD. Only then does it exec CMD, so the command is traced from its first instruction. EOF on
+ * FD means proctap gave up: exit 125 without running anything. exec failure: exit 127, as shells do.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+static void die(int code, const char *what, const char *arg)
+{
+	fprintf(stderr, "proctap: %s%s%s: %s\n", what, arg ? " " : "", arg ? arg : "", strerror(errno));
+	exit(code);
+}
+
+static void join_cgroup(const char *dir)
+{
+	char path[4096];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0 || write(fd, "0", 1) != 1)
+		die(125, "cannot join cgroup", dir);
+	close(fd);
+}
+
+static void drop_privileges(uid_t uid, gid_t gid)
+{
+	struct passwd *pw = getpwuid(uid);
+
+	if (pw) {
+		if (initgroups(pw->pw_name, gid))
+			die(125, "cannot set supplementary groups for", pw->pw_name);
+		setenv("HOME", pw->pw_dir, 1);
+		setenv("USER", pw->pw_name, 1);
+		setenv("LOGNAME", pw->pw_name, 1);
+	} else if (setgroups(0, NULL)) {
+		die(125, "cannot clear supplementary groups", NULL);
+	}
+	if (setgid(gid) || setuid(uid))
+		die(125, "cannot drop privileges", NULL);
+	/* A failed drop is fatal: make sure root cannot be regained. */
+	if (uid != 0 && (setuid(0) == 0 || getuid() != uid || geteuid() != uid))
+		die(125, "privilege drop did not stick", NULL);
+}
+
+int main(int argc, char **argv)
+{
+	const char *cgroup = NULL;
+	long uid = -1, gid = -1;
+	int gate = -1, i;
+	char byte;
+	ssize_t n;
+
+	for (i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--") && i + 1 < argc) {
+			i++;
+			break;
+		} else if (!strcmp(argv[i], "--cgroup") && i + 1 < argc) {
+			cgroup = argv[++i];
+		} else if (!strcmp(argv[i], "--uid") && i + 1 < argc) {
+			uid = strtol(argv[++i], NULL, 10);
+		} else if (!strcmp(argv[i], "--gid") && i + 1 < argc) {
+			gid = strtol(argv[++i], NULL, 10);
+		} else if (!strcmp(argv[i], "--gate-fd") && i + 1 < argc) {
+			gate = (int)strtol(argv[++i], NULL, 10);
+		} else {
+			fprintf(stderr, "proctap-launch: usage: --cgroup DIR [--uid N --gid N] --gate-fd FD -- CMD [ARGS]\n");
+			return 125;
+		}
+	}
+	if (i >= argc || gate < 0) {
+		fprintf(stderr, "proctap-launch: missing command or --gate-fd\n");
+		return 125;
+	}
+	if (cgroup)
+		join_cgroup(cgroup);
+	if (uid >= 0)
+		drop_privileges((uid_t)uid, gid >= 0 ? (gid_t)gid : (gid_t)uid);
+	/* Set after the credential change, which clears it: if proctap dies, the command does not run on untraced. */
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	do
+		n = read(gate, &byte, 1);
+	while (n < 0 && errno == EINTR);
+	if (n != 1)
+		return 125;
+	close(gate);
+	execvp(argv[i], &argv[i]);
+	fprintf(stderr, "proctap: cannot run '%s': %s\n", argv[i], strerror(errno));
+	return 127;
+}

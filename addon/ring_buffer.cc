@@ -1,0 +1,91 @@
+// SPDX-License-Identifier: MIT
+#include "ring_buffer.h"
+
+#include <bpf/libbpf.h>
+#include <poll.h>
+
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+#include "errors.h"
+#include "libbpf_log.h"
+
+namespace proctap {
+namespace {
+
+// Batches above this are split so one huge drain cannot pin hundreds of MiB in JS at once.
+constexpr size_t kMaxBatchBytes = 4 << 20;
+
+class RingBufferReader {
+ public:
+  RingBufferReader() = default;
+  ~RingBufferReader() { ring_buffer__free(rb_); }
+  RingBufferReader(const RingBufferReader&) = delete;
+  RingBufferReader& operator=(const RingBufferReader&) = delete;
+
+  // Returns 0 or -errno; the reader is the sample callback's context, so it exists first.
+  int Open(int map_fd) {
+    rb_ = ring_buffer__new(map_fd, OnSample, this, nullptr);
+    return rb_ == nullptr ? -errno : 0;
+  }
+
+  void Run(BatchPump& pump, int poll_ms) {
+    pump_ = &pump;
+    pollfd fds[2] = {{ring_buffer__epoll_fd(rb_), POLLIN, 0}, {pump.stop_fd(), POLLIN, 0}};
+    for (;;) {
+      // Producers submit with BPF_RB_NO_WAKEUP, so the timeout, not readiness, is the usual
+      // reason to wake up; consume unconditionally either way.
+      int n = poll(fds, 2, poll_ms);
+      if (n < 0 && errno != EINTR) return;
+      bool stopping = n > 0 && (fds[1].revents & POLLIN);
+      int err = ring_buffer__consume(rb_);
+      if (err == -ECANCELED) return;  // Deliver() failed inside the callback: JS is gone
+      if (!Flush()) return;
+      if (stopping) return;  // that consume was the final drain
+    }
+  }
+
+ private:
+  int Append(const void* data, size_t size) {
+    size_t framed = 8 + ((size + 7) & ~size_t{7});
+    if (!batch_.empty() && batch_.size() + framed > kMaxBatchBytes && !Flush()) return -ECANCELED;
+    if (batch_.capacity() == 0) batch_.reserve(64 * 1024);
+    size_t at = batch_.size();
+    batch_.resize(at + framed, 0);
+    uint32_t header[2] = {static_cast<uint32_t>(size), 0};
+    std::memcpy(batch_.data() + at, header, sizeof(header));
+    std::memcpy(batch_.data() + at + 8, data, size);
+    return 0;
+  }
+
+  bool Flush() {
+    if (batch_.empty()) return true;
+    std::vector<uint8_t> out;
+    out.swap(batch_);
+    return pump_->Deliver(std::move(out));
+  }
+
+  static int OnSample(void* ctx, void* data, size_t size) {
+    return static_cast<RingBufferReader*>(ctx)->Append(data, size);
+  }
+
+  ring_buffer* rb_ = nullptr;
+  BatchPump* pump_ = nullptr;
+  std::vector<uint8_t> batch_;
+};
+
+}  // namespace
+
+std::shared_ptr<BatchPump> StartRingBuffer(Napi::Env env, int map_fd, Napi::Function on_batch,
+                                           const RingBufferOptions& options, Napi::Object owner) {
+  auto reader = std::make_shared<RingBufferReader>();
+  uint64_t mark = LibbpfLogMark();
+  if (int err = reader->Open(map_fd)) ThrowErrno(env, err, "ring_buffer__new", LibbpfLogTail(mark));
+  int poll_ms = options.poll_ms;
+  // The body's copy of `reader` is dropped on the poll thread when it ends, freeing the ring.
+  return BatchPump::Start(env, on_batch, options.max_queued_batches, owner, "proctap.ringBuffer",
+                          [reader, poll_ms](BatchPump& pump) { reader->Run(pump, poll_ms); });
+}
+
+}  // namespace proctap

@@ -1,0 +1,590 @@
+// SPDX-License-Identifier: (MIT OR GPL-2.0)
+/*
+ * proctap kernel side: per-(socket, process, remote) byte and call counters kept in kernel, ring-buffer
+ * records only on lifecycle changes and at most once per interval per active flow.
+ *
+ * Backends for socket I/O accounting, side by side below; user space autoloads exactly one:
+ *   tracepoint: tp_btf on sock:sock_send_length / sock:sock_recv_length (kernel >= 6.3)
+ *   fentry:     fexit on tcp/udp/udpv6 sendmsg/recvmsg
+ *   kprobe:     kprobe + kretprobe on the same functions
+ */
+#include "proctap.bpf.h"
+
+char LICENSE[] SEC("license") = "Dual MIT/GPL";
+
+/* ---- socket I/O accounting, shared by every backend ------------------------------------------- */
+
+static __always_inline void emit_flow(__u16 type, const struct flow_key *key, const struct flow_value *v,
+				      __u64 now)
+{
+	struct flow_record *r = reserve_record(sizeof(*r), type, key->tgid, now);
+
+	if (!r)
+		return;
+	r->key = *key;
+	r->counters = v->counters;
+	r->first_ns = v->first_ns;
+	__builtin_memcpy(r->laddr, v->laddr, sizeof(r->laddr));
+	r->lport = v->lport;
+	submit_record(r);
+}
+
+/* The remote of an unconnected UDP send/recv, left by the cgroup sock_addr hook earlier in this call. */
+static __always_inline bool take_pending_peer(__u32 tid, struct flow_key *key)
+{
+	struct pending_peer *p = bpf_map_lookup_elem(&pending_peer, &tid);
+	bool found = false;
+
+	if (!p)
+		return false;
+	if (p->cookie == key->cookie) {
+		__builtin_memcpy(key->raddr, p->addr, sizeof(key->raddr));
+		key->rport = p->port;
+		key->family = p->family;
+		found = true;
+	}
+	bpf_map_delete_elem(&pending_peer, &tid);
+	return found;
+}
+
+/* Record that a traced process used a socket, so hooks without process context know the owner. */
+static __always_inline void claim_socket(struct sock *sk, __u32 tgid, __u64 now)
+{
+	struct sock_meta *m = bpf_sk_storage_get(&sock_meta, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+
+	if (!m)
+		return;
+	if (m->owner_tgid != tgid)
+		m->owner_tgid = tgid;
+	if (!m->start_ns)
+		m->start_ns = now;
+}
+
+#if defined(__TARGET_ARCH_x86)
+#define NR_SENDFILE 40
+#define NR_SPLICE 275
+#define SYSCALL_NR(regs) BPF_CORE_READ(regs, orig_ax)
+#elif defined(__TARGET_ARCH_arm64)
+#define NR_SENDFILE 71
+#define NR_SPLICE 76
+#define SYSCALL_NR(regs) BPF_CORE_READ(regs, syscallno)
+#endif
+
+/*
+ * sendfile() and splice() into a socket call sock_sendmsg once per chunk (64 KiB or so): count one call
+ * per syscall, as the program sees it. sys_enter marks the thread; the first chunk counts the call.
+ */
+static __always_inline bool first_chunk_of_syscall(__u32 tid)
+{
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	long nr = SYSCALL_NR(regs);
+	__u32 *counted;
+
+	if (nr != NR_SENDFILE && nr != NR_SPLICE)
+		return true;
+	counted = bpf_map_lookup_elem(&splice_calls, &tid);
+	if (!counted)
+		return true;
+	if (*counted)
+		return false;
+	*counted = 1;
+	return true;
+}
+
+SEC("tp_btf/sys_enter")
+int BPF_PROG(sys_enter, struct pt_regs *regs, long id)
+{
+	__u64 pid_tgid;
+	__u32 tid, zero = 0;
+
+	if (id != NR_SENDFILE && id != NR_SPLICE)
+		return 0;
+	pid_tgid = bpf_get_current_pid_tgid();
+	if (!is_traced(pid_tgid >> 32))
+		return 0;
+	tid = (__u32)pid_tgid;
+	bpf_map_update_elem(&splice_calls, &tid, &zero, BPF_ANY);
+	return 0;
+}
+
+/*
+ * tracing_ctx: the program is BPF_PROG_TYPE_TRACING (tp_btf, fentry/fexit), which may use socket-local
+ * storage and task pt_regs. kprobes may not: they skip claiming the socket and the sendfile chunk check
+ * (on the kernels that need kprobes, sendfile goes through sendpage, not sendmsg, anyway).
+ */
+static __always_inline void account_io(struct sock *sk, __u64 cookie, int bytes, __u8 direction,
+				       int msg_flags, const bool tracing_ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32, tid = (__u32)id;
+	struct flow_key key = {};
+	struct flow_value *v;
+	__u64 now;
+	__u8 family = 0, proto;
+
+	if (bytes < 0 || !is_traced(tgid))
+		return;
+	proto = inet_proto(sk, &family);
+	if (!proto)
+		return;
+	key.cookie = cookie;
+	key.tgid = tgid;
+	key.family = family;
+	key.proto = proto;
+	if (proto == IPPROTO_UDP && take_pending_peer(tid, &key)) {
+		/* remote from sendto()/recvfrom() */
+	} else {
+		__u8 laddr[16];
+		__u16 lport;
+
+		read_sock_addrs(sk, family, laddr, &lport, key.raddr, &key.rport);
+	}
+	/* A TCP call moving no byte is no I/O; an empty UDP datagram is a message. MSG_PEEK reads twice. */
+	if ((proto == IPPROTO_TCP && bytes == 0) || (direction == DIRECTION_RX && (msg_flags & MSG_PEEK)))
+		return;
+
+	now = bpf_ktime_get_ns();
+	v = bpf_map_lookup_elem(&flows, &key);
+	if (!v) {
+		struct flow_value init = {};
+		__u8 raddr[16];
+		__u16 rport;
+		long err;
+
+		init.first_ns = now;
+		init.last_emit_ns = now;
+		read_sock_addrs(sk, family, init.laddr, &init.lport, raddr, &rport);
+		err = bpf_map_update_elem(&flows, &key, &init, BPF_NOEXIST);
+		v = bpf_map_lookup_elem(&flows, &key);
+		if (!v) {
+			__sync_fetch_and_add(&stats.flow_table_full, 1);
+			__sync_fetch_and_add(&stats.flow_table_full_bytes, bytes);
+			return;
+		}
+		if (!err)
+			emit_flow(RECORD_FLOW_NEW, &key, v, now);
+		if (tracing_ctx)
+			claim_socket(sk, tgid, now);
+	}
+	if (direction == DIRECTION_TX) {
+		__sync_fetch_and_add(&v->counters.tx_bytes, bytes);
+		if (!tracing_ctx || first_chunk_of_syscall(tid))
+			__sync_fetch_and_add(&v->counters.tx_calls, 1);
+	} else {
+		__sync_fetch_and_add(&v->counters.rx_bytes, bytes);
+		__sync_fetch_and_add(&v->counters.rx_calls, 1);
+	}
+	v->last_ns = now;
+	if (now - v->last_emit_ns >= proctap_cfg.interval_ns) {
+		v->last_emit_ns = now;
+		emit_flow(RECORD_FLOW_UPDATE, &key, v, now);
+	}
+	if (proctap_cfg.detail_calls) {
+		struct call_record *c = reserve_record(sizeof(*c), RECORD_CALL, tgid, now);
+
+		if (c) {
+			c->key = key;
+			c->tid = tid;
+			c->bytes = bytes;
+			c->direction = direction;
+			submit_record(c);
+		}
+	}
+}
+
+/* ---- backend: tracepoint (sock_sendmsg/sock_recvmsg report every call's result; kernel 6.3+) ----- */
+
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(tp_sock_send_length, struct sock *sk, int ret, int flags)
+{
+	if (ret >= 0)
+		account_io(sk, bpf_get_socket_cookie(sk), ret, DIRECTION_TX, flags, true);
+	return 0;
+}
+
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(tp_sock_recv_length, struct sock *sk, int ret, int flags)
+{
+	if (ret >= 0)
+		account_io(sk, bpf_get_socket_cookie(sk), ret, DIRECTION_RX, flags, true);
+	return 0;
+}
+
+/* ---- backend: fentry (fexit on the protocol functions; arguments as of kernel 5.19+) ------------ */
+
+#define FEXIT_SEND(fn)                                                                              \
+	SEC("fexit/" #fn)                                                                           \
+	int BPF_PROG(fexit_##fn, struct sock *sk, struct msghdr *msg, size_t len, int ret)           \
+	{                                                                                           \
+		if (ret >= 0)                                                               \
+			account_io(sk, bpf_get_socket_cookie(sk), ret, DIRECTION_TX, 0, true);     \
+		return 0;                                                                           \
+	}
+#define FEXIT_RECV(fn)                                                                              \
+	SEC("fexit/" #fn)                                                                           \
+	int BPF_PROG(fexit_##fn, struct sock *sk, struct msghdr *msg, size_t len, int flags,         \
+		     int *addr_len, int ret)                                                        \
+	{                                                                                           \
+		if (ret >= 0)                                                               \
+			account_io(sk, bpf_get_socket_cookie(sk), ret, DIRECTION_RX, flags, true); \
+		return 0;                                                                           \
+	}
+
+FEXIT_SEND(tcp_sendmsg)
+FEXIT_RECV(tcp_recvmsg)
+FEXIT_SEND(udp_sendmsg)
+FEXIT_RECV(udp_recvmsg)
+FEXIT_SEND(udpv6_sendmsg)
+FEXIT_RECV(udpv6_recvmsg)
+
+/* ---- backend: kprobe (kprobe saves the arguments, kretprobe accounts the result) --------------- */
+
+struct io_args {
+	struct sock *sk;
+	int flags;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32); /* thread id */
+	__type(value, struct io_args);
+} io_args SEC(".maps");
+
+/* kprobes cannot call bpf_get_socket_cookie(): use the cookie if the socket has one (every socket created
+ * in the traced cgroup gets one at sock_create), else the socket's address, which is unique while it lives. */
+static __always_inline __u64 kprobe_sock_cookie(struct sock *sk)
+{
+	__u64 cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+
+	return cookie ? cookie : (__u64)sk;
+}
+
+static __always_inline void save_io_args(struct sock *sk, int flags)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)id;
+	struct io_args args = { .sk = sk, .flags = flags };
+
+	if (is_traced(id >> 32))
+		bpf_map_update_elem(&io_args, &tid, &args, BPF_ANY);
+}
+
+static __always_inline void account_saved_io(int ret, __u8 direction)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct io_args *args = bpf_map_lookup_elem(&io_args, &tid);
+	struct sock *sk;
+	int flags;
+
+	if (!args)
+		return;
+	sk = args->sk;
+	flags = args->flags;
+	bpf_map_delete_elem(&io_args, &tid);
+	if (ret >= 0)
+		account_io(sk, kprobe_sock_cookie(sk), ret, direction, flags, false);
+}
+
+#define KPROBE_SEND(fn)                                                                             \
+	SEC("kprobe/" #fn)                                                                          \
+	int BPF_KPROBE(kprobe_##fn, struct sock *sk)                                                \
+	{                                                                                           \
+		save_io_args(sk, 0);                                                                \
+		return 0;                                                                           \
+	}                                                                                           \
+	SEC("kretprobe/" #fn)                                                                       \
+	int BPF_KRETPROBE(kretprobe_##fn, int ret)                                                  \
+	{                                                                                           \
+		account_saved_io(ret, DIRECTION_TX);                                                \
+		return 0;                                                                           \
+	}
+#define KPROBE_RECV(fn)                                                                             \
+	SEC("kprobe/" #fn)                                                                          \
+	int BPF_KPROBE(kprobe_##fn, struct sock *sk, struct msghdr *msg, size_t len, int flags)     \
+	{                                                                                           \
+		save_io_args(sk, flags);                                                            \
+		return 0;                                                                           \
+	}                                                                                           \
+	SEC("kretprobe/" #fn)                                                                       \
+	int BPF_KRETPROBE(kretprobe_##fn, int ret)                                                  \
+	{                                                                                           \
+		account_saved_io(ret, DIRECTION_RX);                                                \
+		return 0;                                                                           \
+	}
+
+KPROBE_SEND(tcp_sendmsg)
+KPROBE_RECV(tcp_recvmsg)
+KPROBE_SEND(udp_sendmsg)
+KPROBE_RECV(udp_recvmsg)
+KPROBE_SEND(udpv6_sendmsg)
+KPROBE_RECV(udpv6_recvmsg)
+
+/* ---- processes ------------------------------------------------------------------------------- */
+
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(sched_process_fork, struct task_struct *parent, struct task_struct *child)
+{
+	__u32 ptgid = BPF_CORE_READ(parent, tgid);
+	__u32 pid = BPF_CORE_READ(child, pid), tgid = BPF_CORE_READ(child, tgid);
+	struct traced_process tp = {};
+	struct fork_record *r;
+	__u64 now;
+
+	/* Runs in the parent before the child is first scheduled: the child is traced from its first instruction. */
+	if (pid != tgid || !proctap_cfg.follow_children || !is_traced(ptgid))
+		return 0;
+	tp.start_time_ns = BPF_CORE_READ(child, start_time);
+	if (bpf_map_update_elem(&traced, &tgid, &tp, BPF_ANY))
+		__sync_fetch_and_add(&stats.traced_table_full, 1);
+	now = bpf_ktime_get_ns();
+	r = reserve_record(sizeof(*r), RECORD_FORK, tgid, now);
+	if (!r)
+		return 0;
+	r->ppid = ptgid;
+	r->start_time_ns = tp.start_time_ns;
+	BPF_CORE_READ_STR_INTO(&r->comm, child, comm);
+	submit_record(r);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(sched_process_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+{
+	__u32 tgid = BPF_CORE_READ(p, tgid);
+	unsigned long arg_start, arg_end, len;
+	struct exec_record *r;
+
+	if (!is_traced(tgid))
+		return 0;
+	r = reserve_record(sizeof(*r), RECORD_EXEC, tgid, bpf_ktime_get_ns());
+	if (!r)
+		return 0;
+	bpf_get_current_comm(&r->comm, sizeof(r->comm));
+	bpf_probe_read_kernel_str(&r->filename, sizeof(r->filename), BPF_CORE_READ(bprm, filename));
+	/* argv was just copied onto the new stack: resident, readable here. */
+	arg_start = BPF_CORE_READ(p, mm, arg_start);
+	arg_end = BPF_CORE_READ(p, mm, arg_end);
+	len = arg_end - arg_start;
+	r->args_truncated = len > PROCTAP_ARGS_LEN;
+	if (len > PROCTAP_ARGS_LEN)
+		len = PROCTAP_ARGS_LEN;
+	r->args_len = 0;
+	if (len > 0 && !bpf_probe_read_user(&r->args, len & (PROCTAP_ARGS_LEN * 2 - 1), (void *)arg_start))
+		r->args_len = len;
+	submit_record(r);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(sched_process_exit, struct task_struct *p)
+{
+	__u32 tgid = BPF_CORE_READ(p, tgid);
+	struct exit_record *r;
+
+	if (!is_traced(tgid))
+		return 0;
+	/* signal->live was decremented before this tracepoint: zero means the whole process is gone. */
+	if (BPF_CORE_READ(p, signal, live.counter) != 0)
+		return 0;
+	bpf_map_delete_elem(&traced, &tgid);
+	r = reserve_record(sizeof(*r), RECORD_EXIT, tgid, bpf_ktime_get_ns());
+	if (!r)
+		return 0;
+	r->exit_code = BPF_CORE_READ(p, exit_code);
+	submit_record(r);
+	return 0;
+}
+
+/* ---- TCP connection lifecycle ---------------------------------------------------------------- */
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(inet_sock_set_state, struct sock *sk, int oldstate, int newstate)
+{
+	struct sock_state_record *r;
+	struct sock_meta *m;
+	__u8 family = 0;
+	__u64 now;
+
+	if (inet_proto(sk, &family) != IPPROTO_TCP)
+		return 0;
+	now = bpf_ktime_get_ns();
+	if (newstate == TCP_SYN_SENT || newstate == TCP_LISTEN) {
+		/* connect() and listen() run in the owner's context: here "current" can be trusted. */
+		__u32 tgid = current_tgid();
+
+		if (!is_traced(tgid))
+			return 0;
+		m = bpf_sk_storage_get(&sock_meta, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+		if (!m)
+			return 0;
+		m->owner_tgid = tgid;
+		if (newstate == TCP_SYN_SENT) {
+			m->flags = SOCK_META_ACTIVE;
+			m->start_ns = now;
+		}
+	} else {
+		/* Anything else may run in softirq: only the socket's own storage says who owns it. */
+		m = bpf_sk_storage_get(&sock_meta, sk, 0, 0);
+		if (!m)
+			return 0;
+		if (newstate == TCP_SYN_RECV) {
+			/* a child of a traced listener: storage cloned from the listener (BPF_F_CLONE) */
+			m->flags = SOCK_META_PASSIVE;
+			m->start_ns = now;
+		}
+	}
+	r = reserve_record(sizeof(*r), RECORD_SOCK_STATE, m->owner_tgid, now);
+	if (!r)
+		return 0;
+	r->cookie = bpf_get_socket_cookie(sk);
+	r->family = family;
+	r->proto = IPPROTO_TCP;
+	r->old_state = oldstate;
+	r->new_state = newstate;
+	r->error = BPF_CORE_READ(sk, sk_err);
+	r->flags = m->flags;
+	read_sock_addrs(sk, family, r->laddr, &r->lport, r->raddr, &r->rport);
+	submit_record(r);
+	return 0;
+}
+
+/* ---- cgroup hooks on the traced cgroup ------------------------------------------------------- */
+
+SEC("cgroup/sock_create")
+int sock_create(struct bpf_sock *ctx)
+{
+	__u32 tgid = current_tgid();
+	struct sock_meta *m;
+
+	if (ctx->family != AF_INET && ctx->family != AF_INET6)
+		return 1;
+	if (!is_traced(tgid))
+		return 1;
+	m = bpf_sk_storage_get(&sock_meta, ctx, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (m)
+		m->owner_tgid = tgid;
+	bpf_get_socket_cookie(ctx); /* assigns the cookie now, so kprobes can read it from the socket */
+	return 1;
+}
+
+SEC("cgroup/sock_release")
+int sock_release(struct bpf_sock *ctx)
+{
+	struct sock_release_record *r;
+	struct sock_meta *m;
+
+	m = bpf_sk_storage_get(&sock_meta, ctx, 0, 0);
+	if (!m)
+		return 1;
+	r = reserve_record(sizeof(*r), RECORD_SOCK_RELEASE, m->owner_tgid, bpf_ktime_get_ns());
+	if (!r)
+		return 1;
+	r->cookie = bpf_get_socket_cookie(ctx);
+	submit_record(r);
+	return 1;
+}
+
+static __always_inline void remember_peer(struct bpf_sock_addr *ctx, __u8 family)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)id;
+	struct pending_peer p = {};
+
+	if (!is_traced(id >> 32))
+		return;
+	p.cookie = bpf_get_socket_cookie(ctx);
+	p.family = family;
+	p.port = bpf_ntohs((__u16)ctx->user_port);
+	if (family == AF_INET) {
+		__u32 a = ctx->user_ip4;
+
+		__builtin_memcpy(p.addr, &a, 4);
+	} else {
+		__u32 a0 = ctx->user_ip6[0], a1 = ctx->user_ip6[1], a2 = ctx->user_ip6[2], a3 = ctx->user_ip6[3];
+
+		__builtin_memcpy(p.addr, &a0, 4);
+		__builtin_memcpy(p.addr + 4, &a1, 4);
+		__builtin_memcpy(p.addr + 8, &a2, 4);
+		__builtin_memcpy(p.addr + 12, &a3, 4);
+	}
+	bpf_map_update_elem(&pending_peer, &tid, &p, BPF_ANY);
+}
+
+SEC("cgroup/sendmsg4")
+int udp_sendmsg4(struct bpf_sock_addr *ctx)
+{
+	remember_peer(ctx, AF_INET);
+	return 1;
+}
+
+SEC("cgroup/sendmsg6")
+int udp_sendmsg6(struct bpf_sock_addr *ctx)
+{
+	remember_peer(ctx, AF_INET6);
+	return 1;
+}
+
+SEC("cgroup/recvmsg4")
+int udp_recvmsg4(struct bpf_sock_addr *ctx)
+{
+	remember_peer(ctx, AF_INET);
+	return 1;
+}
+
+SEC("cgroup/recvmsg6")
+int udp_recvmsg6(struct bpf_sock_addr *ctx)
+{
+	remember_peer(ctx, AF_INET6);
+	return 1;
+}
+
+/* Packets: attributed through the socket's stored owner, never through "current" (softirq on ingress). */
+static __always_inline void count_packet(struct __sk_buff *skb, __u8 direction)
+{
+	struct bpf_sock *sk = skb->sk;
+	struct packet_counters *c, zero = {};
+	struct sock_meta *m = NULL;
+	__u32 owner = 0;
+
+	if (sk) {
+		struct bpf_sock *full = bpf_sk_fullsock(sk);
+
+		if (!full)
+			full = bpf_get_listener_sock(sk); /* SYN-ACK from a request socket */
+		if (full)
+			m = bpf_sk_storage_get(&sock_meta, full, 0, 0);
+	}
+	if (m)
+		owner = m->owner_tgid;
+	else if (!proctap_cfg.count_unowned_packets)
+		return;
+	c = bpf_map_lookup_elem(&packets, &owner);
+	if (!c) {
+		bpf_map_update_elem(&packets, &owner, &zero, BPF_NOEXIST);
+		c = bpf_map_lookup_elem(&packets, &owner);
+		if (!c)
+			return;
+	}
+	if (direction == DIRECTION_TX) {
+		__sync_fetch_and_add(&c->tx_packets, 1);
+		__sync_fetch_and_add(&c->tx_bytes, skb->len);
+	} else {
+		__sync_fetch_and_add(&c->rx_packets, 1);
+		__sync_fetch_and_add(&c->rx_bytes, skb->len);
+	}
+}
+
+SEC("cgroup_skb/egress")
+int skb_egress(struct __sk_buff *skb)
+{
+	count_packet(skb, DIRECTION_TX);
+	return 1;
+}
+
+SEC("cgroup_skb/ingress")
+int skb_ingress(struct __sk_buff *skb)
+{
+	count_packet(skb, DIRECTION_RX);
+	return 1;
+}

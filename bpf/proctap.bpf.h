@@ -1,0 +1,147 @@
+/* SPDX-License-Identifier: (MIT OR GPL-2.0) */
+/* Kernel-side maps and helpers shared by every proctap program and backend. */
+#ifndef PROCTAP_BPF_H
+#define PROCTAP_BPF_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_endian.h>
+#include "proctap.h"
+
+#define AF_INET 2
+#define AF_INET6 10
+#define SOCK_STREAM 1
+#define SOCK_DGRAM 2
+#define MSG_PEEK 2
+#define TCP_CLOSE_STATE 7
+
+const volatile struct proctap_config proctap_cfg = {
+	.interval_ns = 100000000ULL,
+	.wakeup_bytes = 256 * 1024,
+	.follow_children = 1,
+};
+
+struct proctap_stats stats = {};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 8 << 20);
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, struct traced_process);
+} traced SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 131072);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct flow_key);
+	__type(value, struct flow_value);
+} flows SEC(".maps");
+
+/* BPF_F_CLONE: accepted sockets inherit their listener's owner. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC | BPF_F_CLONE);
+	__type(key, int);
+	__type(value, struct sock_meta);
+} sock_meta SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32); /* thread id */
+	__type(value, struct pending_peer);
+} pending_peer SEC(".maps");
+
+/* Threads inside sendfile()/splice(): value is 1 once the syscall's first chunk was counted as a call. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32); /* thread id */
+	__type(value, __u32);
+} splice_calls SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32); /* owner tgid; 0 = no owner */
+	__type(value, struct packet_counters);
+} packets SEC(".maps");
+
+static __always_inline bool is_traced(__u32 tgid)
+{
+	return bpf_map_lookup_elem(&traced, &tgid) != NULL;
+}
+
+static __always_inline __u32 current_tgid(void)
+{
+	return bpf_get_current_pid_tgid() >> 32;
+}
+
+static __always_inline void *reserve_record(__u32 size, __u16 type, __u32 tgid, __u64 now)
+{
+	struct record_header *h = bpf_ringbuf_reserve(&events, size, 0);
+
+	if (!h) {
+		if (type < RECORD_TYPE_MAX)
+			__sync_fetch_and_add(&stats.lost_records[type], 1);
+		return NULL;
+	}
+	h->type = type;
+	h->cpu = bpf_get_smp_processor_id();
+	h->tgid = tgid;
+	h->ts_ns = now;
+	return h;
+}
+
+/* No wakeup per record: the consumer polls on a timer, and is woken early only once enough piled up. */
+static __always_inline void submit_record(void *record)
+{
+	__u64 pending = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+
+	bpf_ringbuf_submit(record, pending >= proctap_cfg.wakeup_bytes ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
+}
+
+/* Local and remote address of a socket (kernel pointer, CO-RE reads: works from every backend). */
+static __always_inline void read_sock_addrs(struct sock *sk, __u8 family, __u8 *laddr, __u16 *lport,
+					    __u8 *raddr, __u16 *rport)
+{
+	if (family == AF_INET) {
+		__u32 l = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+		__u32 r = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+
+		__builtin_memcpy(laddr, &l, 4);
+		__builtin_memcpy(raddr, &r, 4);
+	} else {
+		BPF_CORE_READ_INTO((struct in6_addr *)laddr, sk, __sk_common.skc_v6_rcv_saddr);
+		BPF_CORE_READ_INTO((struct in6_addr *)raddr, sk, __sk_common.skc_v6_daddr);
+	}
+	*lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	*rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+}
+
+/* AF_INET/AF_INET6 TCP or UDP socket: returns the IP protocol, or 0 for anything else. */
+static __always_inline __u8 inet_proto(struct sock *sk, __u8 *family)
+{
+	__u16 fam = BPF_CORE_READ(sk, __sk_common.skc_family);
+	__u16 type = BPF_CORE_READ(sk, sk_type);
+	__u16 proto = BPF_CORE_READ(sk, sk_protocol);
+
+	if (fam != AF_INET && fam != AF_INET6)
+		return 0;
+	*family = fam;
+	if (type == SOCK_STREAM && proto == IPPROTO_TCP)
+		return IPPROTO_TCP;
+	if (type == SOCK_DGRAM && proto == IPPROTO_UDP)
+		return IPPROTO_UDP;
+	return 0;
+}
+
+#endif /* PROCTAP_BPF_H */

@@ -1,0 +1,182 @@
+/* SPDX-License-Identifier: (MIT OR GPL-2.0) */
+/*
+ * The only ABI between the BPF programs and user space: ring-buffer records, map keys and values,
+ * load-time configuration and in-kernel statistics. src/native/layout.generated.ts is derived from
+ * this file by scripts/gen-layout.c; never hand-edit offsets on the TypeScript side.
+ */
+#ifndef PROCTAP_H
+#define PROCTAP_H
+
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
+
+#define PROCTAP_COMM_LEN 16
+#define PROCTAP_FILENAME_LEN 128
+#define PROCTAP_ARGS_LEN 512 /* power of two: the verifier bounds reads with a mask */
+
+enum record_type {
+	RECORD_FORK = 1,         /* a traced process forked a child process (not a thread) */
+	RECORD_EXEC = 2,         /* a traced process executed a new program */
+	RECORD_EXIT = 3,         /* the last thread of a traced process exited */
+	RECORD_FLOW_NEW = 4,     /* first successful send/recv of a (socket, process, remote) flow */
+	RECORD_FLOW_UPDATE = 5,  /* cumulative flow counters, at most once per interval per flow */
+	RECORD_SOCK_STATE = 6,   /* TCP state change of a traced socket */
+	RECORD_SOCK_RELEASE = 7, /* a traced socket's last file reference was closed */
+	RECORD_CALL = 8,         /* one send/recv call (detail mode only) */
+	RECORD_TYPE_MAX = 9,
+};
+
+enum flow_direction {
+	DIRECTION_TX = 0,
+	DIRECTION_RX = 1,
+};
+
+/* Header of every ring-buffer record. */
+struct record_header {
+	__u16 type;   /* enum record_type */
+	__u16 cpu;
+	__u32 tgid;   /* the process the record is about (owner for socket records) */
+	__u64 ts_ns;  /* CLOCK_MONOTONIC (bpf_ktime_get_ns) */
+};
+
+/* One flow: what one process exchanged with one remote endpoint over one socket. */
+struct flow_key {
+	__u64 cookie;     /* socket cookie: unique per socket for the kernel's lifetime */
+	__u32 tgid;
+	__u16 rport;      /* host byte order; 0 when the remote is unknown */
+	__u8 family;      /* AF_INET or AF_INET6 */
+	__u8 proto;       /* IPPROTO_TCP or IPPROTO_UDP */
+	__u8 raddr[16];   /* network byte order; IPv4 in the first 4 bytes */
+};
+
+struct flow_counters {
+	__u64 tx_bytes;
+	__u64 rx_bytes;
+	__u64 tx_calls;
+	__u64 rx_calls;
+};
+
+struct flow_value {
+	struct flow_counters counters;
+	__u64 first_ns;
+	__u64 last_ns;
+	__u64 last_emit_ns;
+	__u8 laddr[16];
+	__u16 lport;      /* host byte order */
+	__u16 _pad[3];
+};
+
+/* RECORD_FLOW_NEW and RECORD_FLOW_UPDATE */
+struct flow_record {
+	struct record_header header;
+	struct flow_key key;
+	struct flow_counters counters;
+	__u64 first_ns;
+	__u8 laddr[16];
+	__u16 lport;
+	__u16 _pad[3];
+};
+
+struct fork_record {
+	struct record_header header; /* tgid = child */
+	__u32 ppid;                  /* parent process (tgid) */
+	__u32 _pad;
+	__u64 start_time_ns;         /* task start time: pid + start time identify a process */
+	char comm[PROCTAP_COMM_LEN];
+};
+
+struct exec_record {
+	struct record_header header;
+	__u32 args_len;              /* bytes of args[] used: NUL-separated argv, maybe truncated */
+	__u32 args_truncated;
+	char comm[PROCTAP_COMM_LEN];
+	char filename[PROCTAP_FILENAME_LEN];
+	char args[PROCTAP_ARGS_LEN];
+};
+
+struct exit_record {
+	struct record_header header;
+	__u32 exit_code;             /* wait status: (code << 8) | signal */
+	__u32 _pad;
+};
+
+struct sock_state_record {
+	struct record_header header; /* tgid = socket owner */
+	__u64 cookie;
+	__u8 family;
+	__u8 proto;
+	__u8 old_state;
+	__u8 new_state;
+	__u16 lport;
+	__u16 rport;
+	__u32 error;                 /* sk_err at the transition (ECONNREFUSED, ECONNRESET, ETIMEDOUT...) */
+	__u32 flags;                 /* SOCK_META_* of the socket */
+	__u8 laddr[16];
+	__u8 raddr[16];
+};
+
+struct sock_release_record {
+	struct record_header header; /* tgid = socket owner */
+	__u64 cookie;
+};
+
+struct call_record {
+	struct record_header header;
+	struct flow_key key;
+	__u32 tid;
+	__s32 bytes;
+	__u8 direction;              /* enum flow_direction */
+	__u8 _pad[7];
+};
+
+/* Per-socket storage (BPF_MAP_TYPE_SK_STORAGE): who owns a socket, for hooks without process context. */
+#define SOCK_META_ACTIVE 1  /* connect()ed by a traced process */
+#define SOCK_META_PASSIVE 2 /* accepted from a traced listener */
+struct sock_meta {
+	__u32 owner_tgid;
+	__u32 flags;
+	__u64 start_ns;
+};
+
+/* A traced process, keyed by tgid. */
+struct traced_process {
+	__u64 start_time_ns;
+};
+
+/* Per-process packet counters from the cgroup_skb hooks (key: owner tgid, 0 = no owner found). */
+struct packet_counters {
+	__u64 tx_packets;
+	__u64 rx_packets;
+	__u64 tx_bytes;
+	__u64 rx_bytes;
+};
+
+/* Remote address of the sendto()/recvfrom() under way on a thread, from the cgroup sock_addr hooks. */
+struct pending_peer {
+	__u64 cookie;
+	__u8 addr[16];
+	__u16 port;
+	__u8 family;
+	__u8 _pad[5];
+};
+
+/* Load-time configuration: the const volatile `proctap_cfg` in .rodata. */
+struct proctap_config {
+	__u64 interval_ns;          /* minimum time between two RECORD_FLOW_UPDATE of one flow */
+	__u32 wakeup_bytes;         /* force a consumer wakeup once this much data is pending */
+	__u8 follow_children;       /* add forked children to the traced set */
+	__u8 detail_calls;          /* emit RECORD_CALL for every send/recv */
+	__u8 count_unowned_packets; /* packets in the hooked cgroup without a traced owner count as unattributed */
+	__u8 _pad;
+};
+
+/* In-kernel statistics: the global `stats` in .bss. */
+struct proctap_stats {
+	__u64 lost_records[RECORD_TYPE_MAX]; /* ring-buffer reserve failures, by record type */
+	__u64 flow_table_full;               /* send/recv calls not counted: flows map full */
+	__u64 flow_table_full_bytes;
+	__u64 traced_table_full;             /* children not added: traced map full */
+};
+
+#endif /* PROCTAP_H */

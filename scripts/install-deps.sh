@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# Installs what proctap needs to build, run and test on Debian 12 (as root): Debian packages that are
+# missing, then the npm dependencies. Safe to run again: does nothing when everything is there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(
+  clang llvm bpftool libbpf-dev libelf-dev zlib1g-dev libpcap-dev   # BPF programs and the addon
+  make gcc g++ python3 pkg-config                                   # build tools, test workloads
+  iproute2 tshark tcpdump                                           # tests: namespaces, pcap checks
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "proctap: missing Debian packages (${missing[*]}); run 'make deps' as root" >&2
+    exit 1
+  fi
+  echo "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+if [ -f package-lock.json ]; then
+  npm ci --ignore-scripts --no-audit --no-fund
+else
+  npm install --ignore-scripts --no-audit --no-fund
+fi

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# make test: unit tests (no privileges needed), then end-to-end tests on the real kernel (root).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ "$(id -u)" -ne 0 ]; then
+  echo "make test: the end-to-end tests load BPF programs and need root (run it with sudo)" >&2
+  exit 1
+fi
+files=$(find dist/test/unit dist/test/e2e -name '*.test.js' | sort)
+exec node --test --test-concurrency=1 --test-reporter=spec $files

@@ -1,0 +1,115 @@
+// SPDX-License-Identifier: MIT
+// TCP connection lifecycle from inet_sock_set_state records, keyed by socket cookie.
+import type { Outcome } from '../report/schema';
+import { errnoName } from '../util/net';
+
+export const TCP_STATE = {
+  ESTABLISHED: 1,
+  SYN_SENT: 2,
+  SYN_RECV: 3,
+  FIN_WAIT1: 4,
+  FIN_WAIT2: 5,
+  TIME_WAIT: 6,
+  CLOSE: 7,
+  CLOSE_WAIT: 8,
+  LAST_ACK: 9,
+  LISTEN: 10,
+  CLOSING: 11,
+  NEW_SYN_RECV: 12,
+} as const;
+
+const ECONNREFUSED = 111;
+const ECONNRESET = 104;
+const ETIMEDOUT = 110;
+const EPIPE = 32;
+
+export interface TcpConnection {
+  cookie: bigint;
+  pid: number;
+  role: 'active' | 'passive' | 'listen';
+  localAddr: string;
+  localPort: number;
+  remoteAddr: string;
+  remotePort: number;
+  startNs: number;
+  establishedNs: number | null;
+  endNs: number | null;
+  outcome: Outcome;
+  error: string | null;
+}
+
+export interface SockStateEvent {
+  tgid: number;
+  tsNs: number;
+  cookie: bigint;
+  oldState: number;
+  newState: number;
+  error: number;
+  localAddr: string;
+  localPort: number;
+  remoteAddr: string;
+  remotePort: number;
+}
+
+/** How a connection ended, from the state it left and the socket error at that moment. */
+export function closeOutcome(oldState: number, error: number, wasEstablished: boolean): { outcome: Outcome; error: string | null } {
+  const name = error ? errnoName(error) : null;
+  if (!wasEstablished && (oldState === TCP_STATE.SYN_SENT || oldState === TCP_STATE.SYN_RECV)) {
+    if (error === ECONNREFUSED) return { outcome: 'refused', error: name };
+    if (error === ETIMEDOUT) return { outcome: 'timeout', error: name };
+    if (error) return { outcome: 'failed', error: name };
+    return { outcome: 'aborted', error: null };
+  }
+  if (error === ECONNRESET || error === EPIPE) return { outcome: 'reset', error: name };
+  if (error === ETIMEDOUT) return { outcome: 'timeout', error: name };
+  return { outcome: 'closed', error: name };
+}
+
+export class ConnectionTracker {
+  private readonly connections = new Map<bigint, TcpConnection>();
+
+  list(): TcpConnection[] {
+    return [...this.connections.values()].filter((c) => c.role !== 'listen');
+  }
+
+  get(cookie: bigint): TcpConnection | undefined {
+    return this.connections.get(cookie);
+  }
+
+  onState(e: SockStateEvent): void {
+    let c = this.connections.get(e.cookie);
+    if (!c) {
+      const role = e.newState === TCP_STATE.LISTEN ? 'listen' : e.newState === TCP_STATE.SYN_RECV ? 'passive' : 'active';
+      c = {
+        cookie: e.cookie,
+        pid: e.tgid,
+        role,
+        localAddr: e.localAddr,
+        localPort: e.localPort,
+        remoteAddr: e.remoteAddr,
+        remotePort: e.remotePort,
+        startNs: e.tsNs,
+        establishedNs: null,
+        endNs: null,
+        outcome: 'open',
+        error: null,
+      };
+      this.connections.set(e.cookie, c);
+    }
+    if (e.localPort) {
+      c.localAddr = e.localAddr;
+      c.localPort = e.localPort;
+    }
+    if (e.remotePort) {
+      c.remoteAddr = e.remoteAddr;
+      c.remotePort = e.remotePort;
+    }
+    if (e.newState === TCP_STATE.ESTABLISHED && c.establishedNs === null) c.establishedNs = e.tsNs;
+    if (e.newState === TCP_STATE.CLOSE && c.endNs === null) {
+      c.endNs = e.tsNs;
+      const end = closeOutcome(e.oldState, e.error, c.establishedNs !== null);
+      c.outcome = end.outcome;
+      c.error = end.error;
+    }
+  }
+}

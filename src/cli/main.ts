@@ -1,0 +1,144 @@
+// SPDX-License-Identifier: MIT
+// The command line. Importable from tests: nothing runs at import time; bin/proctap calls main().
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import type { Backend, Report } from '../report/schema';
+import { renderReport } from '../report/table';
+import { cgroup2Mount, removeStaleCgroups } from '../proc/cgroup';
+import { runTraced } from '../trace/session';
+import { renderDoctor, runDoctor } from './doctor';
+import { checkPrivileges, readPasswd, resolveCredentials } from './privileges';
+
+export const VERSION: string = JSON.parse(fs.readFileSync(path.resolve(__dirname, '../../../package.json'), 'utf8')).version;
+
+/** Exit code for proctap's own failures in `run` (the command's own codes pass through unchanged). */
+export const EXIT_PROCTAP_FAILED = 125;
+export const EXIT_USAGE = 2;
+
+export class UsageError extends Error {}
+
+export function parseSize(text: string): number {
+  const m = /^(\d+)([kKmMgG]?)i?[bB]?$/.exec(text.trim());
+  if (!m) throw new InvalidArgumentError(`not a size: '${text}' (e.g. 8M, 512K)`);
+  const unit = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[m[2].toLowerCase() as '' | 'k' | 'm' | 'g'];
+  return Number(m[1]) * unit;
+}
+
+/** Ring buffer size: a power of two, at least one page. */
+export function parseRingBufferSize(text: string): number {
+  const n = parseSize(text);
+  if (n < 4096 || (n & (n - 1)) !== 0 || n > 1024 ** 3) {
+    throw new InvalidArgumentError(`ring buffer size must be a power of two between 4K and 1G, got '${text}'`);
+  }
+  return n;
+}
+
+export function parseMilliseconds(text: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s)?$/.exec(text.trim());
+  if (!m || Number(m[1]) <= 0) throw new InvalidArgumentError(`not a duration: '${text}' (e.g. 100ms, 1s)`);
+  return Number(m[1]) * (m[2] === 's' ? 1000 : 1);
+}
+
+function writeJson(report: Report, target: string): void {
+  const text = `${JSON.stringify(report, null, 2)}\n`;
+  if (target === '-') process.stdout.write(text);
+  else fs.writeFileSync(target, text, { mode: 0o644 });
+}
+
+export function buildProgram(io: { exit: (code: number) => void }): Command {
+  const program = new Command('proctap')
+    .description('eBPF per-process network tracer: what a process tree talks to, how much, in what pattern')
+    .version(VERSION)
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+
+  program
+    .command('run')
+    .description('trace a launched command and every descendant; exits with the command\'s exit code')
+    .usage('[options] -- COMMAND [ARGS...]')
+    .argument('<command...>', 'command and arguments (put -- before it)')
+    .option('--json <file>', 'write the JSON report (schemaVersion 1) to FILE, "-" for stdout')
+    .addOption(new Option('--backend <name>', 'socket I/O hooks').choices(['auto', 'tracepoint', 'fentry', 'kprobe']).default('auto'))
+    .option('-u, --user <name|uid>', 'run the command as this user (default: the sudo caller; "root" to keep root)')
+    .option('--flow-interval <ms>', 'minimum time between two kernel updates of one flow', parseMilliseconds, 100)
+    .option('--ring-buffer <size>', 'kernel ring buffer size (power of two)', parseRingBufferSize, 8 * 1024 * 1024)
+    .option('-q, --quiet', 'no terminal report')
+    .option('--no-color', 'no colors in the terminal report')
+    .action(async (argv: string[], opts) => {
+      checkPrivileges();
+      const credentials = resolveCredentials(opts.user, process.env, readPasswd());
+      const result = await runTraced({
+        argv,
+        backend: opts.backend as Backend | 'auto',
+        intervalMs: opts.flowInterval,
+        credentials,
+        ringBufferBytes: opts.ringBuffer,
+        version: VERSION,
+        log: (line: string) => process.stderr.write(`${line}\n`),
+      });
+      if (opts.json) writeJson(result.report, opts.json);
+      if (!opts.quiet && opts.json !== '-') {
+        process.stderr.write(`${renderReport(result.report, { color: opts.color && process.stderr.isTTY === true })}\n`);
+      }
+      io.exit(result.exitCode);
+    });
+
+  program
+    .command('report')
+    .description('re-render a saved JSON report')
+    .argument('<file>', 'report written by --json')
+    .option('--no-color', 'no colors')
+    .action((file: string, opts) => {
+      let report: Report;
+      try {
+        report = JSON.parse(fs.readFileSync(file, 'utf8'));
+      } catch (err) {
+        throw new UsageError(`cannot read report ${file}: ${(err as Error).message.split('\n')[0]}`);
+      }
+      if (report?.schemaVersion !== 1) throw new UsageError(`${file} is not a proctap report (schemaVersion 1)`);
+      process.stdout.write(`${renderReport(report, { color: opts.color && process.stdout.isTTY === true })}\n`);
+      io.exit(0);
+    });
+
+  program
+    .command('doctor')
+    .description('what this kernel allows: hooks, backends, cgroup v2, BTF, proc connector')
+    .option('--json', 'machine-readable output')
+    .action(async (opts) => {
+      checkPrivileges();
+      const result = await runDoctor();
+      process.stdout.write(opts.json ? `${JSON.stringify(result, null, 2)}\n` : `${renderDoctor(result)}\n`);
+      io.exit(result.selectedBackend ? 0 : 1);
+    });
+
+  program
+    .command('cleanup')
+    .description('remove what a killed proctap left behind (cgroups named proctap-<pid>-*)')
+    .action(async () => {
+      checkPrivileges();
+      const removed = await removeStaleCgroups(cgroup2Mount());
+      process.stdout.write(removed.length ? `removed ${removed.join(', ')}\n` : 'nothing to clean up\n');
+      io.exit(0);
+    });
+  return program;
+}
+
+/** Runs the CLI; resolves to the process exit code. */
+export async function main(argv: string[]): Promise<number> {
+  let code = 0;
+  const program = buildProgram({ exit: (c) => (code = c) });
+  const subcommand = argv[2];
+  try {
+    await program.parseAsync(argv);
+    return code;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      return err.exitCode === 0 ? 0 : EXIT_USAGE;
+    }
+    process.stderr.write(`proctap: ${(err as Error).message.split('\n')[0]}\n`);
+    if (err instanceof UsageError) return EXIT_USAGE;
+    return subcommand === 'run' ? EXIT_PROCTAP_FAILED : 1;
+  }
+}

@@ -1,0 +1,95 @@
+// SPDX-License-Identifier: MIT
+// The whole native surface of addon/proctap.node, typed once. Only src/native/index.ts loads the addon.
+// The addon is mechanism only: handles and raw bytes; every policy decision lives in TypeScript.
+
+/** Errors thrown by the addon carry the errno and its symbolic code (e.g. "EPERM"). */
+export interface NativeError extends Error {
+  errno: number;
+  code: string;
+}
+
+export interface MapDump {
+  /** Number of entries. */
+  count: number;
+  keySize: number;
+  /** Per-CPU maps: one 8-byte-aligned slot per possible CPU, i.e. roundup(value_size, 8) * nrPossibleCpus. */
+  valueSize: number;
+  /** count * keySize bytes, entry i at i * keySize. */
+  keys: Buffer;
+  /** count * valueSize bytes, entry i at i * valueSize. */
+  values: Buffer;
+}
+
+export interface RingBufferOptions {
+  /** Upper bound on delivery latency: the poll thread consumes at least this often (ms). */
+  pollMs: number;
+  /** Batches waiting for JS before the poll thread blocks (back-pressure into the kernel ring). */
+  maxQueuedBatches: number;
+}
+
+/**
+ * One libbpf bpf_object. Created by openObject(); programs/maps are named as in the ELF
+ * (internal maps as ".bss", ".rodata", ".data").
+ */
+export interface BpfObject {
+  programs(): string[];
+  maps(): string[];
+  /** bpf_program__set_autoload; before load(). */
+  setAutoload(program: string, autoload: boolean): void;
+  /** bpf_map__set_max_entries; before load(). */
+  setMapMaxEntries(map: string, maxEntries: number): void;
+  /** A copy of the map's data: before load the initial value; after load, for mmapable maps
+   *  (.bss, .data, .rodata), the live contents. */
+  getInitialValue(map: string): Buffer;
+  /** bpf_map__set_initial_value; before load(). Size must match. */
+  setInitialValue(map: string, value: Buffer): void;
+  /** bpf_object__load. On failure throws NativeError whose message ends with the tail of the verifier log. */
+  load(): void;
+  /** bpf_program__attach (section-defined attach point). Returns a link handle. */
+  attach(program: string): number;
+  /** bpf_program__attach_cgroup on the cgroup v2 directory at cgroupPath. Returns a link handle. */
+  attachCgroup(program: string, cgroupPath: string): number;
+  /** bpf_link__destroy. Unknown handles are ignored. */
+  detach(link: number): void;
+  /** Key and value sizes are checked (TypeError on mismatch); per-CPU values as in MapDump.valueSize. */
+  mapLookup(map: string, key: Buffer): Buffer | null;
+  /** flags: 0 BPF_ANY, 1 BPF_NOEXIST, 2 BPF_EXIST. */
+  mapUpdate(map: string, key: Buffer, value: Buffer, flags?: number): void;
+  /** Returns false when the key was not there. */
+  mapDelete(map: string, key: Buffer): boolean;
+  /** Read then delete (BPF_MAP_LOOKUP_AND_DELETE_ELEM, or lookup+delete where unsupported). */
+  mapLookupAndDelete(map: string, key: Buffer): Buffer | null;
+  /** Every entry of a hash/array map, read with get_next_key + lookup. */
+  mapDump(map: string): MapDump;
+  /**
+   * Start a dedicated poll thread on a BPF_MAP_TYPE_RINGBUF map. Each poll's records are copied into
+   * one batch delivered through one ThreadSafeFunction call: a sequence of [u32 length][u32 0][record
+   * bytes][zero padding to 8 bytes]. One ring buffer per object.
+   */
+  startRingBuffer(map: string, onBatch: (batch: ArrayBuffer) => void, options: RingBufferOptions): void;
+  /** Stops the thread after a final drain; resolves once every batch has been delivered to onBatch. */
+  stopRingBuffer(): Promise<void>;
+  /** Destroys every link and the object. Idempotent. Also done by the finalizer. A running ring buffer is
+   *  stopped without its final drain (undelivered batches are dropped); call stopRingBuffer() first to keep them. */
+  close(): void;
+}
+
+export interface ProcConnector {
+  /** PROC_CN_MCAST_IGNORE, stop and join the reader thread. Batches not yet delivered are dropped. Idempotent. */
+  close(): void;
+}
+
+export interface NativeModule {
+  openObject(path: string): BpfObject;
+  /** "1.1.2" */
+  libbpfVersion(): string;
+  /**
+   * Netlink proc connector (CN_IDX_PROC) reader thread. Batches are arrays of fixed 40-byte records:
+   * u32 kind (1 fork, 2 exec, 3 exit, 4 overflow: ENOBUFS, events were lost), u32 pid, u32 tgid,
+   * u32 parentPid, u32 parentTgid, u32 exitCode (wait status), u32 exitSignal, u32 reserved,
+   * u64 timestampNs (CLOCK_MONOTONIC as the kernel stamps proc events).
+   */
+  openProcConnector(onBatch: (batch: ArrayBuffer) => void): ProcConnector;
+  /** Size of one proc connector record in a batch (see PROC_RECORD_* offsets in src/native/index.ts). */
+  PROC_RECORD_SIZE: number;
+}

@@ -1,0 +1,58 @@
+// SPDX-License-Identifier: MIT
+// Gated launch: the command is started by build/proctap-launch, which joins the cgroup, drops
+// privileges and waits until release() before it execs. No shell is involved: argv arrays only.
+import { spawn } from 'node:child_process';
+import * as os from 'node:os';
+import type { Writable } from 'node:stream';
+
+export interface LaunchOptions {
+  launcher: string;
+  cgroupDir: string;
+  argv: string[];
+  /** Run the command as this user; null keeps the current credentials. */
+  credentials: { uid: number; gid: number } | null;
+  env?: NodeJS.ProcessEnv;
+}
+
+export interface CommandExit {
+  /** Exit code, or 128+N when killed by signal N. */
+  exitCode: number;
+  signal: NodeJS.Signals | null;
+}
+
+export interface LaunchedCommand {
+  pid: number;
+  /** Let the command exec: call once every hook is attached. */
+  release(): void;
+  /** Make the launcher exit without running the command. */
+  abort(): void;
+  exited: Promise<CommandExit>;
+}
+
+export function launchGated(options: LaunchOptions): LaunchedCommand {
+  const args = ['--cgroup', options.cgroupDir, '--gate-fd', '3'];
+  if (options.credentials) args.push('--uid', String(options.credentials.uid), '--gid', String(options.credentials.gid));
+  args.push('--', ...options.argv);
+  const child = spawn(options.launcher, args, {
+    stdio: ['inherit', 'inherit', 'inherit', 'pipe'],
+    env: options.env ?? process.env,
+  });
+  const gate = child.stdio[3] as Writable;
+  gate.on('error', () => {
+    /* the launcher died before release: reported through exited */
+  });
+  const exited = new Promise<CommandExit>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('exit', (code, signal) => {
+      const signum = signal ? os.constants.signals[signal] : 0;
+      resolve({ exitCode: signal ? 128 + signum : (code ?? 0), signal });
+    });
+  });
+  if (child.pid === undefined) throw new Error(`cannot start ${options.launcher}`);
+  return {
+    pid: child.pid,
+    release: () => gate.end(Buffer.from([1])),
+    abort: () => gate.destroy(),
+    exited,
+  };
+}

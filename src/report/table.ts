@@ -1,0 +1,399 @@
+// SPDX-License-Identifier: MIT
+// Terminal rendering of a Report. It reads nothing but the Report, so `proctap report FILE.json`
+// prints exactly what `proctap run` printed. Tables are borderless (a rule under the heads) and
+// are fitted to `width` columns by shrinking the command column and wrapping the wide ones.
+
+import Table from 'cli-table3';
+import type { ConnectionReport, EndpointReport, LostCounters, ProcessReport, Report, Traffic } from './schema';
+import { formatArgv, formatBytes, formatCount, formatDuration, formatEndpoint, formatExit, signalName, truncate } from './format';
+
+export interface RenderOptions {
+  color: boolean;
+  /** Terminal width to fit the tables to (default 100). */
+  width?: number;
+  /** Connections shown before the rest are summarised (default 50). */
+  maxRows?: number;
+}
+
+const DEFAULT_WIDTH = 100;
+const DEFAULT_MAX_ROWS = 50;
+const GAP = 2;
+
+type Align = 'left' | 'right';
+
+interface Column {
+  head: string;
+  align?: Align;
+  /** Narrowest the column may be squeezed to; omitted = never squeezed. */
+  min?: number;
+  /** Squeeze order: lower gives way first (default: column index). */
+  order?: number;
+  /** Re-lays a cell out for a squeezed width (default: word wrap). */
+  fit?: (text: string, width: number) => string;
+}
+
+const ANSI = {
+  red: (s: string) => `\x1b[1;31m${s}\x1b[0m`,
+  bold: (s: string) => `\x1b[1m${s}\x1b[22m`,
+};
+
+const len = (s: string) => Array.from(s).length;
+
+function textWidth(s: string): number {
+  return Math.max(0, ...s.split('\n').map(len));
+}
+
+/** Longest single word: the narrowest a word-wrapped cell can go without splitting a word. */
+function longestWord(s: string): number {
+  return Math.max(0, ...s.split(/\s+/).map(len));
+}
+
+/** Greedy word wrap to `width`; a word longer than a line (a long IPv6 endpoint) is split. */
+export function wrapText(text: string, width: number): string {
+  const out: string[] = [];
+  for (const para of text.split('\n')) {
+    let line = '';
+    for (const word of para.split(' ').filter((w) => w !== '')) {
+      if (line !== '' && len(line) + 1 + len(word) <= width) {
+        line += ' ' + word;
+        continue;
+      }
+      if (line !== '') out.push(line);
+      let rest = Array.from(word);
+      while (rest.length > width) {
+        // Prefer to split an address after a ':' or '.' so the pieces still read as one.
+        const head = rest.slice(0, width);
+        const cut = Math.max(head.lastIndexOf(':'), head.lastIndexOf('.')) + 1;
+        const n = cut > width / 2 ? cut : width;
+        out.push(rest.slice(0, n).join(''));
+        rest = rest.slice(n);
+      }
+      line = rest.join('');
+    }
+    out.push(line);
+  }
+  return out.join('\n');
+}
+
+/** "tx/rx" pair that does not fit goes on two lines, "tx/" over "rx". */
+function fitPair(text: string, width: number): string {
+  if (len(text) <= width) return text;
+  const slash = text.indexOf('/');
+  return slash < 0 ? wrapText(text, width) : `${text.slice(0, slash + 1)}\n${text.slice(slash + 1)}`;
+}
+
+function pairMin(rows: string[][], col: number): number {
+  return Math.max(1, ...rows.map((r) => Math.max(...r[col].split('/').map((part, i) => len(part) + (i === 0 ? 1 : 0)))));
+}
+
+/** Column widths that fit `width`: natural widths, then squeeze the columns that have a `min`, in
+ *  their order, first only as far as they go without splitting a word (a truncated column goes to
+ *  its `min` then), and only then, in reverse order, down to `min`. */
+function fitWidths(columns: Column[], rows: string[][], width: number): number[] {
+  const widths = columns.map((c, i) => Math.max(textWidth(c.head), ...rows.map((r) => textWidth(r[i]))));
+  let excess = widths.reduce((a, b) => a + b, 0) + GAP * (columns.length - 1) - width;
+  const order = columns.map((c, i) => ({ c, i })).sort((a, b) => (a.c.order ?? a.i) - (b.c.order ?? b.i));
+  const soft = (c: Column, i: number) =>
+    c.fit === truncate ? c.min ?? 0 : c.fit === undefined ? Math.max(0, ...rows.map((r) => longestWord(r[i]))) : widths[i];
+  // Splitting words goes the other way round: the last to give way softly is the first to split.
+  for (const [phase, cols] of [[soft, order], [(c: Column) => c.min ?? 0, [...order].reverse()]] as const) {
+    for (const { c, i } of cols) {
+      if (excess <= 0) return widths;
+      if (c.min === undefined) continue;
+      const floor = Math.max(c.min, phase(c, i), longestWord(c.head));
+      const take = Math.min(excess, Math.max(0, widths[i] - floor));
+      widths[i] -= take;
+      excess -= take;
+    }
+  }
+  return widths;
+}
+
+/** Borderless table, a rule under the heads, fitted to `opts.width`; trailing blanks trimmed. */
+function renderTable(columns: Column[], rows: string[][], opts: { color: boolean; width: number }): string {
+  const widths = fitWidths(columns, rows, opts.width);
+  const table = new Table({
+    head: columns.map((c, i) => (textWidth(c.head) <= widths[i] ? c.head : wrapText(c.head, widths[i]))),
+    colWidths: widths,
+    colAligns: columns.map((c) => c.align ?? 'left'),
+    chars: {
+      top: '', 'top-mid': '', 'top-left': '', 'top-right': '',
+      bottom: '', 'bottom-mid': '', 'bottom-left': '', 'bottom-right': '',
+      left: '', 'left-mid': '', right: '', 'right-mid': '',
+      mid: '─', 'mid-mid': ' '.repeat(GAP), middle: ' '.repeat(GAP),
+    },
+    style: { head: opts.color ? ['cyan'] : [], border: [], 'padding-left': 0, 'padding-right': 0, compact: true },
+  });
+  for (const row of rows) {
+    table.push(row.map((text, c) => (textWidth(text) <= widths[c] ? text : (columns[c].fit ?? wrapText)(text, widths[c]))));
+  }
+  return table
+    .toString()
+    .split('\n')
+    .map((line) => line.trimEnd())
+    .join('\n');
+}
+
+function pair(tx: number, rx: number, fmt: (n: number) => string): string {
+  return tx === 0 && rx === 0 ? '-' : `${fmt(tx)}/${fmt(rx)}`;
+}
+
+function sumTraffic(a: Traffic, b: Traffic): Traffic {
+  return { txBytes: a.txBytes + b.txBytes, rxBytes: a.rxBytes + b.rxBytes, txCalls: a.txCalls + b.txCalls, rxCalls: a.rxCalls + b.rxCalls };
+}
+
+// ---------------------------------------------------------------- header
+
+function lostItems(lost: LostCounters, unattributed: { tx: number; rx: number }): string[] {
+  const items: string[] = [];
+  if (lost.records > 0) {
+    const kinds = Object.entries(lost.recordsByKind)
+      .filter(([, n]) => n > 0)
+      .sort(([a], [b]) => a.localeCompare(b))
+      .map(([k, n]) => `${k} ${formatCount(n)}`);
+    items.push(`${formatCount(lost.records)} ring-buffer records dropped${kinds.length ? ` (${kinds.join(', ')})` : ''}`);
+  } else {
+    // A per-kind count without a total would still be a loss: never hide it.
+    for (const [k, n] of Object.entries(lost.recordsByKind)) if (n > 0) items.push(`${formatCount(n)} ${k} records dropped`);
+  }
+  if (lost.flowTableFullCalls > 0 || lost.flowTableFullBytes > 0) {
+    items.push(
+      `${formatCount(lost.flowTableFullCalls)} send/recv calls (${formatBytes(lost.flowTableFullBytes)}) not counted: flow table full`,
+    );
+  }
+  if (lost.tracedTableFull > 0) {
+    const n = lost.tracedTableFull;
+    items.push(`${formatCount(n)} child process${n === 1 ? '' : 'es'} not followed: traced-process table full`);
+  }
+  if (lost.procConnectorOverflows > 0) items.push(`${formatCount(lost.procConnectorOverflows)} proc connector overflows (process events missed)`);
+  if (unattributed.tx > 0 || unattributed.rx > 0) {
+    items.push(`unattributed packets tx ${formatCount(unattributed.tx)} / rx ${formatCount(unattributed.rx)}`);
+  }
+  return items;
+}
+
+/** Greedy wrap of `items` joined by "; " into lines of at most `width`, continuation indented. */
+function wrapItems(prefix: string, items: string[], width: number): string[] {
+  const indent = ' '.repeat(prefix.length);
+  const lines: string[] = [];
+  let line = prefix;
+  items.forEach((item, i) => {
+    const piece = item + (i < items.length - 1 ? ';' : '');
+    const fresh = line === prefix || line === indent;
+    if (!fresh && Array.from(line).length + 1 + Array.from(piece).length > width) {
+      lines.push(line);
+      line = indent + piece;
+    } else {
+      line += (fresh ? '' : ' ') + piece;
+    }
+  });
+  lines.push(line);
+  return lines;
+}
+
+function commandExit(report: Report): string {
+  if (report.exitCode === null) return report.mode === 'attach' ? 'n/a (attached)' : 'unknown';
+  // The command is the first root; its entry says whether a signal produced the 128+N code.
+  const ids = new Set(report.processes.map((p) => p.pid));
+  const root = sortByStart(report.processes).find((p) => !ids.has(p.ppid) || p.ppid === p.pid);
+  const signal = root && root.exitCode === report.exitCode ? root.exitSignal : null;
+  return formatExit(report.exitCode, signal);
+}
+
+function renderHeader(report: Report, color: boolean, width: number): string[] {
+  const lines = [
+    `${report.tool.name} ${report.tool.version} · ${report.mode} · backend ${report.backend}`,
+    `command   ${formatArgv(report.command, width - 10) || '-'}`,
+    `started   ${report.startedAt}   duration ${formatDuration(report.durationMs)}   exit ${commandExit(report)}`,
+  ];
+  const lost = lostItems(report.lost, report.unattributedPackets);
+  if (lost.length === 0) lines.push('lost      nothing lost');
+  else lines.push(...wrapItems("!! LOST: ", lost, width).map((l) => (color ? ANSI.red(l) : l)));
+  for (const note of report.notes) {
+    lines.push(...wrapText(note, width - 6).split('\n').map((l, i) => (i === 0 ? 'note: ' : '      ') + l));
+  }
+  return lines;
+}
+
+// ---------------------------------------------------------------- processes
+
+function sortByStart(processes: ProcessReport[]): ProcessReport[] {
+  return [...processes].sort((a, b) => (a.startOffsetMs ?? -Infinity) - (b.startOffsetMs ?? -Infinity) || a.pid - b.pid);
+}
+
+/** Depth-first tree order with the "├─"/"└─" prefix of each process. */
+export function processTree(processes: ProcessReport[]): Array<{ proc: ProcessReport; prefix: string }> {
+  const sorted = sortByStart(processes);
+  const ids = new Set(sorted.map((p) => p.pid));
+  const children = new Map<number, ProcessReport[]>();
+  for (const p of sorted) {
+    if (!ids.has(p.ppid) || p.ppid === p.pid) continue;
+    const list = children.get(p.ppid) ?? [];
+    list.push(p);
+    children.set(p.ppid, list);
+  }
+  const out: Array<{ proc: ProcessReport; prefix: string }> = [];
+  const seen = new Set<number>();
+  const walk = (p: ProcessReport, lead: string, branch: string) => {
+    if (seen.has(p.pid)) return;
+    seen.add(p.pid);
+    out.push({ proc: p, prefix: lead + branch });
+    const kids = (children.get(p.pid) ?? []).filter((k) => !seen.has(k.pid));
+    const next = lead + (branch === '├─' ? '│ ' : branch === '└─' ? '  ' : '');
+    kids.forEach((k, i) => walk(k, next, i === kids.length - 1 ? '└─' : '├─'));
+  };
+  for (const p of sorted) if (!ids.has(p.ppid) || p.ppid === p.pid) walk(p, '', '');
+  for (const p of sorted) walk(p, '', ''); // a ppid cycle has no root: show it rather than drop it
+  return out;
+}
+
+function processCommand(p: ProcessReport): string {
+  if (p.argv.length === 0) return `[${p.comm}]`;
+  const base = p.argv[0].slice(p.argv[0].lastIndexOf('/') + 1);
+  // comm is the executable's name cut to 15 bytes: don't repeat it when argv[0] already says it.
+  if (p.comm !== '' && base.startsWith(p.comm)) return formatArgv([base, ...p.argv.slice(1)]);
+  return `${p.comm}: ${formatArgv(p.argv)}`;
+}
+
+/** Exit column: "0", "1", "SIGTERM (143)" (the header gives formatExit's long form), "running". */
+function exitCell(p: ProcessReport): string {
+  if (p.exitSignal !== null && p.exitSignal > 0) return `${signalName(p.exitSignal)} (${p.exitCode ?? 128 + p.exitSignal})`;
+  if (p.exitOffsetMs === null && p.exitCode === null) return 'running';
+  return formatExit(p.exitCode, null);
+}
+
+function renderProcesses(report: Report, opts: { color: boolean; width: number }): string {
+  const tree = processTree(report.processes);
+  const columns: Column[] = [
+    { head: 'PID' },
+    { head: 'COMMAND', min: 16, order: 1, fit: truncate },
+    { head: 'START', align: 'right' },
+    { head: 'EXIT', min: 1, order: 0 },
+    { head: 'TCP TX/RX', align: 'right', order: 2, fit: fitPair },
+    { head: 'UDP TX/RX', align: 'right', order: 3, fit: fitPair },
+    { head: 'CALLS TX/RX', align: 'right', order: 4, fit: fitPair },
+    { head: 'PKTS TX/RX', align: 'right', order: 5, fit: fitPair },
+  ];
+  const rows = tree.map(({ proc: p, prefix }) => {
+    const calls = sumTraffic(p.tcp, p.udp);
+    return [
+      `${prefix}${p.pid}`,
+      processCommand(p),
+      p.startOffsetMs === null ? 'before' : formatDuration(p.startOffsetMs),
+      exitCell(p),
+      pair(p.tcp.txBytes, p.tcp.rxBytes, formatBytes),
+      pair(p.udp.txBytes, p.udp.rxBytes, formatBytes),
+      pair(calls.txCalls, calls.rxCalls, formatCount),
+      pair(p.packets.txPackets, p.packets.rxPackets, formatCount),
+    ];
+  });
+  columns[3].min = Math.max(1, ...rows.map((r) => longestWord(r[3])));
+  for (const c of [4, 5, 6, 7]) columns[c].min = pairMin(rows, c);
+  return renderTable(columns, rows, opts);
+}
+
+// ---------------------------------------------------------------- endpoints and connections
+
+function formatPids(pids: number[], max = 4): string {
+  return pids.length <= max ? pids.join(', ') : `${pids.slice(0, max).join(', ')}, +${pids.length - max}`;
+}
+
+function renderEndpoints(endpoints: EndpointReport[], opts: { color: boolean; width: number }): string {
+  const sorted = [...endpoints].sort(
+    (a, b) =>
+      b.txBytes + b.rxBytes - (a.txBytes + a.rxBytes) ||
+      a.proto.localeCompare(b.proto) ||
+      a.remoteAddr.localeCompare(b.remoteAddr) ||
+      a.remotePort - b.remotePort,
+  );
+  const columns: Column[] = [
+    { head: 'PROTO' },
+    { head: 'ENDPOINT', min: 16, order: 1 },
+    { head: 'TX', align: 'right' },
+    { head: 'RX', align: 'right' },
+    { head: 'CALLS TX/RX', align: 'right', min: 1, order: 2, fit: fitPair },
+    { head: 'CONNS', align: 'right' },
+    { head: 'PIDS', min: 6, order: 0 },
+  ];
+  const rows = sorted.map((e) => [
+    e.proto,
+    formatEndpoint(e.remoteAddr, e.remotePort),
+    formatBytes(e.txBytes),
+    formatBytes(e.rxBytes),
+    pair(e.txCalls, e.rxCalls, formatCount),
+    formatCount(e.connections),
+    formatPids(e.pids),
+  ]);
+  columns[4].min = pairMin(rows, 4);
+  return renderTable(columns, rows, opts);
+}
+
+function renderConnections(connections: ConnectionReport[], maxRows: number, opts: { color: boolean; width: number }): string {
+  const sorted = [...connections].sort((a, b) => a.startOffsetMs - b.startOffsetMs || a.pid - b.pid);
+  const shown = sorted.slice(0, Math.max(0, maxRows));
+  const pathOf = (c: ConnectionReport) => `${formatEndpoint(c.localAddr, c.localPort)} → ${formatEndpoint(c.remoteAddr, c.remotePort)}`;
+  const rows = shown.map((c) => [
+    String(c.pid),
+    c.proto,
+    c.role,
+    pathOf(c),
+    formatDuration(c.startOffsetMs),
+    c.durationMs === null ? 'open' : formatDuration(c.durationMs),
+    formatBytes(c.txBytes),
+    formatBytes(c.rxBytes),
+    c.error ? `${c.outcome} (${c.error})` : c.outcome,
+  ]);
+  // Word wrap puts "local →" over "remote", each address whole while the column allows it.
+  const columns: Column[] = [
+    { head: 'PID' },
+    { head: 'PROTO' },
+    { head: 'ROLE' },
+    { head: 'LOCAL → REMOTE', min: 12, order: 1 },
+    { head: 'START', align: 'right' },
+    { head: 'DURATION', align: 'right' },
+    { head: 'TX', align: 'right' },
+    { head: 'RX', align: 'right' },
+    { head: 'OUTCOME', min: 7, order: 0 },
+  ];
+  const lines = rows.length > 0 ? [renderTable(columns, rows, opts)] : [];
+  const rest = sorted.length - shown.length;
+  if (rest > 0) lines.push(`… ${formatCount(rest)} more connection${rest === 1 ? '' : 's'} (see --json)`);
+  return lines.join('\n');
+}
+
+// ---------------------------------------------------------------- totals and entry point
+
+function renderTotals(report: Report): string[] {
+  const t = report.totals;
+  const traffic = (name: string, x: Traffic) =>
+    `${name}  tx ${formatBytes(x.txBytes)} in ${formatCount(x.txCalls)} calls   rx ${formatBytes(x.rxBytes)} in ${formatCount(x.rxCalls)} calls`;
+  const p = t.packets;
+  return [
+    traffic('TCP', t.tcp),
+    traffic('UDP', t.udp),
+    `IP   tx ${formatCount(p.txPackets)} packets (${formatBytes(p.txBytes)})   rx ${formatCount(p.rxPackets)} packets (${formatBytes(p.rxBytes)})`,
+  ];
+}
+
+export function renderReport(report: Report, opts: RenderOptions): string {
+  const width = Math.max(40, opts.width ?? DEFAULT_WIDTH);
+  const maxRows = opts.maxRows ?? DEFAULT_MAX_ROWS;
+  const layout = { color: opts.color, width };
+  const title = (s: string) => (opts.color ? ANSI.bold(s) : s);
+  const section = (name: string, count: number, body: () => string) =>
+    count === 0 ? [title(`${name}: none`)] : [title(`${name} (${formatCount(count)})`), body()];
+
+  const out: string[] = [
+    ...renderHeader(report, opts.color, width),
+    '',
+    ...section('Processes', report.processes.length, () => renderProcesses(report, layout)),
+    '',
+    ...section('Remote endpoints', report.endpoints.length, () => renderEndpoints(report.endpoints, layout)),
+    '',
+    ...section('Connections', report.connections.length, () => renderConnections(report.connections, maxRows, layout)),
+    '',
+    title('Totals'),
+    ...renderTotals(report),
+  ];
+  return out.join('\n') + '\n';
+}

@@ -1,0 +1,80 @@
+// SPDX-License-Identifier: MIT
+// Folds decoded records (ring buffer) and proc connector events into the process tree, the flow table
+// and the connection tracker. No kernel access: the session feeds it and asks it what to finalize.
+import { ConnectionTracker } from '../aggregate/connections';
+import { FlowTable } from '../aggregate/flows';
+import { ProcessTree } from '../proc/tree';
+import { forEachRecord, type TraceRecord } from './records';
+
+export const PROC_KIND = { fork: 1, exec: 2, exit: 3, overflow: 4 } as const;
+export const PROC_RECORD_SIZE = 40;
+
+export class TraceCollector {
+  readonly tree = new ProcessTree();
+  readonly flows = new FlowTable();
+  readonly connections = new ConnectionTracker();
+  /** Sockets released since the last takeReleased(): their flows can be read for the last time. */
+  private released: bigint[] = [];
+  records = 0;
+  connectorOverflows = 0;
+  /** Optional tap for the NDJSON event stream and the detail mode. */
+  onRecordTap: ((record: TraceRecord) => void) | null = null;
+
+  onBatch(batch: ArrayBuffer): void {
+    this.records += forEachRecord(batch, (record) => this.onRecord(record));
+  }
+
+  onRecord(record: TraceRecord): void {
+    switch (record.type) {
+      case 'fork':
+        this.tree.onFork(record.tgid, record.ppid, record.comm, record.tsNs);
+        break;
+      case 'exec':
+        this.tree.onExec(record.tgid, record.comm, record.argv);
+        break;
+      case 'exit':
+        this.tree.onExit(record.tgid, record.tsNs, record.waitStatus);
+        break;
+      case 'flow':
+        this.flows.observe(record.key, record.counters, record.firstNs, record.tsNs, record.localAddr, record.localPort);
+        if (!this.tree.has(record.tgid)) this.tree.ensure(record.tgid);
+        break;
+      case 'sockState':
+        this.connections.onState(record);
+        break;
+      case 'sockRelease':
+        this.flows.markReleased(record.cookie, record.tsNs);
+        this.released.push(record.cookie);
+        break;
+      case 'call':
+        break;
+    }
+    this.onRecordTap?.(record);
+  }
+
+  takeReleased(): bigint[] {
+    const released = this.released;
+    this.released = [];
+    return released;
+  }
+
+  /** Proc connector batch: fills in what kernel records missed (lost records); never overrides them. */
+  onProcBatch(batch: ArrayBuffer): void {
+    const view = new DataView(batch);
+    for (let at = 0; at + PROC_RECORD_SIZE <= batch.byteLength; at += PROC_RECORD_SIZE) {
+      const kind = view.getUint32(at, true);
+      const pid = view.getUint32(at + 4, true);
+      const tgid = view.getUint32(at + 8, true);
+      const parentTgid = view.getUint32(at + 16, true);
+      const exitCode = view.getUint32(at + 20, true);
+      const tsNs = Number(view.getBigUint64(at + 32, true));
+      if (kind === PROC_KIND.overflow) {
+        this.connectorOverflows++;
+      } else if (kind === PROC_KIND.fork && pid === tgid && this.tree.has(parentTgid) && !this.tree.has(tgid)) {
+        this.tree.onFork(tgid, parentTgid, '', tsNs, 'connector');
+      } else if (kind === PROC_KIND.exit && pid === tgid && this.tree.has(tgid)) {
+        this.tree.onExit(tgid, tsNs, exitCode, 'connector');
+      }
+    }
+  }
+}

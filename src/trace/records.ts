@@ -1,0 +1,205 @@
+// SPDX-License-Identifier: MIT
+// Decoding of ring-buffer batches into typed records. Pure: bytes in, objects out.
+// Batch framing (from the addon): [u32 length][u32 0][record bytes][zero padding to 8] ...
+import * as L from '../native/layout.generated';
+import { formatAddress } from '../util/net';
+
+export interface FlowKey {
+  /** Stable identity of the flow: cookie, tgid, proto, remote. */
+  id: string;
+  cookie: bigint;
+  tgid: number;
+  family: number;
+  proto: number;
+  remoteAddr: string;
+  remotePort: number;
+  /** The key as the kernel map holds it (struct flow_key), for lookups. */
+  raw: Uint8Array;
+}
+
+export interface FlowCounters {
+  txBytes: number;
+  rxBytes: number;
+  txCalls: number;
+  rxCalls: number;
+}
+
+export type TraceRecord =
+  | { type: 'fork'; tgid: number; tsNs: number; ppid: number; startTimeNs: bigint; comm: string }
+  | { type: 'exec'; tgid: number; tsNs: number; comm: string; filename: string; argv: string[]; argsTruncated: boolean }
+  | { type: 'exit'; tgid: number; tsNs: number; waitStatus: number }
+  | {
+      type: 'flow';
+      isNew: boolean;
+      tgid: number;
+      tsNs: number;
+      key: FlowKey;
+      counters: FlowCounters;
+      firstNs: number;
+      localAddr: string;
+      localPort: number;
+    }
+  | {
+      type: 'sockState';
+      tgid: number;
+      tsNs: number;
+      cookie: bigint;
+      family: number;
+      oldState: number;
+      newState: number;
+      error: number;
+      flags: number;
+      localAddr: string;
+      localPort: number;
+      remoteAddr: string;
+      remotePort: number;
+    }
+  | { type: 'sockRelease'; tgid: number; tsNs: number; cookie: bigint }
+  | { type: 'call'; tgid: number; tsNs: number; key: FlowKey; tid: number; bytes: number; direction: 'tx' | 'rx' };
+
+const decoder = new TextDecoder();
+
+function cString(bytes: Uint8Array, offset: number, length: number): string {
+  const slice = bytes.subarray(offset, offset + length);
+  const end = slice.indexOf(0);
+  return decoder.decode(end < 0 ? slice : slice.subarray(0, end));
+}
+
+function u64(view: DataView, offset: number): number {
+  return view.getUint32(offset, true) + view.getUint32(offset + 4, true) * 0x1_0000_0000;
+}
+
+export function decodeFlowKey(view: DataView, bytes: Uint8Array, at: number): FlowKey {
+  const cookie = view.getBigUint64(at + L.flow_key.cookie, true);
+  const tgid = view.getUint32(at + L.flow_key.tgid, true);
+  const family = view.getUint8(at + L.flow_key.family);
+  const proto = view.getUint8(at + L.flow_key.proto);
+  const remotePort = view.getUint16(at + L.flow_key.rport, true);
+  const remoteAddr = formatAddress(family, bytes.subarray(at + L.flow_key.raddr, at + L.flow_key.raddr + 16));
+  const raw = bytes.slice(at, at + L.flow_key.size);
+  return { id: `${cookie}/${tgid}/${proto}/${remoteAddr}/${remotePort}`, cookie, tgid, family, proto, remoteAddr, remotePort, raw };
+}
+
+export function decodeFlowCounters(view: DataView, at: number): FlowCounters {
+  return {
+    txBytes: u64(view, at + L.flow_counters.tx_bytes),
+    rxBytes: u64(view, at + L.flow_counters.rx_bytes),
+    txCalls: u64(view, at + L.flow_counters.tx_calls),
+    rxCalls: u64(view, at + L.flow_counters.rx_calls),
+  };
+}
+
+/** Splits NUL-separated argv as the kernel keeps it (mm->arg_start..arg_end). */
+export function splitArgs(bytes: Uint8Array): string[] {
+  const args: string[] = [];
+  let start = 0;
+  for (let i = 0; i <= bytes.length; i++) {
+    if (i === bytes.length || bytes[i] === 0) {
+      if (i > start || i < bytes.length) args.push(decoder.decode(bytes.subarray(start, i)));
+      start = i + 1;
+    }
+  }
+  while (args.length > 0 && args[args.length - 1] === '') args.pop();
+  return args;
+}
+
+export function decodeRecord(view: DataView, bytes: Uint8Array, at: number, length: number): TraceRecord | null {
+  if (length < L.record_header.size) return null;
+  const type = view.getUint16(at + L.record_header.type, true);
+  const tgid = view.getUint32(at + L.record_header.tgid, true);
+  const tsNs = u64(view, at + L.record_header.ts_ns);
+  switch (type) {
+    case L.RECORD_FORK:
+      return {
+        type: 'fork',
+        tgid,
+        tsNs,
+        ppid: view.getUint32(at + L.fork_record.ppid, true),
+        startTimeNs: view.getBigUint64(at + L.fork_record.start_time_ns, true),
+        comm: cString(bytes, at + L.fork_record.comm, L.PROCTAP_COMM_LEN),
+      };
+    case L.RECORD_EXEC: {
+      const argsLength = Math.min(view.getUint32(at + L.exec_record.args_len, true), L.PROCTAP_ARGS_LEN);
+      const argsAt = at + L.exec_record.args;
+      return {
+        type: 'exec',
+        tgid,
+        tsNs,
+        comm: cString(bytes, at + L.exec_record.comm, L.PROCTAP_COMM_LEN),
+        filename: cString(bytes, at + L.exec_record.filename, L.PROCTAP_FILENAME_LEN),
+        argv: splitArgs(bytes.subarray(argsAt, argsAt + argsLength)),
+        argsTruncated: view.getUint32(at + L.exec_record.args_truncated, true) !== 0,
+      };
+    }
+    case L.RECORD_EXIT:
+      return { type: 'exit', tgid, tsNs, waitStatus: view.getUint32(at + L.exit_record.exit_code, true) };
+    case L.RECORD_FLOW_NEW:
+    case L.RECORD_FLOW_UPDATE: {
+      const key = decodeFlowKey(view, bytes, at + L.flow_record.key);
+      const laddr = at + L.flow_record.laddr;
+      return {
+        type: 'flow',
+        isNew: type === L.RECORD_FLOW_NEW,
+        tgid,
+        tsNs,
+        key,
+        counters: decodeFlowCounters(view, at + L.flow_record.counters),
+        firstNs: u64(view, at + L.flow_record.first_ns),
+        localAddr: formatAddress(key.family, bytes.subarray(laddr, laddr + 16)),
+        localPort: view.getUint16(at + L.flow_record.lport, true),
+      };
+    }
+    case L.RECORD_SOCK_STATE: {
+      const family = view.getUint8(at + L.sock_state_record.family);
+      const laddr = at + L.sock_state_record.laddr;
+      const raddr = at + L.sock_state_record.raddr;
+      return {
+        type: 'sockState',
+        tgid,
+        tsNs,
+        cookie: view.getBigUint64(at + L.sock_state_record.cookie, true),
+        family,
+        oldState: view.getUint8(at + L.sock_state_record.old_state),
+        newState: view.getUint8(at + L.sock_state_record.new_state),
+        error: view.getUint32(at + L.sock_state_record.error, true),
+        flags: view.getUint32(at + L.sock_state_record.flags, true),
+        localAddr: formatAddress(family, bytes.subarray(laddr, laddr + 16)),
+        localPort: view.getUint16(at + L.sock_state_record.lport, true),
+        remoteAddr: formatAddress(family, bytes.subarray(raddr, raddr + 16)),
+        remotePort: view.getUint16(at + L.sock_state_record.rport, true),
+      };
+    }
+    case L.RECORD_SOCK_RELEASE:
+      return { type: 'sockRelease', tgid, tsNs, cookie: view.getBigUint64(at + L.sock_release_record.cookie, true) };
+    case L.RECORD_CALL:
+      return {
+        type: 'call',
+        tgid,
+        tsNs,
+        key: decodeFlowKey(view, bytes, at + L.call_record.key),
+        tid: view.getUint32(at + L.call_record.tid, true),
+        bytes: view.getInt32(at + L.call_record.bytes, true),
+        direction: view.getUint8(at + L.call_record.direction) === 0 ? 'tx' : 'rx',
+      };
+    default:
+      return null;
+  }
+}
+
+/** Calls onRecord for every record of a batch; returns how many records the batch held. */
+export function forEachRecord(batch: ArrayBuffer, onRecord: (record: TraceRecord) => void): number {
+  const view = new DataView(batch);
+  const bytes = new Uint8Array(batch);
+  let at = 0;
+  let count = 0;
+  while (at + 8 <= batch.byteLength) {
+    const length = view.getUint32(at, true);
+    const start = at + 8;
+    if (start + length > batch.byteLength) throw new RangeError(`truncated ring-buffer batch at offset ${at}`);
+    const record = decodeRecord(view, bytes, start, length);
+    if (record) onRecord(record);
+    count++;
+    at = start + ((length + 7) & ~7);
+  }
+  return count;
+}

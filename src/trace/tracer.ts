@@ -1,0 +1,240 @@
+// SPDX-License-Identifier: MIT
+// The loaded BPF object: backend choice, load-time configuration, attachment, and map access.
+// One linear story, as in libbpf-bootstrap: open -> configure -> load -> attach -> poll -> close.
+import * as path from 'node:path';
+import { loadNative } from '../native';
+import type { BpfObject } from '../native/native';
+import * as L from '../native/layout.generated';
+import type { Backend } from '../report/schema';
+import { decodeFlowCounters, decodeFlowKey, type FlowCounters, type FlowKey } from './records';
+import { formatAddress } from '../util/net';
+import type { PacketTotals } from '../aggregate/report';
+
+/** Socket I/O programs of each backend, cheapest first (the auto-selection order). */
+export const BACKEND_PROGRAMS: Record<Backend, string[]> = {
+  fentry: ['fexit_tcp_sendmsg', 'fexit_tcp_recvmsg', 'fexit_udp_sendmsg', 'fexit_udp_recvmsg', 'fexit_udpv6_sendmsg', 'fexit_udpv6_recvmsg'],
+  tracepoint: ['tp_sock_send_length', 'tp_sock_recv_length'],
+  kprobe: [
+    'kprobe_tcp_sendmsg', 'kretprobe_tcp_sendmsg', 'kprobe_tcp_recvmsg', 'kretprobe_tcp_recvmsg',
+    'kprobe_udp_sendmsg', 'kretprobe_udp_sendmsg', 'kprobe_udp_recvmsg', 'kretprobe_udp_recvmsg',
+    'kprobe_udpv6_sendmsg', 'kretprobe_udpv6_sendmsg', 'kprobe_udpv6_recvmsg', 'kretprobe_udpv6_recvmsg',
+  ],
+};
+export const AUTO_ORDER: Backend[] = ['fentry', 'tracepoint', 'kprobe'];
+
+/** Programs attached wherever tracing happens (process and TCP lifecycle tracepoints). */
+const TRACING_PROGRAMS = ['sys_enter', 'sched_process_fork', 'sched_process_exec', 'sched_process_exit', 'inet_sock_set_state'];
+/** Programs attached to the traced cgroup. */
+const CGROUP_PROGRAMS = [
+  'sock_create', 'sock_release', 'udp_sendmsg4', 'udp_sendmsg6', 'udp_recvmsg4', 'udp_recvmsg6', 'skb_egress', 'skb_ingress',
+];
+
+export const DEFAULT_OBJECT = path.resolve(__dirname, '../../../build/bpf/proctap.bpf.o');
+
+export interface TracerConfig {
+  objectPath?: string;
+  backend: Backend | 'auto';
+  /** Minimum ms between two interval records of one flow. */
+  intervalMs: number;
+  detailCalls: boolean;
+  countUnownedPackets: boolean;
+  followChildren: boolean;
+  ringBufferBytes: number;
+}
+
+export interface BackendAttempt {
+  backend: Backend;
+  /** Loaded and attached: usable. */
+  ok: boolean;
+  /** Passed the verifier (it may still fail to attach). */
+  loaded: boolean;
+  reason: string;
+}
+
+export interface FinalFlow {
+  key: FlowKey;
+  counters: FlowCounters;
+  firstNs: number;
+  lastNs: number;
+  localAddr: string;
+  localPort: number;
+}
+
+export interface KernelStats {
+  lostRecords: Record<string, number>;
+  flowTableFull: number;
+  flowTableFullBytes: number;
+  tracedTableFull: number;
+}
+
+const RECORD_NAMES: Record<number, string> = {
+  [L.RECORD_FORK]: 'fork', [L.RECORD_EXEC]: 'exec', [L.RECORD_EXIT]: 'exit', [L.RECORD_FLOW_NEW]: 'flowNew',
+  [L.RECORD_FLOW_UPDATE]: 'flowUpdate', [L.RECORD_SOCK_STATE]: 'sockState', [L.RECORD_SOCK_RELEASE]: 'sockRelease',
+  [L.RECORD_CALL]: 'call',
+};
+
+function u64(buf: Buffer, at: number): number {
+  return Number(buf.readBigUInt64LE(at));
+}
+
+function errorText(err: unknown): string {
+  const e = err as { code?: string; message?: string };
+  const first = (e.message ?? String(err)).split('\n')[0];
+  return e.code && !first.includes(e.code) ? `${e.code}: ${first}` : first;
+}
+
+export class BackendError extends Error {
+  constructor(readonly attempts: BackendAttempt[]) {
+    const why = attempts.map((a) => `${a.backend}: ${a.reason}`).join('; ');
+    super(attempts.length === 1 ? `backend ${why}` : `no usable socket I/O backend (${why})`);
+  }
+}
+
+export class Tracer {
+  readonly links: number[] = [];
+
+  private constructor(
+    private readonly object: BpfObject,
+    readonly backend: Backend,
+    readonly attempts: BackendAttempt[],
+  ) {}
+
+  /** Opens, configures and loads the object with the first backend that loads and attaches. */
+  static open(config: TracerConfig): Tracer {
+    const native = loadNative();
+    const objectPath = config.objectPath ?? DEFAULT_OBJECT;
+    const candidates = config.backend === 'auto' ? AUTO_ORDER : [config.backend];
+    const attempts: BackendAttempt[] = [];
+    for (const backend of candidates) {
+      const object = native.openObject(objectPath);
+      const present = new Set(object.programs());
+      if (!BACKEND_PROGRAMS[backend].every((p) => present.has(p))) {
+        object.close();
+        attempts.push({ backend, ok: false, loaded: false, reason: 'not built into this proctap object' });
+        continue;
+      }
+      for (const [other, programs] of Object.entries(BACKEND_PROGRAMS)) {
+        if (other !== backend) for (const p of programs) if (present.has(p)) object.setAutoload(p, false);
+      }
+      try {
+        configure(object, config);
+        object.load();
+      } catch (err) {
+        object.close();
+        attempts.push({ backend, ok: false, loaded: false, reason: `refused at load: ${errorText(err)}` });
+        continue;
+      }
+      const tracer = new Tracer(object, backend, attempts);
+      try {
+        for (const p of BACKEND_PROGRAMS[backend]) tracer.links.push(object.attach(p));
+      } catch (err) {
+        object.close();
+        attempts.push({ backend, ok: false, loaded: true, reason: `passes the verifier but cannot attach: ${errorText(err)}` });
+        continue;
+      }
+      attempts.push({ backend, ok: true, loaded: true, reason: 'loads and attaches' });
+      return tracer;
+    }
+    throw new BackendError(attempts);
+  }
+
+  attachTracing(): void {
+    for (const p of TRACING_PROGRAMS) this.links.push(this.object.attach(p));
+  }
+
+  attachCgroup(dir: string): void {
+    for (const p of CGROUP_PROGRAMS) this.links.push(this.object.attachCgroup(p, dir));
+  }
+
+  addTraced(pid: number, startTimeNs = 0n): void {
+    const key = Buffer.alloc(4);
+    key.writeUInt32LE(pid);
+    const value = Buffer.alloc(L.traced_process.size);
+    value.writeBigUInt64LE(startTimeNs, L.traced_process.start_time_ns);
+    this.object.mapUpdate('traced', key, value, 0);
+  }
+
+  start(onBatch: (batch: ArrayBuffer) => void, pollMs = 50): void {
+    this.object.startRingBuffer('events', onBatch, { pollMs, maxQueuedBatches: 64 });
+  }
+
+  stop(): Promise<void> {
+    return this.object.stopRingBuffer();
+  }
+
+  /** Final counters of a flow, removed from the kernel table (its socket is gone). */
+  takeFlow(key: FlowKey): FinalFlow | null {
+    const value = this.object.mapLookupAndDelete('flows', Buffer.from(key.raw));
+    return value ? decodeFlowValue(key, value) : null;
+  }
+
+  dumpFlows(): FinalFlow[] {
+    const dump = this.object.mapDump('flows');
+    const flows: FinalFlow[] = [];
+    const keys = new DataView(dump.keys.buffer, dump.keys.byteOffset, dump.keys.byteLength);
+    const keyBytes = new Uint8Array(dump.keys.buffer, dump.keys.byteOffset, dump.keys.byteLength);
+    for (let i = 0; i < dump.count; i++) {
+      const key = decodeFlowKey(keys, keyBytes, i * dump.keySize);
+      flows.push(decodeFlowValue(key, dump.values.subarray(i * dump.valueSize, (i + 1) * dump.valueSize)));
+    }
+    return flows;
+  }
+
+  dumpPackets(): Map<number, PacketTotals> {
+    const dump = this.object.mapDump('packets');
+    const packets = new Map<number, PacketTotals>();
+    for (let i = 0; i < dump.count; i++) {
+      const v = dump.values.subarray(i * dump.valueSize);
+      packets.set(dump.keys.readUInt32LE(i * dump.keySize), {
+        txPackets: u64(v, L.packet_counters.tx_packets),
+        rxPackets: u64(v, L.packet_counters.rx_packets),
+        txBytes: u64(v, L.packet_counters.tx_bytes),
+        rxBytes: u64(v, L.packet_counters.rx_bytes),
+      });
+    }
+    return packets;
+  }
+
+  readStats(): KernelStats {
+    const bss = this.object.getInitialValue('.bss');
+    const lostRecords: Record<string, number> = {};
+    for (let type = 1; type < L.RECORD_TYPE_MAX; type++) {
+      const n = u64(bss, L.proctap_stats.lost_records + 8 * type);
+      if (n) lostRecords[RECORD_NAMES[type] ?? `type${type}`] = n;
+    }
+    return {
+      lostRecords,
+      flowTableFull: u64(bss, L.proctap_stats.flow_table_full),
+      flowTableFullBytes: u64(bss, L.proctap_stats.flow_table_full_bytes),
+      tracedTableFull: u64(bss, L.proctap_stats.traced_table_full),
+    };
+  }
+
+  close(): void {
+    this.object.close();
+  }
+}
+
+function configure(object: BpfObject, config: TracerConfig): void {
+  const rodata = object.getInitialValue('.rodata');
+  rodata.writeBigUInt64LE(BigInt(Math.round(config.intervalMs * 1e6)), L.proctap_config.interval_ns);
+  rodata.writeUInt32LE(Math.max(4096, config.ringBufferBytes >>> 3), L.proctap_config.wakeup_bytes);
+  rodata.writeUInt8(config.followChildren ? 1 : 0, L.proctap_config.follow_children);
+  rodata.writeUInt8(config.detailCalls ? 1 : 0, L.proctap_config.detail_calls);
+  rodata.writeUInt8(config.countUnownedPackets ? 1 : 0, L.proctap_config.count_unowned_packets);
+  object.setInitialValue('.rodata', rodata);
+  object.setMapMaxEntries('events', config.ringBufferBytes);
+}
+
+function decodeFlowValue(key: FlowKey, value: Buffer): FinalFlow {
+  const view = new DataView(value.buffer, value.byteOffset, value.byteLength);
+  const laddr = value.subarray(L.flow_value.laddr, L.flow_value.laddr + 16);
+  return {
+    key,
+    counters: decodeFlowCounters(view, L.flow_value.counters),
+    firstNs: u64(value, L.flow_value.first_ns),
+    lastNs: u64(value, L.flow_value.last_ns),
+    localAddr: formatAddress(key.family, laddr),
+    localPort: value.readUInt16LE(L.flow_value.lport),
+  };
+}

@@ -1,0 +1,187 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""Test workload that counts its own network I/O.
+
+Every process appends one JSON line to --out: its pid, ppid and what its own send/recv calls returned
+(bytes and calls per protocol and direction). proctap's report must equal these counts exactly.
+Counting rule (docs/schema.md): a call is counted when it returned >= 1 byte (TCP) or >= 0 (UDP).
+
+  netload.py tree     --out F --port P            parent + 2 children + grandchild, TCP v4/v6 + UDP
+  netload.py udp      --out F --port P            unconnected UDP sendto/recvfrom, v4 and v6
+  netload.py sendfile --out F --port P --size N   sendfile() of an N-byte file over TCP
+  netload.py short    --out F --port P --count N  N short TCP request/response connections
+  netload.py pair     --out F                     a child server and its parent client, both traced
+"""
+import argparse
+import json
+import os
+import socket
+import sys
+import tempfile
+
+out_path = None
+counts = None
+
+
+def reset_counts():
+    global counts
+    counts = {p: {"txBytes": 0, "rxBytes": 0, "txCalls": 0, "rxCalls": 0} for p in ("tcp", "udp")}
+
+
+def report():
+    line = json.dumps({"pid": os.getpid(), "ppid": os.getppid(), **counts}) + "\n"
+    fd = os.open(out_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    os.write(fd, line.encode())
+    os.close(fd)
+
+
+def send(sock, data, proto="tcp", addr=None):
+    total = 0
+    while total < len(data) or (proto == "udp" and total == 0):
+        chunk = data[total:]
+        n = sock.sendto(chunk, addr) if addr else sock.send(chunk)
+        if n > 0 or proto == "udp":
+            counts[proto]["txCalls"] += 1
+            counts[proto]["txBytes"] += n
+        total += n
+        if proto == "udp":
+            break
+    return total
+
+
+def recv_exact(sock, n):
+    got = 0
+    while got < n:
+        data = sock.recv(min(65536, n - got))
+        if not data:
+            raise RuntimeError("peer closed early after %d of %d bytes" % (got, n))
+        counts["tcp"]["rxCalls"] += 1
+        counts["tcp"]["rxBytes"] += len(data)
+        got += len(data)
+
+
+def tcp_echo(host, port, total, chunk):
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.socket(family, socket.SOCK_STREAM)
+    s.connect((host, port))
+    sent = 0
+    while sent < total:
+        sent += send(s, b"x" * min(chunk, total - sent))
+    recv_exact(s, total)
+    s.close()
+
+
+def udp_exchange(host, port, sizes):
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.socket(family, socket.SOCK_DGRAM)
+    for size in sizes:
+        send(s, b"u" * size, "udp", (host, port))
+        data, _ = s.recvfrom(65535)
+        counts["udp"]["rxCalls"] += 1
+        counts["udp"]["rxBytes"] += len(data)
+    s.close()
+
+
+def child(fn):
+    """Fork a child that runs fn immediately (no pause before its first connect) and reports."""
+    sys.stdout.flush()
+    pid = os.fork()
+    if pid == 0:
+        reset_counts()
+        try:
+            fn()
+            report()
+        finally:
+            os._exit(0)
+    return pid
+
+
+def scenario_tree(a):
+    def grandchild():
+        udp_exchange("127.0.0.1", a.port, [1, 100, 1000, 0])
+
+    def child_v6():
+        tcp_echo("::1", a.port, 30000, 7000)
+        os.waitpid(child(grandchild), 0)
+
+    def child_v4():
+        tcp_echo("127.0.0.1", a.port, 12345, 1000)
+
+    pids = [child(child_v4), child(child_v6)]
+    tcp_echo("127.0.0.1", a.port, 100000, 16384)
+    for pid in pids:
+        os.waitpid(pid, 0)
+
+
+def scenario_udp(a):
+    udp_exchange("127.0.0.1", a.port, [10, 200, 1400, 0, 65000])
+    udp_exchange("::1", a.port, [1, 2, 3, 4000])
+
+
+def scenario_sendfile(a):
+    with tempfile.TemporaryFile() as f:
+        f.write(os.urandom(a.size))
+        f.flush()
+        s = socket.create_connection(("127.0.0.1", a.port))
+        offset = 0
+        while offset < a.size:
+            n = os.sendfile(s.fileno(), f.fileno(), offset, a.size - offset)
+            counts["tcp"]["txCalls"] += 1
+            counts["tcp"]["txBytes"] += n
+            offset += n
+        s.shutdown(socket.SHUT_WR)
+        recv_exact(s, 8)  # the sink answers with the byte count it got, 8 bytes
+        s.close()
+
+
+def scenario_short(a):
+    for i in range(a.count):
+        tcp_echo("127.0.0.1", a.port, 64 + i, 4096)
+
+
+def scenario_pair(a):
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    port = server.getsockname()[1]
+
+    def serve():
+        for _ in range(3):
+            conn, _ = server.accept()
+            while True:
+                data = conn.recv(65536)
+                if not data:
+                    break
+                counts["tcp"]["rxCalls"] += 1
+                counts["tcp"]["rxBytes"] += len(data)
+                send(conn, data)
+            conn.close()
+
+    pid = child(serve)
+    server.close()
+    for size in (1000, 50000, 3):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.connect(("127.0.0.1", port))
+        send(s, b"p" * size)
+        recv_exact(s, size)
+        s.close()
+    os.waitpid(pid, 0)
+
+
+def main():
+    global out_path
+    p = argparse.ArgumentParser()
+    p.add_argument("scenario", choices=["tree", "udp", "sendfile", "short", "pair"])
+    p.add_argument("--out", required=True)
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--size", type=int, default=1 << 20)
+    p.add_argument("--count", type=int, default=50)
+    a = p.parse_args()
+    out_path = a.out
+    reset_counts()
+    globals()["scenario_" + a.scenario](a)
+    report()
+
+
+if __name__ == "__main__":
+    main()
