@@ -20,13 +20,18 @@ std::shared_ptr<BatchPump> BatchPump::Start(Napi::Env env, Napi::Function on_bat
   pump->body_ = std::move(body);
 
   auto* keep_alive = new std::shared_ptr<BatchPump>(pump);
-  pump->tsfn_ = Tsfn::New(
-      env, on_batch, resource_name, max_queued, 1, pump.get(),
-      [](Napi::Env, std::shared_ptr<BatchPump>* self, BatchPump*) {
-        (*self)->OnFinalize();
-        delete self;
-      },
-      keep_alive);
+  try {
+    pump->tsfn_ = Tsfn::New(
+        env, on_batch, resource_name, max_queued, 1, pump.get(),
+        [](Napi::Env, std::shared_ptr<BatchPump>* self, BatchPump*) {
+          (*self)->OnFinalize();
+          delete self;
+        },
+        keep_alive);
+  } catch (...) {
+    delete keep_alive;
+    throw;
+  }
   pump->owner_ = Napi::Persistent(owner);
 
   // Signals belong to Node's main thread; an EINTR storm in poll() helps nobody.

@@ -9,7 +9,7 @@
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti"],
       "cflags_cc": ["-std=gnu++17", "-fexceptions", "-Wall", "-Wextra", "-Wno-missing-field-initializers"],
-      "libraries": ["-lbpf", "-lelf", "-lz"]
+      "libraries": ["-lbpf", "-lelf", "-lz", "-lpcap"]
     }
   ]
 }

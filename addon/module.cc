@@ -11,6 +11,7 @@
 
 #include "bpf_object.h"
 #include "libbpf_log.h"
+#include "packet_filter.h"
 #include "proc_connector.h"
 
 namespace proctap {
@@ -20,6 +21,7 @@ namespace {
 struct AddonData {
   Napi::FunctionReference bpf_object;
   Napi::FunctionReference proc_connector;
+  Napi::FunctionReference packet_filter;
 };
 
 Napi::Value OpenObject(const Napi::CallbackInfo& info) {
@@ -30,6 +32,11 @@ Napi::Value OpenObject(const Napi::CallbackInfo& info) {
 Napi::Value OpenProcConnector(const Napi::CallbackInfo& info) {
   auto* data = info.Env().GetInstanceData<AddonData>();
   return data->proc_connector.New({info[0]});
+}
+
+Napi::Value CompilePacketFilter(const Napi::CallbackInfo& info) {
+  auto* data = info.Env().GetInstanceData<AddonData>();
+  return data->packet_filter.New({info[0], info[1], info[2]});
 }
 
 Napi::Value LibbpfVersion(const Napi::CallbackInfo& info) {
@@ -56,10 +63,12 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   auto* data = new AddonData();
   data->bpf_object = Napi::Persistent(BpfObject::Define(env));
   data->proc_connector = Napi::Persistent(ProcConnector::Define(env));
+  data->packet_filter = Napi::Persistent(PacketFilter::Define(env));
   env.SetInstanceData<AddonData>(data);
 
   exports.Set("openObject", Napi::Function::New<OpenObject>(env, "openObject"));
   exports.Set("openProcConnector", Napi::Function::New<OpenProcConnector>(env, "openProcConnector"));
+  exports.Set("compilePacketFilter", Napi::Function::New<CompilePacketFilter>(env, "compilePacketFilter"));
   exports.Set("libbpfVersion", Napi::Function::New<LibbpfVersion>(env, "libbpfVersion"));
   exports.Set("PROC_RECORD_SIZE", Napi::Number::New(env, static_cast<double>(kProcRecordSize)));
   return exports;

@@ -176,6 +176,7 @@ ProcConnector::ProcConnector(const Napi::CallbackInfo& info) : Napi::ObjectWrap<
     CloseInternal();
     ThrowErrno(env, err, "PROC_CN_MCAST_LISTEN");
   }
+  listening_ = true;
   int sock = sock_;
   try {
     pump_ = BatchPump::Start(env, info[0].As<Napi::Function>(), 64, Value(), "proctap.procConnector",
@@ -191,7 +192,8 @@ ProcConnector::~ProcConnector() { CloseInternal(); }
 void ProcConnector::CloseInternal() {
   if (sock_ < 0) return;
   // The kernel counts listeners globally and only emits events while the count is non-zero.
-  if (pump_) SendMcastOp(sock_, PROC_CN_MCAST_IGNORE);
+  if (listening_) SendMcastOp(sock_, PROC_CN_MCAST_IGNORE);
+  listening_ = false;
   if (pump_) {
     pump_->Abort();
     pump_.reset();

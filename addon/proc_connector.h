@@ -24,6 +24,7 @@ class ProcConnector : public Napi::ObjectWrap<ProcConnector> {
   void CloseInternal();
 
   int sock_ = -1;
+  bool listening_ = false;
   std::shared_ptr<BatchPump> pump_;
 };
 

@@ -112,6 +112,28 @@ int BPF_PROG(sys_enter, struct pt_regs *regs, long id)
  * storage and task pt_regs. kprobes may not: they skip claiming the socket and the sendfile chunk check
  * (on the kernels that need kprobes, sendfile goes through sendpage, not sendmsg, anyway).
  */
+static __always_inline __u32 size_bucket(__u32 v)
+{
+	__u32 r, shift;
+
+	if (!v)
+		return 0;
+	r = (v > 0xFFFF) << 4;
+	v >>= r;
+	shift = (v > 0xFF) << 3;
+	v >>= shift;
+	r |= shift;
+	shift = (v > 0xF) << 2;
+	v >>= shift;
+	r |= shift;
+	shift = (v > 0x3) << 1;
+	v >>= shift;
+	r |= shift;
+	r |= (v >> 1);
+	r += 1; /* floor(log2(v)) + 1 */
+	return r < PROCTAP_SIZE_BUCKETS ? r : PROCTAP_SIZE_BUCKETS - 1;
+}
+
 static __always_inline void account_io(struct sock *sk, __u64 cookie, int bytes, __u8 direction,
 				       int msg_flags, const bool tracing_ctx)
 {
@@ -120,6 +142,7 @@ static __always_inline void account_io(struct sock *sk, __u64 cookie, int bytes,
 	struct flow_key key = {};
 	struct flow_value *v;
 	__u64 now;
+	__u32 bucket;
 	__u8 family = 0, proto;
 
 	if (bytes < 0 || !is_traced(tgid))
@@ -166,13 +189,17 @@ static __always_inline void account_io(struct sock *sk, __u64 cookie, int bytes,
 		if (tracing_ctx)
 			claim_socket(sk, tgid, now);
 	}
+	bucket = size_bucket(bytes);
 	if (direction == DIRECTION_TX) {
 		__sync_fetch_and_add(&v->counters.tx_bytes, bytes);
-		if (!tracing_ctx || first_chunk_of_syscall(tid))
+		if (!tracing_ctx || first_chunk_of_syscall(tid)) {
 			__sync_fetch_and_add(&v->counters.tx_calls, 1);
+			__sync_fetch_and_add(&v->tx_sizes[bucket], 1);
+		}
 	} else {
 		__sync_fetch_and_add(&v->counters.rx_bytes, bytes);
 		__sync_fetch_and_add(&v->counters.rx_calls, 1);
+		__sync_fetch_and_add(&v->rx_sizes[bucket], 1);
 	}
 	v->last_ns = now;
 	if (now - v->last_emit_ns >= proctap_cfg.interval_ns) {
@@ -539,6 +566,56 @@ int udp_recvmsg6(struct bpf_sock_addr *ctx)
 	return 1;
 }
 
+/*
+ * Packet capture: a ring-buffer record of a constant size class (reserve needs a constant size), then
+ * the bytes. The length passed to bpf_skb_load_bytes must be provably in [1, class] on the very register
+ * the call uses, which clang does not keep through its own range reasoning: bound it in asm.
+ */
+#define CAPTURE_CLASS(n)                                                                             \
+	if (cap <= (n)) {                                                                            \
+		r = bpf_ringbuf_reserve(&events, sizeof(*r) + (n), 0);                               \
+		if (r && cap > 0) {                                                                  \
+			__u64 len = cap - 1;                                                         \
+			asm volatile("%[len] &= %[mask]\n\t%[len] += 1"                              \
+				     : [len] "+r"(len)                                                \
+				     : [mask] "i"((n) - 1));                                          \
+			if (bpf_skb_load_bytes(skb, 0, (void *)(r + 1), len))                        \
+				cap = 0;                                                             \
+		}                                                                                    \
+		goto reserved;                                                                       \
+	}
+
+static __always_inline void capture_packet(struct __sk_buff *skb, __u32 owner, __u64 cookie, __u8 direction)
+{
+	struct packet_record *r = NULL;
+	__u32 cap = skb->len;
+
+	if (cap > proctap_cfg.snaplen)
+		cap = proctap_cfg.snaplen;
+	CAPTURE_CLASS(128)
+	CAPTURE_CLASS(2048)
+	CAPTURE_CLASS(16384)
+	CAPTURE_CLASS(65536)
+	if (cap > 262144)
+		cap = 262144;
+	CAPTURE_CLASS(262144)
+reserved:
+	if (!r) {
+		__sync_fetch_and_add(&stats.lost_records[RECORD_PACKET], 1);
+		return;
+	}
+	r->header.type = RECORD_PACKET;
+	r->header.cpu = bpf_get_smp_processor_id();
+	r->header.tgid = owner;
+	r->header.ts_ns = bpf_ktime_get_ns();
+	r->cookie = cookie;
+	r->orig_len = skb->len;
+	r->cap_len = cap;
+	r->ifindex = skb->ifindex;
+	r->direction = direction;
+	submit_record(r);
+}
+
 /* Packets: attributed through the socket's stored owner, never through "current" (softirq on ingress). */
 static __always_inline void count_packet(struct __sk_buff *skb, __u8 direction)
 {
@@ -559,6 +636,8 @@ static __always_inline void count_packet(struct __sk_buff *skb, __u8 direction)
 		owner = m->owner_tgid;
 	else if (!proctap_cfg.count_unowned_packets)
 		return;
+	if (proctap_cfg.capture)
+		capture_packet(skb, owner, bpf_get_socket_cookie(skb), direction);
 	c = bpf_map_lookup_elem(&packets, &owner);
 	if (!c) {
 		bpf_map_update_elem(&packets, &owner, &zero, BPF_NOEXIST);

@@ -14,6 +14,7 @@
 #define PROCTAP_COMM_LEN 16
 #define PROCTAP_FILENAME_LEN 128
 #define PROCTAP_ARGS_LEN 512 /* power of two: the verifier bounds reads with a mask */
+#define PROCTAP_SIZE_BUCKETS 24 /* log2 message sizes: 0 = empty, i = [2^(i-1), 2^i), last = 4 MiB and up */
 
 enum record_type {
 	RECORD_FORK = 1,         /* a traced process forked a child process (not a thread) */
@@ -24,7 +25,8 @@ enum record_type {
 	RECORD_SOCK_STATE = 6,   /* TCP state change of a traced socket */
 	RECORD_SOCK_RELEASE = 7, /* a traced socket's last file reference was closed */
 	RECORD_CALL = 8,         /* one send/recv call (detail mode only) */
-	RECORD_TYPE_MAX = 9,
+	RECORD_PACKET = 9,       /* one captured IP packet (capture mode only) */
+	RECORD_TYPE_MAX = 10,
 };
 
 enum flow_direction {
@@ -65,6 +67,8 @@ struct flow_value {
 	__u8 laddr[16];
 	__u16 lport;      /* host byte order */
 	__u16 _pad[3];
+	__u32 tx_sizes[PROCTAP_SIZE_BUCKETS]; /* calls per log2 size bucket */
+	__u32 rx_sizes[PROCTAP_SIZE_BUCKETS];
 };
 
 /* RECORD_FLOW_NEW and RECORD_FLOW_UPDATE */
@@ -130,6 +134,17 @@ struct call_record {
 	__u8 _pad[7];
 };
 
+/* RECORD_PACKET: followed by cap_len bytes of the IP packet (header included). */
+struct packet_record {
+	struct record_header header; /* tgid = socket owner, 0 when unknown */
+	__u64 cookie;                /* socket cookie, 0 when there is no socket */
+	__u32 orig_len;
+	__u32 cap_len;
+	__u32 ifindex;
+	__u8 direction;              /* enum flow_direction: TX egress, RX ingress */
+	__u8 _pad[3];
+};
+
 /* Per-socket storage (BPF_MAP_TYPE_SK_STORAGE): who owns a socket, for hooks without process context. */
 #define SOCK_META_ACTIVE 1  /* connect()ed by a traced process */
 #define SOCK_META_PASSIVE 2 /* accepted from a traced listener */
@@ -168,7 +183,9 @@ struct proctap_config {
 	__u8 follow_children;       /* add forked children to the traced set */
 	__u8 detail_calls;          /* emit RECORD_CALL for every send/recv */
 	__u8 count_unowned_packets; /* packets in the hooked cgroup without a traced owner count as unattributed */
-	__u8 _pad;
+	__u8 capture;               /* emit RECORD_PACKET for every packet of a traced socket */
+	__u32 snaplen;              /* bytes captured per packet at most */
+	__u32 _pad;
 };
 
 /* In-kernel statistics: the global `stats` in .bss. */

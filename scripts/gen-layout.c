@@ -29,6 +29,8 @@ int main(void)
 	CONST(PROCTAP_COMM_LEN);
 	CONST(PROCTAP_FILENAME_LEN);
 	CONST(PROCTAP_ARGS_LEN);
+	CONST(PROCTAP_SIZE_BUCKETS);
+	CONST(RECORD_PACKET);
 	CONST(SOCK_META_ACTIVE);
 	CONST(SOCK_META_PASSIVE);
 	printf("\n");
@@ -63,6 +65,16 @@ int main(void)
 	FIELD(flow_value, last_emit_ns);
 	FIELD(flow_value, laddr);
 	FIELD(flow_value, lport);
+	FIELD(flow_value, tx_sizes);
+	FIELD(flow_value, rx_sizes);
+	END();
+
+	BEGIN(packet_record);
+	FIELD(packet_record, cookie);
+	FIELD(packet_record, orig_len);
+	FIELD(packet_record, cap_len);
+	FIELD(packet_record, ifindex);
+	FIELD(packet_record, direction);
 	END();
 
 	BEGIN(flow_record);
@@ -133,6 +145,8 @@ int main(void)
 	FIELD(proctap_config, follow_children);
 	FIELD(proctap_config, detail_calls);
 	FIELD(proctap_config, count_unowned_packets);
+	FIELD(proctap_config, capture);
+	FIELD(proctap_config, snaplen);
 	END();
 
 	BEGIN(proctap_stats);

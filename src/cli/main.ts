@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import type { Backend, Report } from '../report/schema';
 import { renderReport } from '../report/table';
+import { MAX_SNAPLEN } from '../pcap/capture';
 import { cgroup2Mount, removeStaleCgroups } from '../proc/cgroup';
 import { runTraced } from '../trace/session';
 import { renderDoctor, runDoctor } from './doctor';
@@ -31,6 +32,12 @@ export function parseRingBufferSize(text: string): number {
   if (n < 4096 || (n & (n - 1)) !== 0 || n > 1024 ** 3) {
     throw new InvalidArgumentError(`ring buffer size must be a power of two between 4K and 1G, got '${text}'`);
   }
+  return n;
+}
+
+export function parseSnaplen(text: string): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || n < 1 || n > MAX_SNAPLEN) throw new InvalidArgumentError(`snaplen must be 1..${MAX_SNAPLEN}, got '${text}'`);
   return n;
 }
 
@@ -64,9 +71,14 @@ export function buildProgram(io: { exit: (code: number) => void }): Command {
     .option('-u, --user <name|uid>', 'run the command as this user (default: the sudo caller; "root" to keep root)')
     .option('--flow-interval <ms>', 'minimum time between two kernel updates of one flow', parseMilliseconds, 100)
     .option('--ring-buffer <size>', 'kernel ring buffer size (power of two)', parseRingBufferSize, 8 * 1024 * 1024)
+    .option('-o, --pcap <file>', 'capture the traced processes\' packets to FILE ("-" for stdout)')
+    .addOption(new Option('--pcap-format <format>', 'capture file format').choices(['pcapng', 'pcap']).default('pcapng'))
+    .option('-f, --pcap-filter <expr>', 'tcpdump filter for the capture, e.g. "tcp port 443"')
+    .option('--snaplen <bytes>', 'bytes kept per packet (default: whole packet, up to 262144)', parseSnaplen, MAX_SNAPLEN)
     .option('-q, --quiet', 'no terminal report')
     .option('--no-color', 'no colors in the terminal report')
     .action(async (argv: string[], opts) => {
+      if (opts.json === '-' && opts.pcap === '-') throw new UsageError('--json - and --pcap - cannot both use standard output');
       checkPrivileges();
       const credentials = resolveCredentials(opts.user, process.env, readPasswd());
       const result = await runTraced({
@@ -77,6 +89,9 @@ export function buildProgram(io: { exit: (code: number) => void }): Command {
         ringBufferBytes: opts.ringBuffer,
         version: VERSION,
         log: (line: string) => process.stderr.write(`${line}\n`),
+        capture: opts.pcap
+          ? { path: opts.pcap, format: opts.pcapFormat, snaplen: opts.snaplen, filter: opts.pcapFilter ?? null }
+          : undefined,
       });
       if (opts.json) writeJson(result.report, opts.json);
       if (!opts.quiet && opts.json !== '-') {

@@ -79,7 +79,15 @@ export interface ProcConnector {
   close(): void;
 }
 
+/** A compiled tcpdump filter expression (libpcap). */
+export interface PacketFilter {
+  /** Runs the filter on one packet's captured bytes. */
+  matches(data: Uint8Array, originalLength: number): boolean;
+}
+
 export interface NativeModule {
+  /** Compiles a tcpdump filter for the link type (DLT_RAW = 12 for L3 packets); throws "invalid filter ..." */
+  compilePacketFilter(expression: string, linkType: number, snaplen: number): PacketFilter;
   openObject(path: string): BpfObject;
   /** "1.1.2" */
   libbpfVersion(): string;

@@ -12,6 +12,8 @@ export interface LaunchOptions {
   /** Run the command as this user; null keeps the current credentials. */
   credentials: { uid: number; gid: number } | null;
   env?: NodeJS.ProcessEnv;
+  /** Send the command's stdout to our stderr (when our stdout carries a capture stream). */
+  stdoutToStderr?: boolean;
 }
 
 export interface CommandExit {
@@ -34,7 +36,7 @@ export function launchGated(options: LaunchOptions): LaunchedCommand {
   if (options.credentials) args.push('--uid', String(options.credentials.uid), '--gid', String(options.credentials.gid));
   args.push('--', ...options.argv);
   const child = spawn(options.launcher, args, {
-    stdio: ['inherit', 'inherit', 'inherit', 'pipe'],
+    stdio: ['inherit', options.stdoutToStderr ? 2 : 'inherit', 'inherit', 'pipe'],
     env: options.env ?? process.env,
   });
   const gate = child.stdio[3] as Writable;

@@ -90,6 +90,21 @@ export interface LostCounters {
   procConnectorOverflows: number;
 }
 
+export interface CaptureSummary {
+  path: string;
+  format: 'pcapng' | 'pcap';
+  snaplen: number;
+  filter: string | null;
+  /** Packets written to the file. */
+  packets: number;
+  /** Packets the kernel could not hand over (ring buffer full): not in the file. */
+  dropped: number;
+  /** Packets the filter left out. */
+  filteredOut: number;
+  /** Written packets whose owning process could not be told (comment "owner unknown"). */
+  unowned: number;
+}
+
 export interface Report {
   schemaVersion: typeof SCHEMA_VERSION;
   tool: { name: 'proctap'; version: string };
@@ -108,4 +123,6 @@ export interface Report {
   connections: ConnectionReport[];
   /** Things the reader should know: what could not be seen, fallbacks taken. */
   notes: string[];
+  /** Present when packets were captured (--pcap). */
+  capture?: CaptureSummary;
 }

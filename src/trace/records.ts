@@ -55,7 +55,21 @@ export type TraceRecord =
       remotePort: number;
     }
   | { type: 'sockRelease'; tgid: number; tsNs: number; cookie: bigint }
-  | { type: 'call'; tgid: number; tsNs: number; key: FlowKey; tid: number; bytes: number; direction: 'tx' | 'rx' };
+  | { type: 'call'; tgid: number; tsNs: number; key: FlowKey; tid: number; bytes: number; direction: 'tx' | 'rx' }
+  | PacketRecord;
+
+/** A captured packet. `data` views the batch: valid only during the callback (copy to keep it). */
+export interface PacketRecord {
+  type: 'packet';
+  /** Socket owner, 0 when unknown. */
+  tgid: number;
+  tsNs: number;
+  cookie: bigint;
+  originalLength: number;
+  ifindex: number;
+  direction: 'tx' | 'rx';
+  data: Uint8Array;
+}
 
 const decoder = new TextDecoder();
 
@@ -181,6 +195,20 @@ export function decodeRecord(view: DataView, bytes: Uint8Array, at: number, leng
         bytes: view.getInt32(at + L.call_record.bytes, true),
         direction: view.getUint8(at + L.call_record.direction) === 0 ? 'tx' : 'rx',
       };
+    case L.RECORD_PACKET: {
+      const capLength = view.getUint32(at + L.packet_record.cap_len, true);
+      const dataAt = at + L.packet_record.size;
+      return {
+        type: 'packet',
+        tgid,
+        tsNs,
+        cookie: view.getBigUint64(at + L.packet_record.cookie, true),
+        originalLength: view.getUint32(at + L.packet_record.orig_len, true),
+        ifindex: view.getUint32(at + L.packet_record.ifindex, true),
+        direction: view.getUint8(at + L.packet_record.direction) === 0 ? 'tx' : 'rx',
+        data: bytes.subarray(dataAt, dataAt + Math.min(capLength, length - L.packet_record.size)),
+      };
+    }
     default:
       return null;
   }

@@ -21,6 +21,7 @@ import type { Backend, LostCounters, Report } from '../report/schema';
 import { TraceCollector } from './collector';
 import { Tracer, type KernelStats } from './tracer';
 import type { TraceRecord } from './records';
+import { DLT_RAW, openCapture, type CaptureFormat, type PacketCapture } from '../pcap/capture';
 
 export const LAUNCHER = path.resolve(__dirname, '../../../build/proctap-launch');
 
@@ -37,6 +38,8 @@ export interface RunOptions {
   log: (line: string) => void;
   onRecord?: (record: TraceRecord) => void;
   detailCalls?: boolean;
+  /** Packet capture (--pcap): file or "-", format, snaplen, tcpdump filter. */
+  capture?: { path: string; format: CaptureFormat; snaplen: number; filter: string | null };
 }
 
 export interface RunResult {
@@ -102,6 +105,10 @@ async function waitUntilEmpty(cgroupDir: string): Promise<void> {
 
 export async function runTraced(options: RunOptions): Promise<RunResult> {
   const native = loadNative();
+  /* A bad filter is refused before anything is loaded or started */
+  const filter = options.capture?.filter
+    ? native.compilePacketFilter(options.capture.filter, DLT_RAW, options.capture.snaplen)
+    : null;
   const mount = cgroup2Mount();
   for (const dir of await removeStaleCgroups(mount)) options.log(`proctap: removed leftover cgroup ${dir}`);
 
@@ -113,9 +120,14 @@ export async function runTraced(options: RunOptions): Promise<RunResult> {
     countUnownedPackets: true,
     followChildren: true,
     ringBufferBytes: options.ringBufferBytes,
+    capture: options.capture ? { snaplen: options.capture.snaplen } : undefined,
   });
   const collector = new TraceCollector();
-  collector.onRecordTap = options.onRecord ?? null;
+  let capture: PacketCapture | null = null;
+  collector.onRecordTap = (record) => {
+    if (record.type === 'packet') capture?.onPacket(record);
+    options.onRecord?.(record);
+  };
   let cgroupDir: string | null = null;
   let connector: ProcConnector | null = null;
   let launched: LaunchedCommand | null = null;
@@ -126,17 +138,30 @@ export async function runTraced(options: RunOptions): Promise<RunResult> {
     tracer.attachTracing();
     cgroupDir = createCgroup(mount, ownedCgroupName(process.pid, 'run'));
     tracer.attachCgroup(cgroupDir);
+    if (options.capture) {
+      capture = openCapture(
+        { ...options.capture, filter, userAppl: `proctap ${options.version}`, interfaceName: `cgroup ${path.basename(cgroupDir)}` },
+        (pid) => collector.tree.get(pid)?.comm,
+      );
+    }
 
     /* Consume: ring buffer batches and proc connector events */
     tracer.start((batch) => {
       collector.onBatch(batch);
+      capture?.flush();
       finalizeReleased(collector, tracer);
     });
     ringRunning = true;
     connector = native.openProcConnector((batch) => collector.onProcBatch(batch));
 
     /* Launch behind the gate; the command is traced before its first instruction */
-    launched = launchGated({ launcher: LAUNCHER, cgroupDir, argv: options.argv, credentials: options.credentials });
+    launched = launchGated({
+      launcher: LAUNCHER,
+      cgroupDir,
+      argv: options.argv,
+      credentials: options.credentials,
+      stdoutToStderr: options.capture?.path === '-',
+    });
     tracer.addTraced(launched.pid);
     const startedAt = new Date();
     const originNs = monotonicNs();
@@ -161,6 +186,24 @@ export async function runTraced(options: RunOptions): Promise<RunResult> {
     for (const flow of collector.flows.list()) collector.tree.ensure(flow.key.tgid);
 
     const lost = lostCounters(stats, collector.connectorOverflows);
+    let captureSummary: Report['capture'];
+    if (capture && options.capture) {
+      const dropped = stats.lostRecords.packet ?? 0;
+      capture.close(dropped);
+      captureSummary = {
+        path: options.capture.path,
+        format: options.capture.format,
+        snaplen: options.capture.snaplen,
+        filter: options.capture.filter,
+        packets: capture.stats.written,
+        dropped,
+        filteredOut: capture.stats.filteredOut,
+        unowned: capture.stats.unowned,
+      };
+      capture = null;
+      const where = options.capture.path === '-' ? 'standard output' : options.capture.path;
+      options.log(`proctap: ${captureSummary.packets} packets written to ${where}, ${dropped} dropped${dropped ? ' (ring buffer full: try --ring-buffer 64M)' : ''}`);
+    }
     const report = buildReport({
       version: options.version,
       mode: 'run',
@@ -177,12 +220,14 @@ export async function runTraced(options: RunOptions): Promise<RunResult> {
       lost,
       notes: reportNotes(collector, lost),
     });
+    if (captureSummary) report.capture = captureSummary;
     return { report, exitCode: exit.exitCode };
   } finally {
     removeStopHandlers();
     launched?.abort();
     if (ringRunning) await tracer.stop().catch(() => {});
     connector?.close();
+    capture?.close(0);
     tracer.close();
     if (cgroupDir) await removeCgroup(cgroupDir);
   }

@@ -40,6 +40,8 @@ export interface TracerConfig {
   countUnownedPackets: boolean;
   followChildren: boolean;
   ringBufferBytes: number;
+  /** Capture packets of traced sockets (RECORD_PACKET), at most snaplen bytes each. */
+  capture?: { snaplen: number };
 }
 
 export interface BackendAttempt {
@@ -70,7 +72,7 @@ export interface KernelStats {
 const RECORD_NAMES: Record<number, string> = {
   [L.RECORD_FORK]: 'fork', [L.RECORD_EXEC]: 'exec', [L.RECORD_EXIT]: 'exit', [L.RECORD_FLOW_NEW]: 'flowNew',
   [L.RECORD_FLOW_UPDATE]: 'flowUpdate', [L.RECORD_SOCK_STATE]: 'sockState', [L.RECORD_SOCK_RELEASE]: 'sockRelease',
-  [L.RECORD_CALL]: 'call',
+  [L.RECORD_CALL]: 'call', [L.RECORD_PACKET]: 'packet',
 };
 
 function u64(buf: Buffer, at: number): number {
@@ -222,6 +224,8 @@ function configure(object: BpfObject, config: TracerConfig): void {
   rodata.writeUInt8(config.followChildren ? 1 : 0, L.proctap_config.follow_children);
   rodata.writeUInt8(config.detailCalls ? 1 : 0, L.proctap_config.detail_calls);
   rodata.writeUInt8(config.countUnownedPackets ? 1 : 0, L.proctap_config.count_unowned_packets);
+  rodata.writeUInt8(config.capture ? 1 : 0, L.proctap_config.capture);
+  rodata.writeUInt32LE(config.capture?.snaplen ?? 0, L.proctap_config.snaplen);
   object.setInitialValue('.rodata', rodata);
   object.setMapMaxEntries('events', config.ringBufferBytes);
 }
