@@ -5,7 +5,8 @@ import * as path from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import type { Backend, Report } from '../report/schema';
 import { renderReport } from '../report/table';
-import { MAX_SNAPLEN } from '../pcap/capture';
+import { DLT_RAW, MAX_SNAPLEN } from '../pcap/capture';
+import { loadNative } from '../native';
 import { cgroup2Mount, removeStaleCgroups } from '../proc/cgroup';
 import { runTraced } from '../trace/session';
 import { renderDoctor, runDoctor } from './doctor';
@@ -79,7 +80,15 @@ export function buildProgram(io: { exit: (code: number) => void }): Command {
     .option('--no-color', 'no colors in the terminal report')
     .action(async (argv: string[], opts) => {
       if (opts.json === '-' && opts.pcap === '-') throw new UsageError('--json - and --pcap - cannot both use standard output');
+      if (opts.pcapFilter !== undefined && !opts.pcap) throw new UsageError('--pcap-filter needs --pcap FILE');
       checkPrivileges();
+      if (opts.pcapFilter !== undefined) {
+        try {
+          loadNative().compilePacketFilter(opts.pcapFilter, DLT_RAW, opts.snaplen);
+        } catch (err) {
+          throw new UsageError((err as Error).message);
+        }
+      }
       const credentials = resolveCredentials(opts.user, process.env, readPasswd());
       const result = await runTraced({
         argv,
