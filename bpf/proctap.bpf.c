@@ -375,18 +375,49 @@ int BPF_PROG(sched_process_fork, struct task_struct *parent, struct task_struct 
 	return 0;
 }
 
+/* attach --comm / --cgroup: does a process that is not traced yet start matching at this exec? */
+static __always_inline bool matches_target(const char *comm)
+{
+	if (proctap_cfg.match_cgroup_id && bpf_get_current_cgroup_id() == proctap_cfg.match_cgroup_id)
+		return true;
+	if (!proctap_cfg.match_comm[0])
+		return false;
+	for (int i = 0; i < PROCTAP_COMM_LEN; i++) {
+		if (comm[i] != proctap_cfg.match_comm[i])
+			return false;
+		if (!comm[i])
+			break;
+	}
+	return true;
+}
+
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(sched_process_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
 	__u32 tgid = BPF_CORE_READ(p, tgid);
 	unsigned long arg_start, arg_end, len;
 	struct exec_record *r;
+	char comm[PROCTAP_COMM_LEN];
+	__u32 matched = 0;
 
-	if (!is_traced(tgid))
-		return 0;
+	if (!is_traced(tgid)) {
+		struct traced_process tp = {};
+
+		bpf_get_current_comm(&comm, sizeof(comm));
+		if (!matches_target(comm))
+			return 0;
+		tp.start_time_ns = BPF_CORE_READ(p, start_time);
+		if (bpf_map_update_elem(&traced, &tgid, &tp, BPF_ANY)) {
+			__sync_fetch_and_add(&stats.traced_table_full, 1);
+			return 0;
+		}
+		matched = 1;
+	}
 	r = reserve_record(sizeof(*r), RECORD_EXEC, tgid, bpf_ktime_get_ns());
 	if (!r)
 		return 0;
+	r->matched = matched;
+	r->ppid = BPF_CORE_READ(p, real_parent, tgid);
 	bpf_get_current_comm(&r->comm, sizeof(r->comm));
 	bpf_probe_read_kernel_str(&r->filename, sizeof(r->filename), BPF_CORE_READ(bprm, filename));
 	/* argv was just copied onto the new stack: resident, readable here. */

@@ -94,6 +94,8 @@ struct exec_record {
 	struct record_header header;
 	__u32 args_len;              /* bytes of args[] used: NUL-separated argv, maybe truncated */
 	__u32 args_truncated;
+	__u32 ppid;                  /* parent process (tgid) */
+	__u32 matched;               /* 1: not traced before, started matching --comm/--cgroup here */
 	char comm[PROCTAP_COMM_LEN];
 	char filename[PROCTAP_FILENAME_LEN];
 	char args[PROCTAP_ARGS_LEN];
@@ -186,6 +188,8 @@ struct proctap_config {
 	__u8 capture;               /* emit RECORD_PACKET for every packet of a traced socket */
 	__u32 snaplen;              /* bytes captured per packet at most */
 	__u32 _pad;
+	char match_comm[PROCTAP_COMM_LEN]; /* trace processes that exec with this comm ("" = none) */
+	__u64 match_cgroup_id;             /* trace processes that exec inside this cgroup v2 (0 = none) */
 };
 
 /* In-kernel statistics: the global `stats` in .bss. */

@@ -94,6 +94,8 @@ int main(void)
 	BEGIN(exec_record);
 	FIELD(exec_record, args_len);
 	FIELD(exec_record, args_truncated);
+	FIELD(exec_record, ppid);
+	FIELD(exec_record, matched);
 	FIELD(exec_record, comm);
 	FIELD(exec_record, filename);
 	FIELD(exec_record, args);
@@ -147,6 +149,8 @@ int main(void)
 	FIELD(proctap_config, count_unowned_packets);
 	FIELD(proctap_config, capture);
 	FIELD(proctap_config, snaplen);
+	FIELD(proctap_config, match_comm);
+	FIELD(proctap_config, match_cgroup_id);
 	END();
 
 	BEGIN(proctap_stats);

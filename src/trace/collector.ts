@@ -30,6 +30,9 @@ export class TraceCollector {
         this.tree.onFork(record.tgid, record.ppid, record.comm, record.tsNs);
         break;
       case 'exec':
+        if (record.matched && !this.tree.has(record.tgid)) {
+          this.tree.addRoot(record.tgid, record.ppid, record.comm, record.argv, record.tsNs);
+        }
         this.tree.onExec(record.tgid, record.comm, record.argv);
         break;
       case 'exit':

@@ -26,7 +26,18 @@ export interface FlowCounters {
 
 export type TraceRecord =
   | { type: 'fork'; tgid: number; tsNs: number; ppid: number; startTimeNs: bigint; comm: string }
-  | { type: 'exec'; tgid: number; tsNs: number; comm: string; filename: string; argv: string[]; argsTruncated: boolean }
+  | {
+      type: 'exec';
+      tgid: number;
+      tsNs: number;
+      ppid: number;
+      /** The process was not traced before: it started matching attach --comm/--cgroup with this exec. */
+      matched: boolean;
+      comm: string;
+      filename: string;
+      argv: string[];
+      argsTruncated: boolean;
+    }
   | { type: 'exit'; tgid: number; tsNs: number; waitStatus: number }
   | {
       type: 'flow';
@@ -139,6 +150,8 @@ export function decodeRecord(view: DataView, bytes: Uint8Array, at: number, leng
         type: 'exec',
         tgid,
         tsNs,
+        ppid: view.getUint32(at + L.exec_record.ppid, true),
+        matched: view.getUint32(at + L.exec_record.matched, true) !== 0,
         comm: cString(bytes, at + L.exec_record.comm, L.PROCTAP_COMM_LEN),
         filename: cString(bytes, at + L.exec_record.filename, L.PROCTAP_FILENAME_LEN),
         argv: splitArgs(bytes.subarray(argsAt, argsAt + argsLength)),

@@ -42,6 +42,8 @@ export interface TracerConfig {
   ringBufferBytes: number;
   /** Capture packets of traced sockets (RECORD_PACKET), at most snaplen bytes each. */
   capture?: { snaplen: number };
+  /** Start tracing processes that exec with this comm, or exec inside this cgroup (attach --comm/--cgroup). */
+  match?: { comm?: string; cgroupId?: bigint };
 }
 
 export interface BackendAttempt {
@@ -226,6 +228,8 @@ function configure(object: BpfObject, config: TracerConfig): void {
   rodata.writeUInt8(config.countUnownedPackets ? 1 : 0, L.proctap_config.count_unowned_packets);
   rodata.writeUInt8(config.capture ? 1 : 0, L.proctap_config.capture);
   rodata.writeUInt32LE(config.capture?.snaplen ?? 0, L.proctap_config.snaplen);
+  if (config.match?.comm) rodata.write(config.match.comm.slice(0, L.PROCTAP_COMM_LEN - 1), L.proctap_config.match_comm, 'utf8');
+  rodata.writeBigUInt64LE(config.match?.cgroupId ?? 0n, L.proctap_config.match_cgroup_id);
   object.setInitialValue('.rodata', rodata);
   object.setMapMaxEntries('events', config.ringBufferBytes);
 }

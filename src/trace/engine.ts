@@ -1,0 +1,212 @@
+// SPDX-License-Identifier: MIT
+// What `run` and `attach` share: the loaded tracer, the consumers (ring buffer, proc connector, capture),
+// the final read of the kernel's counters, and the report. The callers own what differs: how the traced
+// processes come to be (a gated launch, or existing targets) and when the trace ends.
+import * as path from 'node:path';
+import { loadNative } from '../native';
+import type { PacketFilter, ProcConnector } from '../native/native';
+import { buildReport } from '../aggregate/report';
+import { DLT_RAW, openCapture, type CaptureFormat, type PacketCapture } from '../pcap/capture';
+import type { Backend, CaptureSummary, LostCounters, Report } from '../report/schema';
+import { TraceCollector } from './collector';
+import type { TraceRecord } from './records';
+import { Tracer, type KernelStats, type TracerConfig } from './tracer';
+
+export interface CaptureOptions {
+  path: string;
+  format: CaptureFormat;
+  snaplen: number;
+  filter: string | null;
+}
+
+export interface EngineOptions {
+  backend: Backend | 'auto';
+  intervalMs: number;
+  ringBufferBytes: number;
+  version: string;
+  /** Follow children forked by traced processes. */
+  followChildren: boolean;
+  /** Count packets of untraced sockets in the hooked cgroup as unattributed (a cgroup of our own). */
+  countUnownedPackets: boolean;
+  /** attach --comm / --cgroup: processes that start matching are traced too. */
+  match?: TracerConfig['match'];
+  capture?: CaptureOptions;
+  detailCalls?: boolean;
+  onRecord?: (record: TraceRecord) => void;
+  log: (line: string) => void;
+}
+
+export interface ReportContext {
+  mode: 'run' | 'attach';
+  command: string[];
+  exitCode: number | null;
+  startedAt: Date;
+  originNs: number;
+  durationMs: number;
+  notes?: string[];
+}
+
+export const monotonicNs = (): number => Number(process.hrtime.bigint());
+
+export function lostCounters(stats: KernelStats, connectorOverflows: number): LostCounters {
+  const records = Object.values(stats.lostRecords).reduce((a, b) => a + b, 0);
+  return {
+    records,
+    recordsByKind: stats.lostRecords,
+    flowTableFullCalls: stats.flowTableFull,
+    flowTableFullBytes: stats.flowTableFullBytes,
+    tracedTableFull: stats.tracedTableFull,
+    procConnectorOverflows: connectorOverflows,
+  };
+}
+
+export class TraceEngine {
+  readonly collector = new TraceCollector();
+  readonly tracer: Tracer;
+  private readonly filter: PacketFilter | null;
+  private capture: PacketCapture | null = null;
+  private connector: ProcConnector | null = null;
+  private ringRunning = false;
+  private closed = false;
+
+  /** Compiles the filter (a bad one fails before anything is loaded), loads and verifies the programs. */
+  constructor(private readonly options: EngineOptions) {
+    const native = loadNative();
+    this.filter = options.capture?.filter
+      ? native.compilePacketFilter(options.capture.filter, DLT_RAW, options.capture.snaplen)
+      : null;
+    this.tracer = Tracer.open({
+      backend: options.backend,
+      intervalMs: options.intervalMs,
+      detailCalls: options.detailCalls ?? false,
+      countUnownedPackets: options.countUnownedPackets,
+      followChildren: options.followChildren,
+      ringBufferBytes: options.ringBufferBytes,
+      capture: options.capture ? { snaplen: options.capture.snaplen } : undefined,
+      match: options.match,
+    });
+    this.collector.onRecordTap = (record) => {
+      if (record.type === 'packet') this.capture?.onPacket(record);
+      options.onRecord?.(record);
+    };
+  }
+
+  /** Attaches the process and lifecycle tracepoints, and the socket/packet hooks on each cgroup. */
+  attach(cgroupDirs: string[]): void {
+    this.tracer.attachTracing();
+    for (const dir of cgroupDirs) this.tracer.attachCgroup(dir);
+  }
+
+  /** Opens the capture file and starts consuming the ring buffer and the proc connector. */
+  start(captureInterface: string): void {
+    const capture = this.options.capture;
+    if (capture) {
+      this.capture = openCapture(
+        { ...capture, filter: this.filter, userAppl: `proctap ${this.options.version}`, interfaceName: captureInterface },
+        (pid) => this.collector.tree.get(pid)?.comm,
+      );
+    }
+    this.tracer.start((batch) => {
+      this.collector.onBatch(batch);
+      this.capture?.flush();
+      this.finalizeReleased();
+    });
+    this.ringRunning = true;
+    this.connector = loadNative().openProcConnector((batch) => this.collector.onProcBatch(batch));
+  }
+
+  /** Reads the last counters of released sockets and drops them from the kernel table (bounded memory). */
+  private finalizeReleased(): void {
+    const { collector, tracer } = this;
+    for (const cookie of collector.takeReleased()) {
+      for (const flow of collector.flows.flowsOfSocket(cookie)) {
+        if (flow.final) continue;
+        const last = tracer.takeFlow(flow.key);
+        if (last) collector.flows.finalize(last.key, last.counters, last.firstNs, last.lastNs, last.localAddr, last.localPort);
+      }
+    }
+  }
+
+  /** Drains everything, reads the kernel's final counters, closes the capture, builds the report. */
+  async finish(context: ReportContext): Promise<Report> {
+    const { collector, tracer } = this;
+    await tracer.stop();
+    this.ringRunning = false;
+    this.finalizeReleased();
+    for (const f of tracer.dumpFlows()) collector.flows.finalize(f.key, f.counters, f.firstNs, f.lastNs, f.localAddr, f.localPort);
+    this.connector?.close();
+    this.connector = null;
+    const packets = tracer.dumpPackets();
+    const stats = tracer.readStats();
+    for (const flow of collector.flows.list()) collector.tree.ensure(flow.key.tgid);
+
+    const lost = lostCounters(stats, collector.connectorOverflows);
+    const captureSummary = this.closeCapture(stats);
+    const report = buildReport({
+      version: this.options.version,
+      mode: context.mode,
+      backend: tracer.backend,
+      command: context.command,
+      exitCode: context.exitCode,
+      startedAt: context.startedAt,
+      durationMs: context.durationMs,
+      originNs: context.originNs,
+      processes: collector.tree.list(),
+      flows: collector.flows.list(),
+      connections: collector.connections.list(),
+      packets,
+      lost,
+      notes: [...(context.notes ?? []), ...this.notes(lost)],
+    });
+    if (captureSummary) report.capture = captureSummary;
+    return report;
+  }
+
+  private closeCapture(stats: KernelStats): CaptureSummary | undefined {
+    const capture = this.capture;
+    const options = this.options.capture;
+    if (!capture || !options) return undefined;
+    this.capture = null;
+    const dropped = stats.lostRecords.packet ?? 0;
+    capture.close(dropped);
+    const where = options.path === '-' ? 'standard output' : options.path;
+    const hint = dropped ? ' (ring buffer full: try --ring-buffer 64M)' : '';
+    this.options.log(`proctap: ${capture.stats.written} packets written to ${where}, ${dropped} dropped${hint}`);
+    return {
+      path: options.path,
+      format: options.format,
+      snaplen: options.snaplen,
+      filter: options.filter,
+      packets: capture.stats.written,
+      dropped,
+      filteredOut: capture.stats.filteredOut,
+      unowned: capture.stats.unowned,
+    };
+  }
+
+  private notes(lost: LostCounters): string[] {
+    const notes: string[] = [];
+    const { collector } = this;
+    if (collector.flows.list().some((f) => f.key.remoteAddr === '*'))
+      notes.push('Some UDP traffic has remote "*": recv() without an address on an unconnected socket does not say who sent it.');
+    if (lost.records > 0)
+      notes.push('Ring-buffer records were lost: byte and call totals are still exact (read from kernel counters); time resolution and process details may be incomplete.');
+    if (collector.tree.list().some((p) => p.source === 'flow'))
+      notes.push('Some processes are known only from their traffic (their fork record was lost).');
+    return notes;
+  }
+
+  /** Teardown on every path: idempotent. Links go with the object. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.ringRunning) await this.tracer.stop().catch(() => {});
+    this.connector?.close();
+    this.capture?.close(0);
+    this.tracer.close();
+  }
+}
+
+export function captureInterfaceName(cgroupDir: string): string {
+  return `cgroup ${path.basename(cgroupDir)}`;
+}
