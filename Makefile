@@ -83,3 +83,9 @@ demo: build
 
 clean:
 	rm -rf $(OUT) dist addon/build
+
+# Kernel matrix (issue #8): the e2e accuracy suite on Debian's stock 6.1 kernel under QEMU (TCG), once per
+# backend (kprobe, fentry, auto). See docs/kernels.md; BACKENDS, KERNELS, KMATRIX_TESTS narrow it down.
+.PHONY: test-kernels
+test-kernels: build
+	$(Q)bash scripts/kernels/test-kernels.sh

@@ -134,15 +134,31 @@ static __always_inline __u32 size_bucket(__u32 v)
 	return r < PROCTAP_SIZE_BUCKETS ? r : PROCTAP_SIZE_BUCKETS - 1;
 }
 
+/*
+ * Kernels before 6.5 move sendfile()/splice() data into a TCP socket with tcp_sendpage(), once per page
+ * or so, not with tcp_sendmsg(). Only those syscalls get there, and their sys_enter reset splice_calls:
+ * the first page of a syscall counts the call. Works without pt_regs, so for kprobes too.
+ */
+static __always_inline bool first_page_of_syscall(__u32 tid)
+{
+	__u32 *counted = bpf_map_lookup_elem(&splice_calls, &tid);
+
+	if (!counted)
+		return true;
+	if (*counted)
+		return false;
+	*counted = 1;
+	return true;
+}
+
 static __always_inline void account_io(struct sock *sk, __u64 cookie, int bytes, __u8 direction,
-				       int msg_flags, const bool tracing_ctx)
+				       int msg_flags, const bool tracing_ctx, const bool sendpage)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32, tid = (__u32)id;
 	struct flow_key key = {};
 	struct flow_value *v;
-	__u64 now;
-	__u32 bucket;
+	__u64 now, bucket;
 	__u8 family = 0, proto;
 
 	if (bytes < 0 || !is_traced(tgid))
@@ -190,9 +206,14 @@ static __always_inline void account_io(struct sock *sk, __u64 cookie, int bytes,
 			claim_socket(sk, tgid, now);
 	}
 	bucket = size_bucket(bytes);
+	/* Bound the index on the register that indexes: older verifiers (6.1) lose size_bucket()'s own bound
+	 * across its "r + 1" and the 32-bit zero-extension. */
+	barrier_var(bucket);
+	if (bucket > PROCTAP_SIZE_BUCKETS - 1)
+		bucket = PROCTAP_SIZE_BUCKETS - 1;
 	if (direction == DIRECTION_TX) {
 		__sync_fetch_and_add(&v->counters.tx_bytes, bytes);
-		if (!tracing_ctx || first_chunk_of_syscall(tid)) {
+		if (sendpage ? first_page_of_syscall(tid) : (!tracing_ctx || first_chunk_of_syscall(tid))) {
 			__sync_fetch_and_add(&v->counters.tx_calls, 1);
 			__sync_fetch_and_add(&v->tx_sizes[bucket], 1);
 		}
@@ -225,7 +246,7 @@ SEC("tp_btf/sock_send_length")
 int BPF_PROG(tp_sock_send_length, struct sock *sk, int ret, int flags)
 {
 	if (ret >= 0)
-		account_io(sk, bpf_get_socket_cookie(sk), ret, DIRECTION_TX, flags, true);
+		account_io(sk, bpf_get_socket_cookie(sk), ret, DIRECTION_TX, flags, true, false);
 	return 0;
 }
 
@@ -233,7 +254,7 @@ SEC("tp_btf/sock_recv_length")
 int BPF_PROG(tp_sock_recv_length, struct sock *sk, int ret, int flags)
 {
 	if (ret >= 0)
-		account_io(sk, bpf_get_socket_cookie(sk), ret, DIRECTION_RX, flags, true);
+		account_io(sk, bpf_get_socket_cookie(sk), ret, DIRECTION_RX, flags, true, false);
 	return 0;
 }
 
@@ -244,7 +265,7 @@ int BPF_PROG(tp_sock_recv_length, struct sock *sk, int ret, int flags)
 	int BPF_PROG(fexit_##fn, struct sock *sk, struct msghdr *msg, size_t len, int ret)           \
 	{                                                                                           \
 		if (ret >= 0)                                                               \
-			account_io(sk, bpf_get_socket_cookie(sk), ret, DIRECTION_TX, 0, true);     \
+			account_io(sk, bpf_get_socket_cookie(sk), ret, DIRECTION_TX, 0, true, false); \
 		return 0;                                                                           \
 	}
 #define FEXIT_RECV(fn)                                                                              \
@@ -253,7 +274,7 @@ int BPF_PROG(tp_sock_recv_length, struct sock *sk, int ret, int flags)
 		     int *addr_len, int ret)                                                        \
 	{                                                                                           \
 		if (ret >= 0)                                                               \
-			account_io(sk, bpf_get_socket_cookie(sk), ret, DIRECTION_RX, flags, true); \
+			account_io(sk, bpf_get_socket_cookie(sk), ret, DIRECTION_RX, flags, true, false); \
 		return 0;                                                                           \
 	}
 
@@ -263,6 +284,15 @@ FEXIT_SEND(udp_sendmsg)
 FEXIT_RECV(udp_recvmsg)
 FEXIT_SEND(udpv6_sendmsg)
 FEXIT_RECV(udpv6_recvmsg)
+
+/* Before 6.5 only (user space autoloads it when the kernel has tcp_sendpage): sendfile()/splice() to TCP. */
+SEC("fexit/tcp_sendpage")
+int BPF_PROG(fexit_tcp_sendpage, struct sock *sk, struct page *page, int offset, size_t size, int flags, int ret)
+{
+	if (ret >= 0)
+		account_io(sk, bpf_get_socket_cookie(sk), ret, DIRECTION_TX, 0, true, true);
+	return 0;
+}
 
 /* ---- backend: kprobe (kprobe saves the arguments, kretprobe accounts the result) --------------- */
 
@@ -297,7 +327,7 @@ static __always_inline void save_io_args(struct sock *sk, int flags)
 		bpf_map_update_elem(&io_args, &tid, &args, BPF_ANY);
 }
 
-static __always_inline void account_saved_io(int ret, __u8 direction)
+static __always_inline void account_saved_io(int ret, __u8 direction, const bool sendpage)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	struct io_args *args = bpf_map_lookup_elem(&io_args, &tid);
@@ -310,7 +340,7 @@ static __always_inline void account_saved_io(int ret, __u8 direction)
 	flags = args->flags;
 	bpf_map_delete_elem(&io_args, &tid);
 	if (ret >= 0)
-		account_io(sk, kprobe_sock_cookie(sk), ret, direction, flags, false);
+		account_io(sk, kprobe_sock_cookie(sk), ret, direction, flags, false, sendpage);
 }
 
 #define KPROBE_SEND(fn)                                                                             \
@@ -323,7 +353,7 @@ static __always_inline void account_saved_io(int ret, __u8 direction)
 	SEC("kretprobe/" #fn)                                                                       \
 	int BPF_KRETPROBE(kretprobe_##fn, int ret)                                                  \
 	{                                                                                           \
-		account_saved_io(ret, DIRECTION_TX);                                                \
+		account_saved_io(ret, DIRECTION_TX, false);                                                \
 		return 0;                                                                           \
 	}
 #define KPROBE_RECV(fn)                                                                             \
@@ -336,7 +366,7 @@ static __always_inline void account_saved_io(int ret, __u8 direction)
 	SEC("kretprobe/" #fn)                                                                       \
 	int BPF_KRETPROBE(kretprobe_##fn, int ret)                                                  \
 	{                                                                                           \
-		account_saved_io(ret, DIRECTION_RX);                                                \
+		account_saved_io(ret, DIRECTION_RX, false);                                                \
 		return 0;                                                                           \
 	}
 
@@ -346,6 +376,21 @@ KPROBE_SEND(udp_sendmsg)
 KPROBE_RECV(udp_recvmsg)
 KPROBE_SEND(udpv6_sendmsg)
 KPROBE_RECV(udpv6_recvmsg)
+
+/* Before 6.5 only, as fexit_tcp_sendpage. */
+SEC("kprobe/tcp_sendpage")
+int BPF_KPROBE(kprobe_tcp_sendpage, struct sock *sk)
+{
+	save_io_args(sk, 0);
+	return 0;
+}
+
+SEC("kretprobe/tcp_sendpage")
+int BPF_KRETPROBE(kretprobe_tcp_sendpage, int ret)
+{
+	account_saved_io(ret, DIRECTION_TX, true);
+	return 0;
+}
 
 /* ---- processes ------------------------------------------------------------------------------- */
 

@@ -9,6 +9,8 @@ packages=(
   clang llvm bpftool libbpf-dev libelf-dev zlib1g-dev libpcap-dev   # BPF programs and the addon
   make gcc g++ python3 pkg-config                                   # build tools, test workloads
   iproute2 tshark tcpdump                                           # tests: namespaces, pcap checks
+  libcairo2-dev libpango1.0-dev libjpeg-dev libgif-dev librsvg2-dev # canvas (charts), built from source
+  fonts-dejavu-core                                                 # chart text
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -29,4 +31,15 @@ if [ -f package-lock.json ]; then
   npm ci --ignore-scripts --no-audit --no-fund
 else
   npm install --ignore-scripts --no-audit --no-fund
+fi
+
+# canvas (under chartjs-node-canvas, for the PNG charts) is native. Scripts are off above, so build it
+# here, from source against the system cairo/pango and Node's own headers (never downloaded):
+# --build-from-source makes its prebuild-install step skip the binary download, which cannot work
+# offline, and go straight to node-gyp. Takes about 25 s on 2 cores.
+if [ -d node_modules/canvas ] && ! node -e "require('canvas')" 2>/dev/null; then
+  echo "building canvas from source"
+  npm_config_nodedir="$(node -p "require('path').resolve(process.execPath, '../..')")" \
+    npm rebuild canvas --build-from-source --no-audit --no-fund
+  node -e "require('canvas')"
 fi

@@ -112,7 +112,7 @@ function buildProcesses(input: ReportInputs, offset: (ns: number | null) => numb
       const packets = zeroPackets();
       const p = input.packets.get(node.pid);
       if (p) addPackets(packets, p);
-      return {
+      const report: ProcessReport = {
         pid: node.pid,
         ppid: node.ppid,
         comm: node.comm,
@@ -125,6 +125,9 @@ function buildProcesses(input: ReportInputs, offset: (ns: number | null) => numb
         udp: t?.udp ?? zeroTraffic(),
         packets,
       };
+      if (node.nspid !== undefined) report.nspid = node.nspid;
+      if (node.netns !== undefined) report.netns = node.netns;
+      return report;
     });
 }
 

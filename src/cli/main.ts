@@ -9,6 +9,7 @@ import { DLT_RAW, MAX_SNAPLEN } from '../pcap/capture';
 import { loadNative } from '../native';
 import { cgroup2Mount, removeStaleCgroups } from '../proc/cgroup';
 import { runTraced } from '../trace/session';
+import { AttachError, attachTraced } from '../trace/attach';
 import { renderDoctor, runDoctor } from './doctor';
 import { checkPrivileges, readPasswd, resolveCredentials } from './privileges';
 
@@ -42,6 +43,18 @@ export function parseSnaplen(text: string): number {
   return n;
 }
 
+/** 30s, 500ms, 2m, 1h, or plain seconds. */
+export function parseDuration(text: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
+  if (!m || Number(m[1]) <= 0) throw new InvalidArgumentError(`not a duration: '${text}' (e.g. 30s, 500ms, 2m)`);
+  return Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(m[2] ?? 's') as 'ms' | 's' | 'm' | 'h'];
+}
+
+export function parsePid(text: string): number {
+  if (!/^\d+$/.test(text) || Number(text) < 1 || Number(text) > 4194304) throw new InvalidArgumentError(`not a pid: '${text}'`);
+  return Number(text);
+}
+
 export function parseMilliseconds(text: string): number {
   const m = /^(\d+(?:\.\d+)?)(ms|s)?$/.exec(text.trim());
   if (!m || Number(m[1]) <= 0) throw new InvalidArgumentError(`not a duration: '${text}' (e.g. 100ms, 1s)`);
@@ -52,6 +65,36 @@ function writeJson(report: Report, target: string): void {
   const text = `${JSON.stringify(report, null, 2)}\n`;
   if (target === '-') process.stdout.write(text);
   else fs.writeFileSync(target, text, { mode: 0o644 });
+}
+
+interface OutputOptions {
+  json?: string;
+  pcap?: string;
+  pcapFilter?: string;
+  snaplen: number;
+  quiet?: boolean;
+  color: boolean;
+}
+
+/** Output options that contradict each other, and a filter that does not compile: before anything starts. */
+function validateOutputs(opts: OutputOptions): void {
+  if (opts.json === '-' && opts.pcap === '-') throw new UsageError('--json - and --pcap - cannot both use standard output');
+  if (opts.pcapFilter !== undefined && !opts.pcap) throw new UsageError('--pcap-filter needs --pcap FILE');
+  if (opts.pcapFilter !== undefined) {
+    try {
+      loadNative().compilePacketFilter(opts.pcapFilter, DLT_RAW, opts.snaplen);
+    } catch (err) {
+      throw new UsageError((err as Error).message);
+    }
+  }
+}
+
+/** The JSON report where asked, and the terminal report on stderr (the command's stdout stays its own). */
+function emitReport(report: Report, opts: OutputOptions): void {
+  if (opts.json) writeJson(report, opts.json);
+  if (!opts.quiet && opts.json !== '-') {
+    process.stderr.write(`${renderReport(report, { color: opts.color && process.stderr.isTTY === true })}\n`);
+  }
 }
 
 export function buildProgram(io: { exit: (code: number) => void }): Command {
@@ -79,16 +122,8 @@ export function buildProgram(io: { exit: (code: number) => void }): Command {
     .option('-q, --quiet', 'no terminal report')
     .option('--no-color', 'no colors in the terminal report')
     .action(async (argv: string[], opts) => {
-      if (opts.json === '-' && opts.pcap === '-') throw new UsageError('--json - and --pcap - cannot both use standard output');
-      if (opts.pcapFilter !== undefined && !opts.pcap) throw new UsageError('--pcap-filter needs --pcap FILE');
+      validateOutputs(opts);
       checkPrivileges();
-      if (opts.pcapFilter !== undefined) {
-        try {
-          loadNative().compilePacketFilter(opts.pcapFilter, DLT_RAW, opts.snaplen);
-        } catch (err) {
-          throw new UsageError((err as Error).message);
-        }
-      }
       const credentials = resolveCredentials(opts.user, process.env, readPasswd());
       const result = await runTraced({
         argv,
@@ -102,11 +137,63 @@ export function buildProgram(io: { exit: (code: number) => void }): Command {
           ? { path: opts.pcap, format: opts.pcapFormat, snaplen: opts.snaplen, filter: opts.pcapFilter ?? null }
           : undefined,
       });
-      if (opts.json) writeJson(result.report, opts.json);
-      if (!opts.quiet && opts.json !== '-') {
-        process.stderr.write(`${renderReport(result.report, { color: opts.color && process.stderr.isTTY === true })}\n`);
-      }
+      emitReport(result.report, opts);
       io.exit(result.exitCode);
+    });
+
+  program
+    .command('attach')
+    .description('trace running processes and their future children, until they exit, Ctrl-C or --duration')
+    .usage('[options] PID... | --comm NAME | --cgroup PATH')
+    .argument('[pids...]', 'processes to trace')
+    .option('--comm <name>', 'every process whose comm is NAME, now and later')
+    .option('--cgroup <path>', 'every process in this cgroup v2 (path below the cgroup2 mount), now and later')
+    .option('--duration <time>', 'stop after this long (e.g. 30s, 2m)', parseDuration)
+    .option('--no-children', 'do not follow children forked after the attach')
+    .option('--json <file>', 'write the JSON report to FILE, "-" for stdout')
+    .addOption(new Option('--backend <name>', 'socket I/O hooks').choices(['auto', 'tracepoint', 'fentry', 'kprobe']).default('auto'))
+    .option('--flow-interval <ms>', 'minimum time between two kernel updates of one flow', parseMilliseconds, 100)
+    .option('--ring-buffer <size>', 'kernel ring buffer size (power of two)', parseRingBufferSize, 8 * 1024 * 1024)
+    .option('-o, --pcap <file>', 'capture the traced processes\' packets to FILE ("-" for stdout)')
+    .addOption(new Option('--pcap-format <format>', 'capture file format').choices(['pcapng', 'pcap']).default('pcapng'))
+    .option('-f, --pcap-filter <expr>', 'tcpdump filter for the capture')
+    .option('--snaplen <bytes>', 'bytes kept per packet', parseSnaplen, MAX_SNAPLEN)
+    .option('-q, --quiet', 'no terminal report')
+    .option('--no-color', 'no colors in the terminal report')
+    .action(async (pidArgs: string[], opts) => {
+      const pids = pidArgs.map((p) => {
+        try {
+          return parsePid(p);
+        } catch (err) {
+          throw new UsageError((err as Error).message);
+        }
+      });
+      if (pids.length === 0 && opts.comm === undefined && opts.cgroup === undefined) {
+        throw new UsageError('attach needs PIDs, --comm NAME or --cgroup PATH');
+      }
+      validateOutputs(opts);
+      checkPrivileges();
+      let report: Report;
+      try {
+        report = await attachTraced({
+          pids,
+          comm: opts.comm,
+          cgroup: opts.cgroup,
+          durationMs: opts.duration,
+          followChildren: opts.children,
+          backend: opts.backend as Backend | 'auto',
+          intervalMs: opts.flowInterval,
+          ringBufferBytes: opts.ringBuffer,
+          version: VERSION,
+          log: (line: string) => process.stderr.write(`${line}\n`),
+          capture: opts.pcap ? { path: opts.pcap, format: opts.pcapFormat, snaplen: opts.snaplen, filter: opts.pcapFilter ?? null } : undefined,
+        });
+      } catch (err) {
+        if (err instanceof AttachError) throw new UsageError(err.message);
+        throw err;
+      }
+      emitReport(report, opts);
+      io.exit(0);
     });
 
   program

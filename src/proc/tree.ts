@@ -13,6 +13,9 @@ export interface ProcessNode {
   /** Raw wait status ((code << 8) | signal) once known. */
   waitStatus: number | null;
   exitSource: 'kernel' | 'connector' | null;
+  /** Network namespace inode and namespace pid, where they differ from proctap's own (containers). */
+  netns?: number;
+  nspid?: number;
   /** Where the process became known: a traced root, a kernel fork record, or only the proc connector. */
   source: 'root' | 'kernel' | 'connector' | 'flow';
 }
@@ -69,6 +72,7 @@ export class ProcessTree {
     }
     const parent = this.nodes.get(ppid);
     this.nodes.set(pid, {
+      netns: parent?.netns,
       pid,
       ppid,
       comm: comm || parent?.comm || '?',

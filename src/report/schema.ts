@@ -36,6 +36,10 @@ export interface ProcessReport {
   exitCode: number | null;
   /** Signal that killed the process, if any. */
   exitSignal: number | null;
+  /** PID inside the process's own PID namespace, where it differs from `pid` (containers). */
+  nspid?: number;
+  /** Network namespace inode, where it differs from proctap's own. */
+  netns?: number;
   tcp: Traffic;
   udp: Traffic;
   packets: Packets;
@@ -75,6 +79,8 @@ export interface ConnectionReport {
   outcome: Outcome;
   /** errno name the connection ended with, e.g. "ECONNREFUSED". */
   error: string | null;
+  /** attach: the socket was open before the trace began; its bytes count from the attach on. */
+  preexisting?: boolean;
 }
 
 export interface LostCounters {
@@ -89,6 +95,11 @@ export interface LostCounters {
   /** Proc connector overflows (ENOBUFS): process events the kernel could not deliver. */
   procConnectorOverflows: number;
 }
+
+export type Target =
+  | { kind: 'pid'; pid: number; comm: string; argv: string[] }
+  | { kind: 'comm'; comm: string }
+  | { kind: 'cgroup'; path: string };
 
 export interface CaptureSummary {
   path: string;
@@ -125,4 +136,107 @@ export interface Report {
   notes: string[];
   /** Present when packets were captured (--pcap). */
   capture?: CaptureSummary;
+  /** attach: what was asked for. */
+  targets?: Target[];
+  /** Payload bytes over time (optional). */
+  timeSeries?: TimeSeries;
+  /** Message sizes, connection durations, time to first byte, activity (optional). */
+  distributions?: Distributions;
+  /** Traffic patterns detected (optional; [] = looked for, none found). */
+  patterns?: Pattern[];
+}
+
+// ---------------------------------------------------------------- optional, additive sections
+// Traffic over time, statistics and detected patterns (docs/schema.md, docs/patterns.md). A report
+// may lack them (older writers, or a trace that was not sampled); readers must treat them as optional.
+
+/** Payload bytes per time bucket: bucket i covers [startMs + i·intervalMs, startMs + (i+1)·intervalMs). */
+export interface TimeSeries {
+  intervalMs: number;
+  /** Always 0: the traced command's start. */
+  startMs: 0;
+  /** Bytes sent in each bucket (not a rate: divide by intervalMs/1000 for bytes/s). */
+  tx: number[];
+  rx: number[];
+  /** The same per process, ascending pid. */
+  perProcess: Array<{ pid: number; tx: number[]; rx: number[] }>;
+}
+
+/** log2 message-size histogram of send or receive calls. */
+export interface SizeStats {
+  /** Calls counted. */
+  calls: number;
+  /** buckets[i] = calls of size in [2^(i-1), 2^i) bytes; bucket 0 = empty calls (size 0). */
+  buckets: number[];
+  /** Upper bound (bytes, 2^i - 1) of the bucket holding the percentile; null without calls. */
+  p50: number | null;
+  p90: number | null;
+  p99: number | null;
+}
+
+export interface MessageSizes {
+  tx: SizeStats;
+  rx: SizeStats;
+  perProcess: Array<{ pid: number; tx: SizeStats; rx: SizeStats }>;
+}
+
+/** Statistics of a set of durations in ms (nearest-rank percentiles); null when count is 0. */
+export interface DurationStats {
+  count: number;
+  p50: number | null;
+  p90: number | null;
+  p99: number | null;
+  max: number | null;
+  /** Counts per bucket: a duration d goes to the first bucket with d <= leMs; leMs null = above all. */
+  histogram: Array<{ leMs: number | null; count: number }>;
+}
+
+export interface TtfbConnection {
+  pid: number;
+  socket: string;
+  remoteAddr: string;
+  remotePort: number;
+  /** Upper bound of the time from the flow's start to its first received byte (ms). */
+  ms: number;
+}
+
+export interface Activity {
+  /** ms from the command's start: first flow start, last flow end or sample. */
+  firstSeenMs: number;
+  lastSeenMs: number;
+  /** Sum of the time-series intervals in which bytes were recorded (ms). */
+  activeMs: number;
+}
+
+export interface Distributions {
+  messageSizes: MessageSizes;
+  /** Durations of the connections that ended (ConnectionReport.durationMs not null). */
+  connectionDurations: DurationStats & { open: number };
+  /** TCP time to first byte; upper bounds at the kernel's sampling resolution. */
+  timeToFirstByte: DurationStats & { resolutionMs: number; connections: TtfbConnection[] };
+  activity: {
+    intervalMs: number;
+    processes: Array<{ pid: number } & Activity>;
+    endpoints: Array<{ proto: Proto; remoteAddr: string; remotePort: number } & Activity>;
+  };
+}
+
+export type PatternKind = 'periodic' | 'bulk' | 'request-response' | 'fan-out' | 'failed-connects' | 'long-lived-idle';
+
+export interface PatternEndpoint {
+  proto: Proto;
+  remoteAddr: string;
+  remotePort: number;
+}
+
+/** A traffic pattern found in the trace (docs/patterns.md: kinds, evidence fields, thresholds). */
+export interface Pattern {
+  kind: PatternKind;
+  /** Processes involved, ascending. */
+  pids: number[];
+  endpoint?: PatternEndpoint;
+  /** The numbers the pattern was decided on (ms, bytes, bytes/s, counts). */
+  evidence: Record<string, number | string>;
+  /** One sentence for the terminal. */
+  summary: string;
 }

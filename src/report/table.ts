@@ -4,7 +4,7 @@
 // are fitted to `width` columns by shrinking the command column and wrapping the wide ones.
 
 import Table from 'cli-table3';
-import type { ConnectionReport, EndpointReport, LostCounters, ProcessReport, Report, Traffic } from './schema';
+import type { ConnectionReport, Distributions, DurationStats, EndpointReport, LostCounters, Pattern, ProcessReport, Report, SizeStats, Traffic } from './schema';
 import { formatArgv, formatBytes, formatCount, formatDuration, formatEndpoint, formatExit, signalName, truncate } from './format';
 
 export interface RenderOptions {
@@ -361,6 +361,42 @@ function renderConnections(connections: ConnectionReport[], maxRows: number, opt
   return lines.join('\n');
 }
 
+// ---------------------------------------------------------------- patterns and statistics
+
+/** A number and its unit ("120 B", "1.00 s") never split over two lines. */
+const keepUnits = (s: string) => s.replace(/(\d) (B|KiB|MiB|GiB|TiB|ms|s|times)\b/g, '$1\u00a0$2');
+
+function renderPatterns(patterns: Pattern[], width: number): string {
+  return patterns.map((p) => wrapText(keepUnits(p.summary), width - 2).split('\n').map((l, i) => (i === 0 ? '• ' : '  ') + l).join('\n')).join('\n');
+}
+
+/** "≤1023 B": a log2 bucket's upper bound (sizes are known to a power of two). */
+function sizeBound(n: number | null): string {
+  return n === null ? '-' : `≤${formatBytes(n)}`;
+}
+
+function renderStatistics(d: Distributions, width: number): string[] {
+  const lines: string[] = [];
+  const sizes = (name: string, s: SizeStats) =>
+    s.calls === 0 ? `${name} -` : `${name} p50 ${sizeBound(s.p50)} · p90 ${sizeBound(s.p90)} · ${formatCount(s.calls)} calls`;
+  const m = d.messageSizes;
+  if (m.tx.calls + m.rx.calls > 0) lines.push(`message sizes   ${sizes('tx', m.tx)}`, `                ${sizes('rx', m.rx)}`);
+  const dur = (s: DurationStats) =>
+    `p50 ${formatDuration(s.p50 ?? 0)} · p90 ${formatDuration(s.p90 ?? 0)} · p99 ${formatDuration(s.p99 ?? 0)} · max ${formatDuration(s.max ?? 0)}`;
+  const c = d.connectionDurations;
+  if (c.count > 0) lines.push(`connections     ${dur(c)} · ${formatCount(c.count)} ended${c.open > 0 ? `, ${formatCount(c.open)} open` : ''}`);
+  else if (c.open > 0) lines.push(`connections     ${formatCount(c.open)} open, none ended`);
+  const t = d.timeToFirstByte;
+  if (t.count > 0) {
+    lines.push(
+      `first byte      p50 ≤${formatDuration(t.p50 ?? 0)} · p90 ≤${formatDuration(t.p90 ?? 0)} · max ≤${formatDuration(t.max ?? 0)} · ` +
+        `${formatCount(t.count)} TCP (upper bounds: sampled every ${formatDuration(t.resolutionMs)})`,
+    );
+  }
+  // Continuation lines keep the 16-column label indent.
+  return lines.flatMap((l) => wrapText(keepUnits(l.slice(16)), width - 16).split('\n').map((w, i) => (i === 0 ? l.slice(0, 16) : ' '.repeat(16)) + w));
+}
+
 // ---------------------------------------------------------------- totals and entry point
 
 function renderTotals(report: Report): string[] {
@@ -392,8 +428,13 @@ export function renderReport(report: Report, opts: RenderOptions): string {
     '',
     ...section('Connections', report.connections.length, () => renderConnections(report.connections, maxRows, layout)),
     '',
+  ];
+  if (report.patterns) out.push(...section('Patterns', report.patterns.length, () => renderPatterns(report.patterns!, width)), '');
+  const stats = report.distributions ? renderStatistics(report.distributions, width) : [];
+  if (stats.length > 0) out.push(title('Statistics'), ...stats, '');
+  out.push(
     title('Totals'),
     ...renderTotals(report),
-  ];
+  );
   return out.join('\n') + '\n';
 }

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // The loaded BPF object: backend choice, load-time configuration, attachment, and map access.
 // One linear story, as in libbpf-bootstrap: open -> configure -> load -> attach -> poll -> close.
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { loadNative } from '../native';
 import type { BpfObject } from '../native/native';
@@ -21,6 +22,23 @@ export const BACKEND_PROGRAMS: Record<Backend, string[]> = {
   ],
 };
 export const AUTO_ORDER: Backend[] = ['fentry', 'tracepoint', 'kprobe'];
+
+/** Programs of a backend for kernel functions that only some kernels have, with the releases that have them. */
+const OPTIONAL_PROGRAMS: Partial<Record<Backend, Array<{ program: string; present: (release: string) => boolean }>>> = {
+  // sendfile()/splice() into TCP went through tcp_sendpage() until 6.5 (removed by the MSG_SPLICE_PAGES rework)
+  fentry: [{ program: 'fexit_tcp_sendpage', present: (r) => kernelBefore(r, 6, 5) }],
+  kprobe: [
+    { program: 'kprobe_tcp_sendpage', present: (r) => kernelBefore(r, 6, 5) },
+    { program: 'kretprobe_tcp_sendpage', present: (r) => kernelBefore(r, 6, 5) },
+  ],
+};
+
+/** "6.1.0-56-cloud-amd64" is before 6.5. Reading the release is cheap; scanning /proc/kallsyms is not. */
+export function kernelBefore(release: string, major: number, minor: number): boolean {
+  const m = /^(\d+)\.(\d+)/.exec(release);
+  if (!m) return false;
+  return Number(m[1]) < major || (Number(m[1]) === major && Number(m[2]) < minor);
+}
 
 /** Programs attached wherever tracing happens (process and TCP lifecycle tracepoints). */
 const TRACING_PROGRAMS = ['sys_enter', 'sched_process_fork', 'sched_process_exec', 'sched_process_exit', 'inet_sock_set_state'];
@@ -120,6 +138,14 @@ export class Tracer {
       for (const [other, programs] of Object.entries(BACKEND_PROGRAMS)) {
         if (other !== backend) for (const p of programs) if (present.has(p)) object.setAutoload(p, false);
       }
+      const optional: string[] = [];
+      for (const [owner, list] of Object.entries(OPTIONAL_PROGRAMS)) {
+        for (const { program, present: inKernel } of list ?? []) {
+          if (!present.has(program)) continue;
+          if (owner === backend && inKernel(os.release())) optional.push(program);
+          else object.setAutoload(program, false);
+        }
+      }
       try {
         configure(object, config);
         object.load();
@@ -130,7 +156,7 @@ export class Tracer {
       }
       const tracer = new Tracer(object, backend, attempts);
       try {
-        for (const p of BACKEND_PROGRAMS[backend]) tracer.links.push(object.attach(p));
+        for (const p of [...BACKEND_PROGRAMS[backend], ...optional]) tracer.links.push(object.attach(p));
       } catch (err) {
         object.close();
         attempts.push({ backend, ok: false, loaded: true, reason: `passes the verifier but cannot attach: ${errorText(err)}` });

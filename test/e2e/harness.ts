@@ -12,6 +12,26 @@ import type { Report, Traffic } from '../../src/report/schema';
 export const ROOT = path.resolve(__dirname, '../../..');
 export const PROCTAP = path.join(ROOT, 'bin/proctap');
 export const NETLOAD = path.join(ROOT, 'test/workloads/netload.py');
+/** `PROCTAP_TEST_BACKEND=kprobe|fentry|tracepoint|auto` runs every `proctap run` of the suite with that `--backend`. */
+export const TEST_BACKEND = process.env.PROCTAP_TEST_BACKEND || undefined;
+
+/** The backend reports must name: the forced one, else the one `proctap doctor --json` says `run` would use. */
+export function expectedBackend(): string {
+  if (TEST_BACKEND && TEST_BACKEND !== 'auto') return TEST_BACKEND;
+  const r = spawnSync(PROCTAP, ['doctor', '--json'], { encoding: 'utf8' });
+  const doctor = (() => {
+    try {
+      return JSON.parse(r.stdout) as { selectedBackend: string | null; backends: Array<{ backend: string; reason: string }> };
+    } catch {
+      return null;
+    }
+  })();
+  if (!doctor?.selectedBackend) {
+    const why = doctor ? doctor.backends.map((b) => `${b.backend}: ${b.reason}`).join('; ') : r.stderr;
+    throw new Error(`proctap doctor --json selects no backend (exit ${r.status}): ${why}`);
+  }
+  return doctor.selectedBackend;
+}
 
 export interface Servers {
   port: number;
@@ -77,7 +97,8 @@ export function tempDir(): string {
 export function proctapRun(args: string[], opts: { json?: boolean; env?: NodeJS.ProcessEnv } = {}): Promise<ProctapRun> {
   const dir = tempDir();
   const jsonPath = path.join(dir, 'report.json');
-  const full = opts.json === false ? args : ['--json', jsonPath, ...args];
+  const backend = TEST_BACKEND ? ['--backend', TEST_BACKEND] : [];
+  const full = opts.json === false ? [...backend, ...args] : [...backend, '--json', jsonPath, ...args];
   const started = process.hrtime.bigint();
   return new Promise((resolve, reject) => {
     const child = spawn(PROCTAP, ['run', ...full], { env: opts.env ?? process.env });

@@ -2,6 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { processTree, renderReport } from '../../src/report/table';
+import { emptyReport, syntheticReport } from './synthreport';
 import type { ConnectionReport, LostCounters, ProcessReport, Report, Traffic } from '../../src/report/schema';
 
 const MiB = 1024 * 1024;
@@ -268,4 +269,18 @@ test('re-rendering the JSON round trip gives identical text', () => {
   const again = JSON.parse(JSON.stringify(r)) as Report;
   assert.equal(renderReport(again, { color: true }), renderReport(r, { color: true }));
   assert.equal(plain(again), plain(r));
+});
+
+test('patterns and statistics sections: after Connections, only when the report has them', () => {
+  const text = renderReport(syntheticReport(), { color: false, width: 100 });
+  const at = (s: string) => text.indexOf(s);
+  assert.ok(at('Connections (') >= 0 && at('Connections (') < at('Patterns (5)'), text);
+  assert.ok(at('Patterns (5)') < at('Statistics') && at('Statistics') < at('Totals'));
+  assert.ok(text.includes('• pid 42 polls 127.0.0.1:8080 every 1.00\u00a0s (±12\u00a0ms, 9\u00a0times)'));
+  assert.match(text, /message sizes {3}tx p50 ≤127\u00a0B · p90 ≤511\u00a0B · 27 calls\n {16}rx p50 ≤64\.0\u00a0KiB/);
+  assert.match(text, /connections {5}p50 101\u00a0ms/);
+  const plain = renderReport(emptyReport(), { color: false, width: 100 });
+  assert.ok(!plain.includes('Patterns') && !plain.includes('Statistics'));
+  const none = renderReport({ ...emptyReport(), patterns: [] }, { color: false, width: 100 });
+  assert.ok(none.includes('Patterns: none'));
 });

@@ -1,0 +1,198 @@
+// SPDX-License-Identifier: MIT
+// `proctap attach`: trace running processes (by pid, comm or cgroup) and their future children, until
+// every target has exited, Ctrl-C, or --duration. Targets are never signalled: only observed.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { cgroup2Mount } from '../proc/cgroup';
+import {
+  isAlive,
+  netnsInode,
+  openSockets,
+  pidsByComm,
+  readArgv,
+  readCgroupPath,
+  readStatus,
+  type ProcNetSocket,
+} from '../proc/procfs';
+import type { ConnectionReport, Report, Target } from '../report/schema';
+import { TraceEngine, monotonicNs, type EngineOptions } from './engine';
+
+export interface AttachOptions extends Omit<EngineOptions, 'followChildren' | 'countUnownedPackets' | 'match'> {
+  pids: number[];
+  comm?: string;
+  /** cgroup v2 path relative to the mount, e.g. /system.slice/redis.service */
+  cgroup?: string;
+  durationMs?: number;
+  followChildren: boolean;
+}
+
+export class AttachError extends Error {}
+
+interface ResolvedTargets {
+  targets: Target[];
+  pids: number[];
+  cgroupDirs: string[];
+  match: EngineOptions['match'];
+}
+
+function resolveTargets(options: AttachOptions, mount: string): ResolvedTargets {
+  const targets: Target[] = [];
+  const pids = new Set<number>();
+  const cgroupDirs = new Set<string>();
+  let match: EngineOptions['match'];
+  for (const pid of options.pids) {
+    if (pid === process.pid) throw new AttachError(`pid ${pid} is proctap itself`);
+    const status = readStatus(pid);
+    if (!status) throw new AttachError(`no process with pid ${pid}`);
+    targets.push({ kind: 'pid', pid, comm: status.name, argv: readArgv(pid) });
+    pids.add(pid);
+  }
+  if (options.comm !== undefined) {
+    if (options.comm.length === 0 || options.comm.length > 15) throw new AttachError(`--comm must be 1 to 15 characters (a kernel comm), got '${options.comm}'`);
+    targets.push({ kind: 'comm', comm: options.comm });
+    for (const pid of pidsByComm(options.comm)) pids.add(pid);
+    match = { ...match, comm: options.comm };
+    cgroupDirs.add(mount); // a matching process may start in any cgroup
+  }
+  if (options.cgroup !== undefined) {
+    const dir = path.resolve(path.join(mount, path.posix.normalize(`/${options.cgroup}`)));
+    if (!dir.startsWith(mount) || !fs.existsSync(path.join(dir, 'cgroup.procs'))) {
+      throw new AttachError(`unknown cgroup '${options.cgroup}' (no ${path.join(dir, 'cgroup.procs')})`);
+    }
+    targets.push({ kind: 'cgroup', path: options.cgroup });
+    for (const line of fs.readFileSync(path.join(dir, 'cgroup.procs'), 'utf8').split('\n')) if (line) pids.add(Number(line));
+    match = { ...match, cgroupId: fs.statSync(dir, { bigint: true }).ino };
+    cgroupDirs.add(dir);
+  }
+  // Socket and packet hooks go on the targets' own cgroups; attribution stays by socket owner.
+  for (const pid of pids) {
+    const cg = readCgroupPath(pid);
+    if (cg !== null) cgroupDirs.add(path.join(mount, cg));
+  }
+  return { targets, pids: [...pids], cgroupDirs: outermost([...cgroupDirs]), match };
+}
+
+/** Hooks on a cgroup run for its descendants too: hooking both would count their packets twice. */
+export function outermost(dirs: string[]): string[] {
+  const unique = [...new Set(dirs.map((d) => path.resolve(d)))];
+  return unique.filter((d) => !unique.some((other) => other !== d && d.startsWith(`${other}/`)));
+}
+
+/** Stops on Ctrl-C/SIGTERM/SIGHUP without touching the targets. */
+function stopSignal(log: (line: string) => void): { promise: Promise<void>; dispose: () => void } {
+  let resolve = () => {};
+  const promise = new Promise<void>((r) => (resolve = r));
+  const onSignal = (signal: NodeJS.Signals) => {
+    log(`proctap: ${signal}: detaching`);
+    resolve();
+  };
+  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+  for (const s of signals) process.on(s, onSignal);
+  return { promise, dispose: () => signals.forEach((s) => process.off(s, onSignal)) };
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+export async function attachTraced(options: AttachOptions): Promise<Report> {
+  const mount = cgroup2Mount();
+  const resolved = resolveTargets(options, mount);
+  const waiting = options.comm !== undefined || options.cgroup !== undefined;
+  if (resolved.pids.length === 0 && !waiting) throw new AttachError('nothing to attach to');
+
+  /* Load & verify, attach, start consuming: then add the targets so no event between is missed */
+  const engine = new TraceEngine({
+    ...options,
+    followChildren: options.followChildren,
+    countUnownedPackets: false,
+    match: resolved.match,
+  });
+  const stop = stopSignal(options.log);
+  try {
+    engine.attach(resolved.cgroupDirs);
+    engine.start(resolved.cgroupDirs.length === 1 ? `cgroup ${resolved.cgroupDirs[0]}` : 'cgroups of the targets');
+    const startedAt = new Date();
+    const originNs = monotonicNs();
+    const preexisting: Array<ProcNetSocket & { pid: number }> = [];
+    const ownNetns = netnsInode('self');
+    for (const pid of resolved.pids) {
+      engine.tracer.addTraced(pid);
+      const status = readStatus(pid);
+      if (!status) {
+        if (options.pids.includes(pid)) throw new AttachError(`pid ${pid} exited during setup`);
+        continue;
+      }
+      const node = engine.collector.tree.addRoot(pid, status.ppid, status.name, readArgv(pid), null);
+      const netns = netnsInode(pid);
+      if (netns !== null && netns !== ownNetns) node.netns = netns;
+      if (status.nspid.length > 1) node.nspid = status.nspid[status.nspid.length - 1];
+      for (const s of openSockets(pid)) preexisting.push({ ...s, pid });
+    }
+    const names = resolved.pids.length ? `pid ${resolved.pids.join(', ')}` : 'nothing yet';
+    options.log(`proctap: attached to ${names}${waiting ? `; waiting for ${options.comm ?? options.cgroup} (Ctrl-C to stop)` : ''}`);
+
+    /* Trace until every target has exited, Ctrl-C, or --duration */
+    const deadline = options.durationMs !== undefined ? Date.now() + options.durationMs : Infinity;
+    let stopped = false;
+    void stop.promise.then(() => (stopped = true));
+    while (!stopped && Date.now() < deadline) {
+      const everyoneGone = engine.collector.tree.list().every((p) => p.exitNs !== null || !isAlive(p.pid));
+      if (everyoneGone && !waiting && engine.collector.tree.size > 0) break;
+      await Promise.race([sleep(Math.min(100, Math.max(1, deadline - Date.now()))), stop.promise]);
+    }
+    const durationMs = (monotonicNs() - originNs) / 1e6;
+
+    const report = await engine.finish({ mode: 'attach', command: [], exitCode: null, startedAt, originNs, durationMs });
+    report.targets = resolved.targets;
+    markPreexisting(report, preexisting);
+    annotateNamespaces(report);
+    return report;
+  } finally {
+    stop.dispose();
+    await engine.close();
+  }
+}
+
+/** Connections open before the attach: matched to traced flows by 5-tuple, or listed without traffic. */
+export function markPreexisting(report: Report, sockets: Array<ProcNetSocket & { pid: number }>): void {
+  const key = (proto: string, la: string, lp: number, ra: string, rp: number) => `${proto} ${la}:${lp} ${ra}:${rp}`;
+  const rows = new Map<string, ConnectionReport>();
+  for (const c of report.connections) rows.set(key(c.proto, c.localAddr, c.localPort, c.remoteAddr, c.remotePort), c);
+  for (const s of sockets) {
+    if (s.proto === 'tcp' && (s.state === 10 || s.remotePort === 0)) continue; // listeners
+    const row = rows.get(key(s.proto, s.localAddr, s.localPort, s.remoteAddr, s.remotePort));
+    if (row) {
+      row.preexisting = true;
+      continue;
+    }
+    report.connections.push({
+      pid: s.pid,
+      proto: s.proto,
+      role: 'unknown',
+      localAddr: s.localAddr,
+      localPort: s.localPort,
+      remoteAddr: s.remoteAddr,
+      remotePort: s.remotePort,
+      startOffsetMs: 0,
+      durationMs: null,
+      txBytes: 0,
+      rxBytes: 0,
+      txCalls: 0,
+      rxCalls: 0,
+      outcome: 'open',
+      error: null,
+      preexisting: true,
+    });
+  }
+}
+
+/** Container view for processes that appeared after the attach and still run: namespace pid and netns. */
+export function annotateNamespaces(report: Report): void {
+  const ownNetns = netnsInode('self');
+  for (const p of report.processes) {
+    if (p.startOffsetMs === null || p.exitOffsetMs !== null) continue; // targets: read at attach; gone: inherited
+    const status = readStatus(p.pid);
+    const netns = netnsInode(p.pid);
+    if (status && status.nspid.length > 1) p.nspid = status.nspid[status.nspid.length - 1];
+    if (netns !== null && netns !== ownNetns) p.netns = netns;
+  }
+}
