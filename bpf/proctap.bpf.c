@@ -501,6 +501,30 @@ int BPF_PROG(sched_process_exit, struct task_struct *p)
 
 /* ---- TCP connection lifecycle ---------------------------------------------------------------- */
 
+/* Traced listeners by (netns, port): accepted sockets find their owner here when the listener's storage
+ * was not cloned into them (seen on 6.1 with the fentry and kprobe backends). */
+struct listener_key {
+	__u32 netns;
+	__u16 port;
+	__u16 _pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct listener_key);
+	__type(value, __u32); /* owner tgid */
+} listeners SEC(".maps");
+
+static __always_inline struct listener_key listener_of(struct sock *sk)
+{
+	struct listener_key key = {};
+
+	key.netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+	key.port = BPF_CORE_READ(sk, __sk_common.skc_num);
+	return key;
+}
+
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(inet_sock_set_state, struct sock *sk, int oldstate, int newstate)
 {
@@ -525,12 +549,34 @@ int BPF_PROG(inet_sock_set_state, struct sock *sk, int oldstate, int newstate)
 		if (newstate == TCP_SYN_SENT) {
 			m->flags = SOCK_META_ACTIVE;
 			m->start_ns = now;
+		} else {
+			struct listener_key key = listener_of(sk);
+
+			bpf_map_update_elem(&listeners, &key, &tgid, BPF_ANY);
 		}
 	} else {
 		/* Anything else may run in softirq: only the socket's own storage says who owns it. */
 		m = bpf_sk_storage_get(&sock_meta, sk, 0, 0);
+		if (!m && newstate == TCP_SYN_RECV) {
+			/* a child of a listener (its port is still the listener's here): the listener's owner */
+			struct listener_key key = listener_of(sk);
+			__u32 *owner = bpf_map_lookup_elem(&listeners, &key);
+
+			if (owner) {
+				__u32 tgid = *owner;
+
+				m = bpf_sk_storage_get(&sock_meta, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+				if (m)
+					m->owner_tgid = tgid;
+			}
+		}
 		if (!m)
 			return 0;
+		if (oldstate == TCP_LISTEN && newstate == TCP_CLOSE) {
+			struct listener_key key = listener_of(sk);
+
+			bpf_map_delete_elem(&listeners, &key);
+		}
 		if (newstate == TCP_SYN_RECV) {
 			/* a child of a traced listener: storage cloned from the listener (BPF_F_CLONE) */
 			m->flags = SOCK_META_PASSIVE;

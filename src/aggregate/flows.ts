@@ -15,6 +15,10 @@ export interface Flow {
   final: boolean;
   /** Socket released (last file reference closed) at this time, if seen. */
   releasedNs: number | null;
+  /** Cumulative counters at each interval record (at most one per flow interval). */
+  samples: Array<{ tsNs: number; counters: FlowCounters }>;
+  /** log2 message-size histograms (final counters only). */
+  sizes: { tx: number[]; rx: number[] } | null;
 }
 
 function maxCounters(a: FlowCounters, b: FlowCounters): FlowCounters {
@@ -51,7 +55,7 @@ export class FlowTable {
   observe(key: FlowKey, counters: FlowCounters, firstNs: number, tsNs: number, localAddr: string, localPort: number): Flow {
     let flow = this.flows.get(key.id);
     if (!flow) {
-      flow = { key, counters, firstNs, lastNs: tsNs, localAddr, localPort, final: false, releasedNs: null };
+      flow = { key, counters, firstNs, lastNs: tsNs, localAddr, localPort, final: false, releasedNs: null, samples: [], sizes: null };
       this.flows.set(key.id, flow);
       let ids = this.byCookie.get(key.cookie);
       if (!ids) this.byCookie.set(key.cookie, (ids = new Set()));
@@ -67,9 +71,25 @@ export class FlowTable {
     return flow;
   }
 
+  /** An interval record: also a point of the flow's time series. */
+  sample(key: FlowKey, counters: FlowCounters, firstNs: number, tsNs: number, localAddr: string, localPort: number): Flow {
+    const flow = this.observe(key, counters, firstNs, tsNs, localAddr, localPort);
+    if (!flow.final) flow.samples.push({ tsNs, counters });
+    return flow;
+  }
+
   /** Final counters read from the kernel map. */
-  finalize(key: FlowKey, counters: FlowCounters, firstNs: number, lastNs: number, localAddr: string, localPort: number): Flow {
+  finalize(
+    key: FlowKey,
+    counters: FlowCounters,
+    firstNs: number,
+    lastNs: number,
+    localAddr: string,
+    localPort: number,
+    sizes: { tx: number[]; rx: number[] } | null = null,
+  ): Flow {
     const flow = this.observe(key, counters, firstNs, lastNs, localAddr, localPort);
+    if (sizes) flow.sizes = sizes;
     flow.counters = counters;
     flow.firstNs = firstNs;
     flow.lastNs = Math.max(flow.lastNs, lastNs);

@@ -201,7 +201,23 @@ export function exchanges(requests: number[], responses: number[], side: 'client
 function flowExchanges(deltas: FlowDelta[]): Exchanges | null {
   const tx = deltas.map((d) => d.txBytes).filter((b) => b > 0);
   const rx = deltas.map((d) => d.rxBytes).filter((b) => b > 0);
-  return exchanges(tx, rx, 'client') ?? exchanges(rx, tx, 'server');
+  return exchanges(tx, rx, 'client') ?? exchanges(rx, tx, 'server') ?? callExchanges(deltas);
+}
+
+/**
+ * Exchanges faster than the flow interval leave too few samples to see them alternate: fall back on the
+ * kernel's call counts. A client that sent n >= RR_MIN_EXCHANGES small messages and received about as
+ * many answers, larger on average, is doing request/response.
+ */
+function callExchanges(deltas: FlowDelta[]): Exchanges | null {
+  const total = deltas.reduce((t, d) => ({ txBytes: t.txBytes + d.txBytes, rxBytes: t.rxBytes + d.rxBytes, txCalls: t.txCalls + d.txCalls, rxCalls: t.rxCalls + d.rxCalls }), {
+    txBytes: 0, rxBytes: 0, txCalls: 0, rxCalls: 0,
+  });
+  if (total.txCalls < RR_MIN_EXCHANGES || total.rxCalls < total.txCalls - 1) return null;
+  const request = total.txBytes / total.txCalls;
+  const response = total.rxBytes / total.txCalls;
+  if (request > RR_MAX_REQUEST_BYTES || !(response > request)) return null;
+  return { side: 'client', requests: total.txCalls, medianRequest: Math.round(request), medianResponse: Math.round(response) };
 }
 
 function requestResponse(pids: number[], endpoint: PatternEndpoint, x: Exchanges, source: string): Pattern {
@@ -311,19 +327,22 @@ export function detectPatterns(input: PatternInput): Pattern[] {
     });
   }
 
-  // failed-connects: per endpoint.
-  for (const [, conns] of groupBy(connections.filter((c) => c.remoteAddr !== '*'), endpointKey)) {
-    const failed = conns.filter((c) => (FAILED_OUTCOMES as readonly string[]).includes(c.outcome));
-    if (failed.length < FAILED_CONNECTS_MIN || failed.length === 0) continue;
+  // failed-connects: per remote address, so a scan of many closed ports is one finding, not one per port.
+  const failedAll = connections.filter((c) => c.remoteAddr !== '*' && (FAILED_OUTCOMES as readonly string[]).includes(c.outcome));
+  for (const [, failed] of groupBy(failedAll, (c) => `${c.proto}/${c.remoteAddr}`)) {
+    if (failed.length < FAILED_CONNECTS_MIN) continue;
+    const attempts = connections.filter((c) => c.proto === failed[0].proto && c.remoteAddr === failed[0].remoteAddr).length;
     const byOutcome = FAILED_OUTCOMES.map((o) => [o, failed.filter((c) => c.outcome === o).length] as const).filter(([, n]) => n > 0);
     const pids = uniq(failed.map((c) => c.pid));
+    const ports = uniq(failed.map((c) => c.remotePort));
+    const target = ports.length === 1 ? where(failed[0]) : `${failed[0].remoteAddr} (${ports.length} ports)`;
     push({
       kind: 'failed-connects',
       pids,
-      endpoint: ep(conns[0]),
-      evidence: { failures: failed.length, attempts: conns.length, ...Object.fromEntries(byOutcome) },
+      endpoint: ports.length === 1 ? ep(failed[0]) : undefined,
+      evidence: { failures: failed.length, attempts, ports: ports.length, ...Object.fromEntries(byOutcome) },
       summary:
-        `${subject(pids, 'had', 'had')} ${failed.length} of ${conns.length} connection${conns.length === 1 ? '' : 's'} to ${where(conns[0])} fail ` +
+        `${subject(pids, 'had', 'had')} ${failed.length} of ${attempts} connection${attempts === 1 ? '' : 's'} to ${target} fail ` +
         `(${byOutcome.map(([o, n]) => `${n} ${o}`).join(', ')})`,
     });
   }

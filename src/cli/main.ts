@@ -5,6 +5,9 @@ import * as path from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import type { Backend, Report } from '../report/schema';
 import { renderReport } from '../report/table';
+import { renderCharts } from '../report/charts';
+import { openEventStream, type EventStream } from '../report/events';
+import type { TraceRecord } from '../trace/records';
 import { DLT_RAW, MAX_SNAPLEN } from '../pcap/capture';
 import { loadNative } from '../native';
 import { cgroup2Mount, removeStaleCgroups } from '../proc/cgroup';
@@ -67,7 +70,44 @@ function writeJson(report: Report, target: string): void {
   else fs.writeFileSync(target, text, { mode: 0o644 });
 }
 
+/** Options shared by run and attach. */
+function addTraceOptions(command: Command): Command {
+  return command
+    .option('--json <file>', 'write the JSON report (schemaVersion 1) to FILE, "-" for stdout')
+    .option('--chart <dir>', 'write PNG charts (throughput, message sizes, endpoints, connections) to DIR')
+    .option('--events <file>', 'NDJSON stream of records as they arrive, "-" for stdout')
+    .option('--detail', 'with --events: one record per send/recv call')
+    .option('--interval <ms>', 'time-series bucket width (default: from the trace length)', parseMilliseconds)
+    .addOption(new Option('--backend <name>', 'socket I/O hooks').choices(['auto', 'tracepoint', 'fentry', 'kprobe']).default('auto'))
+    .option('--flow-interval <ms>', 'minimum time between two kernel updates of one flow', parseMilliseconds, 100)
+    .option('--ring-buffer <size>', 'kernel ring buffer size (power of two)', parseRingBufferSize, 8 * 1024 * 1024)
+    .option('-o, --pcap <file>', 'capture the traced processes\' packets to FILE ("-" for stdout)')
+    .addOption(new Option('--pcap-format <format>', 'capture file format').choices(['pcapng', 'pcap']).default('pcapng'))
+    .option('-f, --pcap-filter <expr>', 'tcpdump filter for the capture, e.g. "tcp port 443"')
+    .option('--snaplen <bytes>', 'bytes kept per packet (default: whole packet, up to 262144)', parseSnaplen, MAX_SNAPLEN)
+    .option('-q, --quiet', 'no terminal report')
+    .option('--no-color', 'no colors in the terminal report');
+}
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+function engineOptions(opts: any, events: EventStream | null) {
+  return {
+    backend: opts.backend as Backend | 'auto',
+    intervalMs: opts.flowInterval as number,
+    seriesIntervalMs: opts.interval as number | undefined,
+    ringBufferBytes: opts.ringBuffer as number,
+    version: VERSION,
+    detailCalls: opts.detail === true,
+    onRecord: events ? (record: TraceRecord) => events.write(record) : undefined,
+    log: (line: string) => process.stderr.write(`${line}\n`),
+    capture: opts.pcap ? { path: opts.pcap, format: opts.pcapFormat, snaplen: opts.snaplen, filter: opts.pcapFilter ?? null } : undefined,
+  };
+}
+
 interface OutputOptions {
+  chart?: string;
+  events?: string;
+  detail?: boolean;
   json?: string;
   pcap?: string;
   pcapFilter?: string;
@@ -78,7 +118,9 @@ interface OutputOptions {
 
 /** Output options that contradict each other, and a filter that does not compile: before anything starts. */
 function validateOutputs(opts: OutputOptions): void {
-  if (opts.json === '-' && opts.pcap === '-') throw new UsageError('--json - and --pcap - cannot both use standard output');
+  const stdout = [opts.json, opts.pcap, opts.events].filter((t) => t === '-');
+  if (stdout.length > 1) throw new UsageError('only one of --json, --pcap and --events can use standard output');
+  if (opts.detail && !opts.events) throw new UsageError('--detail needs --events FILE');
   if (opts.pcapFilter !== undefined && !opts.pcap) throw new UsageError('--pcap-filter needs --pcap FILE');
   if (opts.pcapFilter !== undefined) {
     try {
@@ -90,9 +132,13 @@ function validateOutputs(opts: OutputOptions): void {
 }
 
 /** The JSON report where asked, and the terminal report on stderr (the command's stdout stays its own). */
-function emitReport(report: Report, opts: OutputOptions): void {
+async function emitReport(report: Report, opts: OutputOptions): Promise<void> {
   if (opts.json) writeJson(report, opts.json);
-  if (!opts.quiet && opts.json !== '-') {
+  if (opts.chart) {
+    const files = await renderCharts(report, opts.chart);
+    process.stderr.write(`proctap: charts: ${files.join(', ')}\n`);
+  }
+  if (!opts.quiet && opts.json !== '-' && opts.events !== '-') {
     process.stderr.write(`${renderReport(report, { color: opts.color && process.stderr.isTTY === true })}\n`);
   }
 }
@@ -105,43 +151,29 @@ export function buildProgram(io: { exit: (code: number) => void }): Command {
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
 
-  program
+  const run = program
     .command('run')
     .description('trace a launched command and every descendant; exits with the command\'s exit code')
     .usage('[options] -- COMMAND [ARGS...]')
     .argument('<command...>', 'command and arguments (put -- before it)')
-    .option('--json <file>', 'write the JSON report (schemaVersion 1) to FILE, "-" for stdout')
-    .addOption(new Option('--backend <name>', 'socket I/O hooks').choices(['auto', 'tracepoint', 'fentry', 'kprobe']).default('auto'))
-    .option('-u, --user <name|uid>', 'run the command as this user (default: the sudo caller; "root" to keep root)')
-    .option('--flow-interval <ms>', 'minimum time between two kernel updates of one flow', parseMilliseconds, 100)
-    .option('--ring-buffer <size>', 'kernel ring buffer size (power of two)', parseRingBufferSize, 8 * 1024 * 1024)
-    .option('-o, --pcap <file>', 'capture the traced processes\' packets to FILE ("-" for stdout)')
-    .addOption(new Option('--pcap-format <format>', 'capture file format').choices(['pcapng', 'pcap']).default('pcapng'))
-    .option('-f, --pcap-filter <expr>', 'tcpdump filter for the capture, e.g. "tcp port 443"')
-    .option('--snaplen <bytes>', 'bytes kept per packet (default: whole packet, up to 262144)', parseSnaplen, MAX_SNAPLEN)
-    .option('-q, --quiet', 'no terminal report')
-    .option('--no-color', 'no colors in the terminal report')
+    .option('-u, --user <name|uid>', 'run the command as this user (default: the sudo caller; "root" to keep root)');
+  addTraceOptions(run)
     .action(async (argv: string[], opts) => {
       validateOutputs(opts);
       checkPrivileges();
       const credentials = resolveCredentials(opts.user, process.env, readPasswd());
-      const result = await runTraced({
-        argv,
-        backend: opts.backend as Backend | 'auto',
-        intervalMs: opts.flowInterval,
-        credentials,
-        ringBufferBytes: opts.ringBuffer,
-        version: VERSION,
-        log: (line: string) => process.stderr.write(`${line}\n`),
-        capture: opts.pcap
-          ? { path: opts.pcap, format: opts.pcapFormat, snaplen: opts.snaplen, filter: opts.pcapFilter ?? null }
-          : undefined,
-      });
-      emitReport(result.report, opts);
-      io.exit(result.exitCode);
+      const startNs = Number(process.hrtime.bigint());
+      const events = opts.events ? openEventStream(opts.events, () => startNs) : null;
+      try {
+        const result = await runTraced({ argv, credentials, ...engineOptions(opts, events) });
+        await emitReport(result.report, opts);
+        io.exit(result.exitCode);
+      } finally {
+        events?.close();
+      }
     });
 
-  program
+  const attach = program
     .command('attach')
     .description('trace running processes and their future children, until they exit, Ctrl-C or --duration')
     .usage('[options] PID... | --comm NAME | --cgroup PATH')
@@ -149,17 +181,8 @@ export function buildProgram(io: { exit: (code: number) => void }): Command {
     .option('--comm <name>', 'every process whose comm is NAME, now and later')
     .option('--cgroup <path>', 'every process in this cgroup v2 (path below the cgroup2 mount), now and later')
     .option('--duration <time>', 'stop after this long (e.g. 30s, 2m)', parseDuration)
-    .option('--no-children', 'do not follow children forked after the attach')
-    .option('--json <file>', 'write the JSON report to FILE, "-" for stdout')
-    .addOption(new Option('--backend <name>', 'socket I/O hooks').choices(['auto', 'tracepoint', 'fentry', 'kprobe']).default('auto'))
-    .option('--flow-interval <ms>', 'minimum time between two kernel updates of one flow', parseMilliseconds, 100)
-    .option('--ring-buffer <size>', 'kernel ring buffer size (power of two)', parseRingBufferSize, 8 * 1024 * 1024)
-    .option('-o, --pcap <file>', 'capture the traced processes\' packets to FILE ("-" for stdout)')
-    .addOption(new Option('--pcap-format <format>', 'capture file format').choices(['pcapng', 'pcap']).default('pcapng'))
-    .option('-f, --pcap-filter <expr>', 'tcpdump filter for the capture')
-    .option('--snaplen <bytes>', 'bytes kept per packet', parseSnaplen, MAX_SNAPLEN)
-    .option('-q, --quiet', 'no terminal report')
-    .option('--no-color', 'no colors in the terminal report')
+    .option('--no-children', 'do not follow children forked after the attach');
+  addTraceOptions(attach)
     .action(async (pidArgs: string[], opts) => {
       const pids = pidArgs.map((p) => {
         try {
@@ -174,6 +197,8 @@ export function buildProgram(io: { exit: (code: number) => void }): Command {
       validateOutputs(opts);
       checkPrivileges();
       let report: Report;
+      const startNs = Number(process.hrtime.bigint());
+      const events = opts.events ? openEventStream(opts.events, () => startNs) : null;
       try {
         report = await attachTraced({
           pids,
@@ -181,18 +206,15 @@ export function buildProgram(io: { exit: (code: number) => void }): Command {
           cgroup: opts.cgroup,
           durationMs: opts.duration,
           followChildren: opts.children,
-          backend: opts.backend as Backend | 'auto',
-          intervalMs: opts.flowInterval,
-          ringBufferBytes: opts.ringBuffer,
-          version: VERSION,
-          log: (line: string) => process.stderr.write(`${line}\n`),
-          capture: opts.pcap ? { path: opts.pcap, format: opts.pcapFormat, snaplen: opts.snaplen, filter: opts.pcapFilter ?? null } : undefined,
+          ...engineOptions(opts, events),
         });
       } catch (err) {
         if (err instanceof AttachError) throw new UsageError(err.message);
         throw err;
+      } finally {
+        events?.close();
       }
-      emitReport(report, opts);
+      await emitReport(report, opts);
       io.exit(0);
     });
 
@@ -200,8 +222,9 @@ export function buildProgram(io: { exit: (code: number) => void }): Command {
     .command('report')
     .description('re-render a saved JSON report')
     .argument('<file>', 'report written by --json')
+    .option('--chart <dir>', 'also write the PNG charts to DIR')
     .option('--no-color', 'no colors')
-    .action((file: string, opts) => {
+    .action(async (file: string, opts) => {
       let report: Report;
       try {
         report = JSON.parse(fs.readFileSync(file, 'utf8'));
@@ -210,6 +233,7 @@ export function buildProgram(io: { exit: (code: number) => void }): Command {
       }
       if (report?.schemaVersion !== 1) throw new UsageError(`${file} is not a proctap report (schemaVersion 1)`);
       process.stdout.write(`${renderReport(report, { color: opts.color && process.stdout.isTTY === true })}\n`);
+      if (opts.chart) process.stderr.write(`proctap: charts: ${(await renderCharts(report, opts.chart)).join(', ')}\n`);
       io.exit(0);
     });
 

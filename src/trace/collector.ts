@@ -39,7 +39,7 @@ export class TraceCollector {
         this.tree.onExit(record.tgid, record.tsNs, record.waitStatus);
         break;
       case 'flow':
-        this.flows.observe(record.key, record.counters, record.firstNs, record.tsNs, record.localAddr, record.localPort);
+        this.flows.sample(record.key, record.counters, record.firstNs, record.tsNs, record.localAddr, record.localPort);
         if (!this.tree.has(record.tgid)) this.tree.ensure(record.tgid);
         break;
       case 'sockState':

@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import { loadNative } from '../native';
 import type { PacketFilter, ProcConnector } from '../native/native';
 import { buildReport } from '../aggregate/report';
+import { addStatistics } from '../aggregate/statistics';
 import { DLT_RAW, openCapture, type CaptureFormat, type PacketCapture } from '../pcap/capture';
 import type { Backend, CaptureSummary, LostCounters, Report } from '../report/schema';
 import { TraceCollector } from './collector';
@@ -34,6 +35,8 @@ export interface EngineOptions {
   detailCalls?: boolean;
   onRecord?: (record: TraceRecord) => void;
   log: (line: string) => void;
+  /** Time-series bucket width; default chosen from the trace length. */
+  seriesIntervalMs?: number;
 }
 
 export interface ReportContext {
@@ -122,7 +125,7 @@ export class TraceEngine {
       for (const flow of collector.flows.flowsOfSocket(cookie)) {
         if (flow.final) continue;
         const last = tracer.takeFlow(flow.key);
-        if (last) collector.flows.finalize(last.key, last.counters, last.firstNs, last.lastNs, last.localAddr, last.localPort);
+        if (last) collector.flows.finalize(last.key, last.counters, last.firstNs, last.lastNs, last.localAddr, last.localPort, last.sizes);
       }
     }
   }
@@ -133,7 +136,7 @@ export class TraceEngine {
     await tracer.stop();
     this.ringRunning = false;
     this.finalizeReleased();
-    for (const f of tracer.dumpFlows()) collector.flows.finalize(f.key, f.counters, f.firstNs, f.lastNs, f.localAddr, f.localPort);
+    for (const f of tracer.dumpFlows()) collector.flows.finalize(f.key, f.counters, f.firstNs, f.lastNs, f.localAddr, f.localPort, f.sizes);
     this.connector?.close();
     this.connector = null;
     const packets = tracer.dumpPackets();
@@ -159,6 +162,7 @@ export class TraceEngine {
       notes: [...(context.notes ?? []), ...this.notes(lost)],
     });
     if (captureSummary) report.capture = captureSummary;
+    addStatistics(report, collector.flows.list(), context, this.options.intervalMs, this.options.seriesIntervalMs);
     return report;
   }
 

@@ -76,6 +76,8 @@ export interface BackendAttempt {
 export interface FinalFlow {
   key: FlowKey;
   counters: FlowCounters;
+  /** log2 message-size histograms (calls per bucket), as counted in kernel. */
+  sizes: { tx: number[]; rx: number[] };
   firstNs: number;
   lastNs: number;
   localAddr: string;
@@ -270,5 +272,12 @@ function decodeFlowValue(key: FlowKey, value: Buffer): FinalFlow {
     lastNs: u64(value, L.flow_value.last_ns),
     localAddr: formatAddress(key.family, laddr),
     localPort: value.readUInt16LE(L.flow_value.lport),
+    sizes: { tx: readBuckets(value, L.flow_value.tx_sizes), rx: readBuckets(value, L.flow_value.rx_sizes) },
   };
+}
+
+function readBuckets(value: Buffer, at: number): number[] {
+  const buckets: number[] = [];
+  for (let i = 0; i < L.PROCTAP_SIZE_BUCKETS; i++) buckets.push(value.readUInt32LE(at + 4 * i));
+  return buckets;
 }

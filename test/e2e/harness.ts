@@ -38,7 +38,8 @@ export interface Servers {
   close(): Promise<void>;
 }
 
-/** TCP echo (v4 + v6), UDP echo (v4 + v6) and, on port+1, a TCP sink that answers with its byte count. */
+/** TCP echo (v4 + v6), UDP echo (v4 + v6); on port+1 a TCP sink that answers with its byte count; on
+ *  port+3 a request/response server answering every chunk of n bytes with 40n bytes. port+2 stays closed. */
 export async function startServers(): Promise<Servers> {
   for (let attempt = 0; attempt < 20; attempt++) {
     const port = 20000 + Math.floor(Math.random() * 20000);
@@ -58,6 +59,9 @@ export async function startServers(): Promise<Servers> {
         });
         await listenTcp(sink, port + 1, host);
         closers.push(() => new Promise((r) => sink.close(() => r())));
+        const rr = net.createServer((s) => s.on('data', (d) => s.write(Buffer.alloc(d.length * 40, 0x72))).on('error', () => {}));
+        await listenTcp(rr, port + 3, host);
+        closers.push(() => new Promise((r) => rr.close(() => r())));
         const udp = host === '::1' ? dgram.createSocket({ type: 'udp6', ipv6Only: true }) : dgram.createSocket('udp4');
         udp.on('message', (msg, rinfo) => udp.send(msg, rinfo.port, rinfo.address));
         await new Promise<void>((resolve, reject) => {

@@ -204,21 +204,26 @@ test(`fan-out: ${FANOUT_MIN_ENDPOINTS} distinct endpoints from one process; fewe
   assert.deepEqual(kinds(detectPatterns({ series: [], connections: [...rows(5, 1), ...rows(5, 2)], durationMs: 1000 })), []);
 });
 
-test(`failed-connects: ${FAILED_CONNECTS_MIN} failure makes it, counted per endpoint and outcome`, () => {
+test(`failed-connects: ${FAILED_CONNECTS_MIN} failure makes it, one finding per remote address, counted per outcome`, () => {
   const rows = [
     conn(42, 10, { remotePort: 9, outcome: 'refused', error: 'ECONNREFUSED', durationMs: 0.2 }),
     conn(42, 20, { remotePort: 9, outcome: 'refused', error: 'ECONNREFUSED', durationMs: 0.2 }),
     conn(43, 30, { remotePort: 9, outcome: 'timeout', error: 'ETIMEDOUT', durationMs: 300 }),
-    conn(42, 40, { remotePort: 80, outcome: 'reset', error: 'ECONNRESET', txBytes: 10 }),
+    conn(42, 40, { remoteAddr: '10.1.1.1', remotePort: 80, outcome: 'reset', error: 'ECONNRESET', txBytes: 10 }),
     conn(42, 50, { remotePort: 81 }),
   ];
   const ps = detectPatterns({ series: [], connections: rows, durationMs: 1000 });
   assert.deepEqual(kinds(ps), ['failed-connects', 'failed-connects']);
-  const p9 = ps.find((p) => p.endpoint?.remotePort === 9)!;
-  assert.deepEqual(p9.pids, [42, 43]);
-  assert.deepEqual(p9.evidence, { failures: 3, attempts: 3, refused: 2, timeout: 1 });
-  assert.equal(p9.summary, 'pids 42, 43 had 3 of 3 connections to 127.0.0.1:9 fail (2 refused, 1 timeout)');
-  assert.equal(ps.find((p) => p.endpoint?.remotePort === 80)!.summary, 'pid 42 had 1 of 1 connection to 127.0.0.1:80 fail (1 reset)');
+  const local = ps.find((p) => p.endpoint?.remotePort === 9)!;
+  assert.deepEqual(local.pids, [42, 43]);
+  assert.deepEqual(local.evidence, { failures: 3, attempts: 4, ports: 1, refused: 2, timeout: 1 });
+  assert.equal(local.summary, 'pids 42, 43 had 3 of 4 connections to 127.0.0.1:9 fail (2 refused, 1 timeout)');
+  assert.equal(ps.find((p) => p.endpoint?.remotePort === 80)!.summary, 'pid 42 had 1 of 1 connection to 10.1.1.1:80 fail (1 reset)');
+  // a scan of closed ports on one address is one finding
+  const scan = Array.from({ length: 12 }, (_, i) => conn(7, i, { remotePort: 1000 + i, outcome: 'refused', error: 'ECONNREFUSED' }));
+  const [one] = detectPatterns({ series: [], connections: scan, durationMs: 1000 }).filter((p) => p.kind === 'failed-connects');
+  assert.equal(one.summary, 'pid 7 had 12 of 12 connections to 127.0.0.1 (12 ports) fail (12 refused)');
+  assert.equal(one.endpoint, undefined);
   assert.deepEqual(kinds(detectPatterns({ series: [], connections: [conn(42, 10, { outcome: 'aborted' })], durationMs: 1000 })), []);
 });
 

@@ -11,6 +11,8 @@ Counting rule (docs/schema.md): a call is counted when it returned >= 1 byte (TC
   netload.py sendfile --out F --port P --size N   sendfile() of an N-byte file over TCP
   netload.py short    --out F --port P --count N  N short TCP request/response connections
   netload.py pair     --out F                     a child server and its parent client, both traced
+  netload.py patterns --out F --port P            a beacon, a bulk upload, a fan-out to closed ports and
+                                                  request/response (needs the harness's servers)
 """
 import argparse
 import json
@@ -168,10 +170,43 @@ def scenario_pair(a):
     os.waitpid(pid, 0)
 
 
+def scenario_patterns(a):
+    import time
+    # request/response: 6 small requests on one connection, each answered with 40x the bytes (port+3)
+    rr = socket.create_connection(("127.0.0.1", a.port + 3))
+    for i in range(6):
+        send(rr, b"q" * 50)
+        recv_exact(rr, 50 * 40)
+    rr.close()
+    # bulk: 8 MiB to the sink (port+1), which answers with an 8-byte count
+    bulk = socket.create_connection(("127.0.0.1", a.port + 1))
+    sent = 0
+    while sent < 8 << 20:
+        sent += send(bulk, b"b" * 65536)
+    bulk.shutdown(socket.SHUT_WR)
+    recv_exact(bulk, 8)
+    bulk.close()
+    # fan-out to 12 closed ports: every connect is refused
+    for i in range(12):
+        s = socket.socket()
+        try:
+            s.connect(("127.0.0.1", a.port + 100 + i))
+        except ConnectionRefusedError:
+            pass
+        s.close()
+    # beacon: 20 bytes every 300 ms on one persistent connection to the echo server
+    beacon = socket.create_connection(("127.0.0.1", a.port))
+    for i in range(7):
+        send(beacon, b"h" * 20)
+        recv_exact(beacon, 20)
+        time.sleep(0.3)
+    beacon.close()
+
+
 def main():
     global out_path
     p = argparse.ArgumentParser()
-    p.add_argument("scenario", choices=["tree", "udp", "sendfile", "short", "pair"])
+    p.add_argument("scenario", choices=["tree", "udp", "sendfile", "short", "pair", "patterns"])
     p.add_argument("--out", required=True)
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--size", type=int, default=1 << 20)

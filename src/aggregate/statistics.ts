@@ -1,0 +1,67 @@
+// SPDX-License-Identifier: MIT
+// Turns the flow table into the inputs of the time-series, distribution and pattern code, and adds their
+// results to the report. Pure: flows and offsets in, report fields out.
+import type { Flow } from './flows';
+import { buildDistributions } from './distributions';
+import { detectPatterns } from './patterns';
+import type { FlowSeries, SizeHistogram } from './series';
+import { buildTimeSeries, chooseIntervalMs } from './timeseries';
+import type { Report } from '../report/schema';
+import { protoName } from '../util/net';
+
+export interface SeriesContext {
+  originNs: number;
+  durationMs: number;
+}
+
+const ms = (ns: number, originNs: number) => Math.max(0, (ns - originNs) / 1e6);
+
+/** One FlowSeries per flow: its interval samples, then the final counters at its end (or the trace's). */
+export function flowSeries(flows: Flow[], context: SeriesContext): FlowSeries[] {
+  return flows.map((flow) => {
+    const endNs = flow.releasedNs ?? flow.lastNs;
+    const samples = flow.samples.map((s) => ({ tMs: ms(s.tsNs, context.originNs), ...s.counters }));
+    samples.push({ tMs: Math.min(ms(endNs, context.originNs), context.durationMs), ...flow.counters });
+    return {
+      pid: flow.key.tgid,
+      proto: protoName(flow.key.proto),
+      socket: flow.key.cookie.toString(),
+      remoteAddr: flow.key.remoteAddr,
+      remotePort: flow.key.remotePort,
+      startMs: ms(flow.firstNs, context.originNs),
+      endMs: flow.releasedNs === null ? null : ms(flow.releasedNs, context.originNs),
+      samples,
+    };
+  });
+}
+
+/** Kernel size histograms summed per process, protocol and direction. */
+export function sizeHistograms(flows: Flow[]): SizeHistogram[] {
+  const byKey = new Map<string, SizeHistogram>();
+  for (const flow of flows) {
+    if (!flow.sizes) continue;
+    for (const direction of ['tx', 'rx'] as const) {
+      const proto = protoName(flow.key.proto);
+      const id = `${flow.key.tgid}/${proto}/${direction}`;
+      let h = byKey.get(id);
+      if (!h) byKey.set(id, (h = { pid: flow.key.tgid, proto, direction, buckets: flow.sizes[direction].map(() => 0) }));
+      flow.sizes[direction].forEach((n, i) => (h!.buckets[i] += n));
+    }
+  }
+  return [...byKey.values()];
+}
+
+export function addStatistics(report: Report, flows: Flow[], context: SeriesContext, flowIntervalMs: number, intervalMs?: number): void {
+  const series = flowSeries(flows, context);
+  const bucketMs = intervalMs ?? chooseIntervalMs(context.durationMs);
+  report.timeSeries = buildTimeSeries(series, context.durationMs, bucketMs);
+  report.distributions = buildDistributions({
+    series,
+    histograms: sizeHistograms(flows),
+    connections: report.connections,
+    durationMs: context.durationMs,
+    intervalMs: bucketMs,
+    sampleResolutionMs: flowIntervalMs,
+  });
+  report.patterns = detectPatterns({ series, connections: report.connections, durationMs: context.durationMs });
+}
