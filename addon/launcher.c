@@ -7,6 +7,12 @@
  * Joins the cgroup, drops privileges, then blocks until proctap has attached every hook and writes one
  * byte to FD. Only then does it exec CMD, so the command is traced from its first instruction. EOF on
  * FD means proctap gave up: exit 125 without running anything. exec failure: exit 127, as shells do.
+ *
+ *   proctap-launch --reap DIR --watch-fd FD
+ *
+ * The reaper: in a session of its own (terminal signals do not reach it), it waits for EOF on FD, which
+ * comes when proctap exits however it exits. If the cgroup DIR is still there then (proctap was killed
+ * before its own teardown), it kills everything in it and removes it: no traced process outlives proctap.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -58,6 +64,43 @@ static void drop_privileges(uid_t uid, gid_t gid)
 		die(125, "privilege drop did not stick", NULL);
 }
 
+static int reap(const char *dir, int watch)
+{
+	char path[4096], events[256], byte;
+	ssize_t n;
+	int fd, i;
+
+	setsid();
+	signal(SIGINT, SIG_IGN);
+	signal(SIGTERM, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
+	do
+		n = read(watch, &byte, 1);
+	while (n > 0 || (n < 0 && errno == EINTR));
+	snprintf(path, sizeof(path), "%s/cgroup.kill", dir);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0; /* proctap removed it itself */
+	if (write(fd, "1", 1) != 1) {
+		/* no cgroup.kill (before 5.14): nothing else to do from here */
+	}
+	close(fd);
+	snprintf(path, sizeof(path), "%s/cgroup.events", dir);
+	for (i = 0; i < 200; i++) { /* up to 2 s for the killed processes to go */
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			break;
+		n = read(fd, events, sizeof(events) - 1);
+		close(fd);
+		events[n > 0 ? n : 0] = 0;
+		if (strstr(events, "populated 0"))
+			break;
+		usleep(10000);
+	}
+	rmdir(dir);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *cgroup = NULL;
@@ -66,6 +109,8 @@ int main(int argc, char **argv)
 	char byte;
 	ssize_t n;
 
+	if (argc == 5 && !strcmp(argv[1], "--reap") && !strcmp(argv[3], "--watch-fd"))
+		return reap(argv[2], (int)strtol(argv[4], NULL, 10));
 	for (i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--") && i + 1 < argc) {
 			i++;

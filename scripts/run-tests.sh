@@ -8,4 +8,5 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 files=$(find dist/test/unit dist/test/e2e -name '*.test.js' | sort)
-exec node --test --test-concurrency=1 --test-reporter=spec $files
+# The e2e tests need the machine's BPF state to themselves: serialize with any other proctap test or bench.
+exec flock /tmp/proctap-e2e.lock node --test --test-concurrency=1 --test-reporter=spec $files

@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import type { Backend, Report } from '../report/schema';
 import { renderReport } from '../report/table';
+import { OutputFileError, createOutputFile, sudoOwner } from '../util/output';
 import { renderCharts } from '../report/charts';
 import { openEventStream, type EventStream } from '../report/events';
 import type { TraceRecord } from '../trace/records';
@@ -64,10 +65,24 @@ export function parseMilliseconds(text: string): number {
   return Number(m[1]) * (m[2] === 's' ? 1000 : 1);
 }
 
-function writeJson(report: Report, target: string): void {
+function writeJson(report: Report, target: OutputTarget): void {
   const text = `${JSON.stringify(report, null, 2)}\n`;
   if (target === '-') process.stdout.write(text);
-  else fs.writeFileSync(target, text, { mode: 0o644 });
+  else {
+    fs.writeSync(target, text);
+    fs.closeSync(target);
+  }
+}
+
+/** An output: "-" for stdout, or a file descriptor opened (and created) up front. */
+type OutputTarget = '-' | number;
+
+interface Outputs {
+  json: OutputTarget | null;
+  events: OutputTarget | null;
+  pcap: OutputTarget | null;
+  /** Removes the files created for this run: called when it fails before writing them. */
+  discard(): void;
 }
 
 /** Options shared by run and attach. */
@@ -85,12 +100,13 @@ function addTraceOptions(command: Command): Command {
     .addOption(new Option('--pcap-format <format>', 'capture file format').choices(['pcapng', 'pcap']).default('pcapng'))
     .option('-f, --pcap-filter <expr>', 'tcpdump filter for the capture, e.g. "tcp port 443"')
     .option('--snaplen <bytes>', 'bytes kept per packet (default: whole packet, up to 262144)', parseSnaplen, MAX_SNAPLEN)
+    .option('--force', 'overwrite existing output files (never through a symbolic link)')
     .option('-q, --quiet', 'no terminal report')
     .option('--no-color', 'no colors in the terminal report');
 }
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-function engineOptions(opts: any, events: EventStream | null) {
+function engineOptions(opts: any, events: EventStream | null, outputs: Outputs) {
   return {
     backend: opts.backend as Backend | 'auto',
     intervalMs: opts.flowInterval as number,
@@ -100,11 +116,20 @@ function engineOptions(opts: any, events: EventStream | null) {
     detailCalls: opts.detail === true,
     onRecord: events ? (record: TraceRecord) => events.write(record) : undefined,
     log: (line: string) => process.stderr.write(`${line}\n`),
-    capture: opts.pcap ? { path: opts.pcap, format: opts.pcapFormat, snaplen: opts.snaplen, filter: opts.pcapFilter ?? null } : undefined,
+    capture: opts.pcap
+      ? {
+          path: opts.pcap,
+          fd: typeof outputs.pcap === 'number' ? outputs.pcap : undefined,
+          format: opts.pcapFormat,
+          snaplen: opts.snaplen,
+          filter: opts.pcapFilter ?? null,
+        }
+      : undefined,
   };
 }
 
 interface OutputOptions {
+  force?: boolean;
   chart?: string;
   events?: string;
   detail?: boolean;
@@ -116,8 +141,9 @@ interface OutputOptions {
   color: boolean;
 }
 
-/** Output options that contradict each other, and a filter that does not compile: before anything starts. */
-function validateOutputs(opts: OutputOptions): void {
+/** Output options that contradict each other, a filter that does not compile, files that cannot be
+ *  created: all refused before anything starts. */
+function prepareOutputs(opts: OutputOptions): Outputs {
   const stdout = [opts.json, opts.pcap, opts.events].filter((t) => t === '-');
   if (stdout.length > 1) throw new UsageError('only one of --json, --pcap and --events can use standard output');
   if (opts.detail && !opts.events) throw new UsageError('--detail needs --events FILE');
@@ -129,11 +155,35 @@ function validateOutputs(opts: OutputOptions): void {
       throw new UsageError((err as Error).message);
     }
   }
+  const created: Array<{ path: string; fd: number }> = [];
+  const open = (target: string | undefined): OutputTarget | null => {
+    if (target === undefined) return null;
+    if (target === '-') return '-';
+    try {
+      const fd = createOutputFile(target, { force: opts.force === true, owner: sudoOwner(process.env) });
+      created.push({ path: target, fd });
+      return fd;
+    } catch (err) {
+      discard();
+      throw err instanceof OutputFileError ? new UsageError(err.message) : err;
+    }
+  };
+  const discard = () => {
+    for (const { path: file, fd } of created.splice(0)) {
+      try {
+        fs.closeSync(fd);
+      } catch {
+        /* already closed by its writer */
+      }
+      fs.rmSync(file, { force: true });
+    }
+  };
+  return { json: open(opts.json), events: open(opts.events), pcap: open(opts.pcap), discard };
 }
 
 /** The JSON report where asked, and the terminal report on stderr (the command's stdout stays its own). */
-async function emitReport(report: Report, opts: OutputOptions): Promise<void> {
-  if (opts.json) writeJson(report, opts.json);
+async function emitReport(report: Report, opts: OutputOptions, outputs: Outputs): Promise<void> {
+  if (outputs.json !== null) writeJson(report, outputs.json);
   if (opts.chart) {
     const files = await renderCharts(report, opts.chart);
     process.stderr.write(`proctap: charts: ${files.join(', ')}\n`);
@@ -159,18 +209,22 @@ export function buildProgram(io: { exit: (code: number) => void }): Command {
     .option('-u, --user <name|uid>', 'run the command as this user (default: the sudo caller; "root" to keep root)');
   addTraceOptions(run)
     .action(async (argv: string[], opts) => {
-      validateOutputs(opts);
       checkPrivileges();
       const credentials = resolveCredentials(opts.user, process.env, readPasswd());
+      const outputs = prepareOutputs(opts);
       const startNs = Number(process.hrtime.bigint());
-      const events = opts.events ? openEventStream(opts.events, () => startNs) : null;
+      const events = outputs.events !== null ? openEventStream(outputs.events === '-' ? 1 : outputs.events, () => startNs) : null;
+      let result;
       try {
-        const result = await runTraced({ argv, credentials, ...engineOptions(opts, events) });
-        await emitReport(result.report, opts);
-        io.exit(result.exitCode);
-      } finally {
+        result = await runTraced({ argv, credentials, ...engineOptions(opts, events, outputs) });
+      } catch (err) {
         events?.close();
+        outputs.discard();
+        throw err;
       }
+      events?.close();
+      await emitReport(result.report, opts, outputs);
+      io.exit(result.exitCode);
     });
 
   const attach = program
@@ -194,11 +248,11 @@ export function buildProgram(io: { exit: (code: number) => void }): Command {
       if (pids.length === 0 && opts.comm === undefined && opts.cgroup === undefined) {
         throw new UsageError('attach needs PIDs, --comm NAME or --cgroup PATH');
       }
-      validateOutputs(opts);
       checkPrivileges();
+      const outputs = prepareOutputs(opts);
       let report: Report;
       const startNs = Number(process.hrtime.bigint());
-      const events = opts.events ? openEventStream(opts.events, () => startNs) : null;
+      const events = outputs.events !== null ? openEventStream(outputs.events === '-' ? 1 : outputs.events, () => startNs) : null;
       try {
         report = await attachTraced({
           pids,
@@ -206,15 +260,16 @@ export function buildProgram(io: { exit: (code: number) => void }): Command {
           cgroup: opts.cgroup,
           durationMs: opts.duration,
           followChildren: opts.children,
-          ...engineOptions(opts, events),
+          ...engineOptions(opts, events, outputs),
         });
       } catch (err) {
+        events?.close();
+        outputs.discard();
         if (err instanceof AttachError) throw new UsageError(err.message);
         throw err;
-      } finally {
-        events?.close();
       }
-      await emitReport(report, opts);
+      events?.close();
+      await emitReport(report, opts, outputs);
       io.exit(0);
     });
 

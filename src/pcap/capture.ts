@@ -13,6 +13,8 @@ export const MAX_SNAPLEN = 262144;
 export interface CaptureOptions {
   /** File path, or "-" for standard output. */
   path: string;
+  /** Already opened for writing (createOutputFile); else the path is created here. */
+  fd?: number;
   format: CaptureFormat;
   snaplen: number;
   filter: PacketFilter | null;
@@ -85,7 +87,12 @@ export class PacketCapture {
 }
 
 export function openCapture(options: CaptureOptions, describe: (pid: number) => string | undefined): PacketCapture {
-  const sink = options.path === '-' ? fdSink(1, { label: 'standard output' }) : fileSink(options.path);
+  const sink =
+    options.path === '-'
+      ? fdSink(1, { label: 'standard output' })
+      : options.fd !== undefined
+        ? fdSink(options.fd, { label: options.path, closeFd: true })
+        : fileSink(options.path);
   const writer =
     options.format === 'pcap'
       ? createPcapWriter(sink, { linkType: LINKTYPE_RAW, snapLen: options.snaplen, batchPackets: 64 })

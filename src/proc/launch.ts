@@ -58,3 +58,24 @@ export function launchGated(options: LaunchOptions): LaunchedCommand {
     exited,
   };
 }
+
+export interface Reaper {
+  /** proctap's own teardown is done: let the reaper go without doing anything. */
+  release(): void;
+}
+
+/**
+ * Starts the reaper for a cgroup: if proctap dies before removing the cgroup (SIGKILL, a crash), the
+ * reaper kills every process in it and removes it. It notices through EOF on a pipe only proctap holds.
+ */
+export function startReaper(launcher: string, cgroupDir: string): Reaper {
+  const child = spawn(launcher, ['--reap', cgroupDir, '--watch-fd', '3'], {
+    stdio: ['ignore', 'ignore', 'inherit', 'pipe'],
+    detached: true,
+  });
+  const pipe = child.stdio[3] as Writable & { unref?: () => void };
+  pipe.on('error', () => {});
+  child.unref();
+  pipe.unref?.();
+  return { release: () => pipe.destroy() };
+}

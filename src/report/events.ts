@@ -46,9 +46,9 @@ export interface EventStream {
   close(): void;
 }
 
-/** Buffered NDJSON writer to a file or stdout ("-"), flushed every 64 KiB and at close. */
-export function openEventStream(target: string, originNs: () => number): EventStream {
-  const fd = target === '-' ? 1 : fs.openSync(target, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_TRUNC | fs.constants.O_NOFOLLOW, 0o644);
+/** Buffered NDJSON writer to an open file descriptor (1 for stdout), flushed every 64 KiB, every 200 ms
+ *  and at close. */
+export function openEventStream(fd: number, originNs: () => number): EventStream {
   let pending = '';
   const flush = () => {
     if (!pending) return;

@@ -15,6 +15,8 @@ import { Tracer, type KernelStats, type TracerConfig } from './tracer';
 
 export interface CaptureOptions {
   path: string;
+  /** The file, already opened by the caller (createOutputFile). */
+  fd?: number;
   format: CaptureFormat;
   snaplen: number;
   filter: string | null;

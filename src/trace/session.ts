@@ -13,7 +13,7 @@ import {
   removeStaleCgroups,
   signalCgroup,
 } from '../proc/cgroup';
-import { launchGated, type LaunchedCommand } from '../proc/launch';
+import { launchGated, startReaper, type LaunchedCommand, type Reaper } from '../proc/launch';
 import type { Report } from '../report/schema';
 import { TraceEngine, captureInterfaceName, monotonicNs, type EngineOptions } from './engine';
 
@@ -70,10 +70,12 @@ export async function runTraced(options: RunOptions): Promise<RunResult> {
   const engine = new TraceEngine({ ...options, followChildren: true, countUnownedPackets: true });
   let cgroupDir: string | null = null;
   let launched: LaunchedCommand | null = null;
+  let reaper: Reaper | null = null;
   let removeStopHandlers = () => {};
   try {
-    /* Attach process, lifecycle and cgroup hooks; start consuming */
+    /* Attach process, lifecycle and cgroup hooks; start consuming. The reaper outlives a killed proctap. */
     cgroupDir = createCgroup(mount, ownedCgroupName(process.pid, 'run'));
+    reaper = startReaper(LAUNCHER, cgroupDir);
     engine.attach([cgroupDir]);
     engine.start(captureInterfaceName(cgroupDir));
 
@@ -105,5 +107,6 @@ export async function runTraced(options: RunOptions): Promise<RunResult> {
     launched?.abort();
     await engine.close();
     if (cgroupDir) await removeCgroup(cgroupDir);
+    reaper?.release();
   }
 }

@@ -1,0 +1,99 @@
+// SPDX-License-Identifier: MIT
+// Faults and bad output paths: a killed proctap leaves nothing behind (no cgroup, no traced process, no
+// BPF program), signals stop the trace with a complete report, output files are never written through
+// symlinks or over existing files.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { Report } from '../../src/report/schema';
+import { PROCTAP, loadedProgramNames, proctapCgroups, tempDir } from './harness';
+
+const OURS = /^(sys_enter|tp_sock_send_le|tp_sock_recv_le|sched_process_|inet_sock_set_s|skb_egress|skb_ingress|sock_create|sock_release)/;
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function cgroupMount(): string {
+  const line = fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').find((l) => l.includes(' - cgroup2 '))!;
+  return line.split(' ')[4];
+}
+
+async function until(what: string, ms: number, check: () => boolean): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) assert.fail(`timed out: ${what}`);
+    await sleep(20);
+  }
+}
+
+/** Running, not a zombie (a killed process whose parent died waits for init to reap it). */
+function alive(pid: number): boolean {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+test('kill -9 of proctap: within a second the traced tree, its cgroup and every BPF program of ours are gone', async () => {
+  const proctap = spawn(PROCTAP, ['run', '-q', '--', 'sh', '-c', 'sleep 60 & sleep 60 & exec sleep 60'], { stdio: 'ignore' });
+  const cgroup = path.join(cgroupMount(), `proctap-${proctap.pid}-run`);
+  await until('the traced tree to start', 5000, () => fs.existsSync(cgroup) && fs.readFileSync(path.join(cgroup, 'cgroup.procs'), 'utf8').trim().split('\n').length >= 3);
+  const tree = fs.readFileSync(path.join(cgroup, 'cgroup.procs'), 'utf8').trim().split('\n').map(Number);
+  proctap.kill('SIGKILL');
+  const killedAt = Date.now();
+  await until('the tree, the cgroup and the programs to go', 1000, () =>
+    tree.every((pid) => !alive(pid)) && !fs.existsSync(cgroup) && !loadedProgramNames().some((n) => OURS.test(n)));
+  process.stderr.write(`# cleaned up ${Date.now() - killedAt} ms after SIGKILL\n`);
+  assert.deepEqual(proctapCgroups(), []);
+});
+
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+  test(`${signal} to proctap: the command tree gets SIGTERM, the report is complete, nothing is left`, async () => {
+    const dir = tempDir();
+    const json = path.join(dir, 'r.json');
+    const proctap = spawn(PROCTAP, ['run', '-q', '--json', json, '--', 'sh', '-c', 'sleep 60 & exec sleep 60'], { stdio: 'ignore' });
+    const cgroup = path.join(cgroupMount(), `proctap-${proctap.pid}-run`);
+    await until('the traced tree to start', 5000, () => fs.existsSync(cgroup) && fs.readFileSync(path.join(cgroup, 'cgroup.procs'), 'utf8').trim().split('\n').length >= 2);
+    proctap.kill(signal);
+    const code = await new Promise((resolve) => proctap.on('close', resolve));
+    assert.equal(code, 143, 'the command was ended by SIGTERM: 128 + 15');
+    const report: Report = JSON.parse(fs.readFileSync(json, 'utf8'));
+    assert.equal(report.exitCode, 143);
+    assert.ok(report.processes.length >= 2);
+    assert.deepEqual(proctapCgroups(), []);
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+}
+
+test('output files: never through a symlink, never over an existing file without --force, mode 0644', async () => {
+  const dir = tempDir();
+  const target = path.join(dir, 'victim');
+  fs.writeFileSync(target, 'precious');
+  const link = path.join(dir, 'link.json');
+  fs.symlinkSync(target, link);
+  for (const [args, message] of [
+    [['--json', link], /is a symbolic link: refusing to write through it/],
+    [['--force', '--json', link], /is a symbolic link/],
+    [['--json', target], /exists \(use --force to overwrite it\)/],
+    [['--pcap', target], /exists/],
+  ] as const) {
+    const r = spawnSync(PROCTAP, ['run', '-q', ...args, '--', 'true'], { encoding: 'utf8' });
+    assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, message);
+    assert.equal(fs.readFileSync(target, 'utf8'), 'precious');
+  }
+  const fresh = path.join(dir, 'fresh.json');
+  const ok = spawnSync(PROCTAP, ['run', '-q', '--json', fresh, '--', 'true'], { encoding: 'utf8' });
+  assert.equal(ok.status, 0, ok.stderr);
+  assert.equal(fs.statSync(fresh).mode & 0o777, 0o644);
+  const forced = spawnSync(PROCTAP, ['run', '-q', '--force', '--json', target, '--', 'true'], { encoding: 'utf8' });
+  assert.equal(forced.status, 0, forced.stderr);
+  assert.equal(JSON.parse(fs.readFileSync(target, 'utf8')).schemaVersion, 1);
+  // a run that fails before tracing leaves no empty output file behind
+  const failed = path.join(dir, 'failed.json');
+  const bad = spawnSync(PROCTAP, ['run', '-q', '--backend', 'kprobe', '--json', failed, '--', 'true'], { encoding: 'utf8' });
+  if (bad.status !== 0) assert.equal(fs.existsSync(failed), false, 'the half-made output was removed');
+  fs.rmSync(dir, { recursive: true, force: true });
+});
