@@ -97,3 +97,15 @@ test('output files: never through a symlink, never over an existing file without
   if (bad.status !== 0) assert.equal(fs.existsSync(failed), false, 'the half-made output was removed');
   fs.rmSync(dir, { recursive: true, force: true });
 });
+
+test('least privilege: under sudo the command runs as the caller with no capabilities; --user root keeps root', () => {
+  const env = { ...process.env, SUDO_UID: '65534', SUDO_GID: '65534' };
+  const script = "id -u; id -g; grep CapEff /proc/self/status; echo $HOME";
+  const dropped = spawnSync(PROCTAP, ['run', '-q', '--', 'sh', '-c', script], { encoding: 'utf8', env });
+  assert.equal(dropped.status, 0, dropped.stderr);
+  const [uid, gid, caps] = dropped.stdout.trim().split('\n');
+  assert.deepEqual([uid, gid], ['65534', '65534']);
+  assert.match(caps, /^CapEff:\s+0+$/);
+  const root = spawnSync(PROCTAP, ['run', '-q', '--user', 'root', '--', 'id', '-u'], { encoding: 'utf8', env });
+  assert.equal(root.stdout.trim(), '0');
+});
