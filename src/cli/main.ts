@@ -92,7 +92,8 @@ function addTraceOptions(command: Command): Command {
     .option('--chart <dir>', 'write PNG charts (throughput, message sizes, endpoints, connections) to DIR')
     .option('--events <file>', 'NDJSON stream of records as they arrive, "-" for stdout')
     .option('--detail', 'with --events: one record per send/recv call')
-    .option('--interval <ms>', 'time-series bucket width (default: from the trace length)', parseMilliseconds)
+    .option('--interval <ms>', 'time-series bucket width (default: from the trace length); with a terminal, refresh period of --live', parseMilliseconds)
+    .option('--live', 'a refreshing top-like view of per-process and per-endpoint rates while tracing (terminal only)')
     .addOption(new Option('--backend <name>', 'socket I/O hooks').choices(['auto', 'tracepoint', 'fentry', 'kprobe']).default('auto'))
     .option('--flow-interval <ms>', 'minimum time between two kernel updates of one flow', parseMilliseconds, 100)
     .option('--ring-buffer <size>', 'kernel ring buffer size (power of two)', parseRingBufferSize, 8 * 1024 * 1024)
@@ -116,6 +117,7 @@ function engineOptions(opts: any, events: EventStream | null, outputs: Outputs) 
     detailCalls: opts.detail === true,
     onRecord: events ? (record: TraceRecord) => events.write(record) : undefined,
     log: (line: string) => process.stderr.write(`${line}\n`),
+    display: opts.quiet && !opts.live ? undefined : { live: opts.live === true, intervalMs: opts.live ? (opts.interval ?? 1000) : 1000 },
     capture: opts.pcap
       ? {
           path: opts.pcap,

@@ -7,6 +7,7 @@ import { loadNative } from '../native';
 import type { PacketFilter, ProcConnector } from '../native/native';
 import { buildReport } from '../aggregate/report';
 import { addStatistics } from '../aggregate/statistics';
+import { startLiveDisplay } from '../report/live';
 import { DLT_RAW, openCapture, type CaptureFormat, type PacketCapture } from '../pcap/capture';
 import type { Backend, CaptureSummary, LostCounters, Report } from '../report/schema';
 import { TraceCollector } from './collector';
@@ -39,6 +40,8 @@ export interface EngineOptions {
   log: (line: string) => void;
   /** Time-series bucket width; default chosen from the trace length. */
   seriesIntervalMs?: number;
+  /** While tracing: a status line on a terminal's stderr, or with `live` a refreshing top-like view. */
+  display?: { live: boolean; intervalMs: number };
 }
 
 export interface ReportContext {
@@ -118,7 +121,20 @@ export class TraceEngine {
     });
     this.ringRunning = true;
     this.connector = loadNative().openProcConnector((batch) => this.collector.onProcBatch(batch));
+    if (this.options.display) {
+      this.stopDisplay = startLiveDisplay(
+        {
+          flows: () => this.collector.flows.list(),
+          comm: (pid) => this.collector.tree.get(pid)?.comm,
+          records: () => this.collector.records,
+          lost: () => Object.values(this.tracer.readStats().lostRecords).reduce((a, b) => a + b, 0),
+        },
+        this.options.display,
+      );
+    }
   }
+
+  private stopDisplay = () => {};
 
   /** Reads the last counters of released sockets and drops them from the kernel table (bounded memory). */
   private finalizeReleased(): void {
@@ -135,6 +151,7 @@ export class TraceEngine {
   /** Drains everything, reads the kernel's final counters, closes the capture, builds the report. */
   async finish(context: ReportContext): Promise<Report> {
     const { collector, tracer } = this;
+    this.stopDisplay();
     await tracer.stop();
     this.ringRunning = false;
     this.finalizeReleased();
@@ -206,6 +223,7 @@ export class TraceEngine {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.stopDisplay();
     if (this.ringRunning) await this.tracer.stop().catch(() => {});
     this.connector?.close();
     this.capture?.close(0);
