@@ -501,34 +501,27 @@ int BPF_PROG(sched_process_exit, struct task_struct *p)
 
 /* ---- TCP connection lifecycle ---------------------------------------------------------------- */
 
-/* Traced listeners by (netns, port): accepted sockets find their owner here when the listener's storage
- * was not cloned into them (seen on 6.1 with the fentry and kprobe backends). */
-struct listener_key {
-	__u32 netns;
-	__u16 port;
-	__u16 _pad;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4096);
-	__type(key, struct listener_key);
-	__type(value, __u32); /* owner tgid */
-} listeners SEC(".maps");
-
-static __always_inline struct listener_key listener_of(struct sock *sk)
+static __always_inline void emit_sock_state(struct sock *sk, __u32 tgid, __u8 family, int oldstate,
+					    int newstate, __u32 flags, __u64 ts)
 {
-	struct listener_key key = {};
+	struct sock_state_record *r = reserve_record(sizeof(*r), RECORD_SOCK_STATE, tgid, ts);
 
-	key.netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
-	key.port = BPF_CORE_READ(sk, __sk_common.skc_num);
-	return key;
+	if (!r)
+		return;
+	r->cookie = bpf_get_socket_cookie(sk);
+	r->family = family;
+	r->proto = IPPROTO_TCP;
+	r->old_state = oldstate;
+	r->new_state = newstate;
+	r->error = BPF_CORE_READ(sk, sk_err);
+	r->flags = flags & ~SOCK_META_SYN_RECV_PENDING;
+	read_sock_addrs(sk, family, r->laddr, &r->lport, r->raddr, &r->rport);
+	submit_record(r);
 }
 
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(inet_sock_set_state, struct sock *sk, int oldstate, int newstate)
 {
-	struct sock_state_record *r;
 	struct sock_meta *m;
 	__u8 family = 0;
 	__u64 now;
@@ -549,52 +542,29 @@ int BPF_PROG(inet_sock_set_state, struct sock *sk, int oldstate, int newstate)
 		if (newstate == TCP_SYN_SENT) {
 			m->flags = SOCK_META_ACTIVE;
 			m->start_ns = now;
-		} else {
-			struct listener_key key = listener_of(sk);
-
-			bpf_map_update_elem(&listeners, &key, &tgid, BPF_ANY);
 		}
 	} else {
 		/* Anything else may run in softirq: only the socket's own storage says who owns it. */
 		m = bpf_sk_storage_get(&sock_meta, sk, 0, 0);
-		if (!m && newstate == TCP_SYN_RECV) {
-			/* a child of a listener (its port is still the listener's here): the listener's owner */
-			struct listener_key key = listener_of(sk);
-			__u32 *owner = bpf_map_lookup_elem(&listeners, &key);
-
-			if (owner) {
-				__u32 tgid = *owner;
-
-				m = bpf_sk_storage_get(&sock_meta, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-				if (m)
-					m->owner_tgid = tgid;
-			}
-		}
 		if (!m)
 			return 0;
-		if (oldstate == TCP_LISTEN && newstate == TCP_CLOSE) {
-			struct listener_key key = listener_of(sk);
-
-			bpf_map_delete_elem(&listeners, &key);
-		}
 		if (newstate == TCP_SYN_RECV) {
-			/* a child of a traced listener: storage cloned from the listener (BPF_F_CLONE) */
-			m->flags = SOCK_META_PASSIVE;
+			/*
+			 * A child of a traced listener: storage cloned from the listener (BPF_F_CLONE). The
+			 * record waits for the child's next transition: inet_csk_clone_lock() fires this
+			 * tracepoint on a copy of the listener, and older kernels (6.1) do so before giving
+			 * the child its own cookie and addresses: the record had the listener's cookie.
+			 */
+			m->flags = SOCK_META_PASSIVE | SOCK_META_SYN_RECV_PENDING;
 			m->start_ns = now;
+			return 0;
+		}
+		if (m->flags & SOCK_META_SYN_RECV_PENDING) {
+			m->flags &= ~SOCK_META_SYN_RECV_PENDING;
+			emit_sock_state(sk, m->owner_tgid, family, TCP_LISTEN, TCP_SYN_RECV, m->flags, m->start_ns);
 		}
 	}
-	r = reserve_record(sizeof(*r), RECORD_SOCK_STATE, m->owner_tgid, now);
-	if (!r)
-		return 0;
-	r->cookie = bpf_get_socket_cookie(sk);
-	r->family = family;
-	r->proto = IPPROTO_TCP;
-	r->old_state = oldstate;
-	r->new_state = newstate;
-	r->error = BPF_CORE_READ(sk, sk_err);
-	r->flags = m->flags;
-	read_sock_addrs(sk, family, r->laddr, &r->lport, r->raddr, &r->rport);
-	submit_record(r);
+	emit_sock_state(sk, m->owner_tgid, family, oldstate, newstate, m->flags, now);
 	return 0;
 }
 

@@ -150,6 +150,7 @@ struct packet_record {
 /* Per-socket storage (BPF_MAP_TYPE_SK_STORAGE): who owns a socket, for hooks without process context. */
 #define SOCK_META_ACTIVE 1  /* connect()ed by a traced process */
 #define SOCK_META_PASSIVE 2 /* accepted from a traced listener */
+#define SOCK_META_SYN_RECV_PENDING 4 /* SYN_RECV record not emitted yet (kernel side only) */
 struct sock_meta {
 	__u32 owner_tgid;
 	__u32 flags;
