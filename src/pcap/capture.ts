@@ -36,8 +36,15 @@ export function monotonicToWallOffset(): bigint {
   return wall - process.hrtime.bigint();
 }
 
-export function packetComment(pid: number, comm: string | undefined): string {
-  return pid === 0 ? 'owner unknown' : `pid ${pid} (${comm ?? '?'})`;
+export interface PacketOwner {
+  comm?: string;
+  /** Network namespace inode, where it is not proctap's own (containers). */
+  netns?: number;
+}
+
+export function packetComment(pid: number, owner: PacketOwner | undefined): string {
+  if (pid === 0) return 'owner unknown';
+  return `pid ${pid} (${owner?.comm ?? '?'})${owner?.netns !== undefined ? ` netns ${owner.netns}` : ''}`;
 }
 
 export class PacketCapture {
@@ -47,7 +54,7 @@ export class PacketCapture {
   constructor(
     private readonly writer: PacketWriter,
     private readonly filter: PacketFilter | null,
-    private readonly describe: (pid: number) => string | undefined,
+    private readonly describe: (pid: number) => PacketOwner | undefined,
   ) {}
 
   onPacket(p: PacketRecord): void {
@@ -86,7 +93,7 @@ export class PacketCapture {
   }
 }
 
-export function openCapture(options: CaptureOptions, describe: (pid: number) => string | undefined): PacketCapture {
+export function openCapture(options: CaptureOptions, describe: (pid: number) => PacketOwner | undefined): PacketCapture {
   const sink =
     options.path === '-'
       ? fdSink(1, { label: 'standard output' })

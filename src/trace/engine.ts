@@ -111,7 +111,7 @@ export class TraceEngine {
     if (capture) {
       this.capture = openCapture(
         { ...capture, filter: this.filter, userAppl: `proctap ${this.options.version}`, interfaceName: captureInterface },
-        (pid) => this.collector.tree.get(pid)?.comm,
+        (pid) => this.collector.tree.get(pid),
       );
     }
     this.tracer.start((batch) => {
