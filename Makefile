@@ -89,3 +89,8 @@ clean:
 .PHONY: test-kernels
 test-kernels: build
 	$(Q)bash scripts/kernels/test-kernels.sh
+
+# Benchmarks (issue #7): proctap next to untraced runs and bpftrace/tcpdump/nsntrace, medians, ratios from
+# one run; table on stdout, build/bench.json. QUICK=1: about a minute. See docs/performance.md.
+bench: build
+	$(Q)QUICK=$(QUICK) python3 scripts/bench/bench.py

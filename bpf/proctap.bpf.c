@@ -107,6 +107,15 @@ int BPF_PROG(sys_enter, struct pt_regs *regs, long id)
 	return 0;
 }
 
+/* kprobes cannot call bpf_get_socket_cookie(): use the cookie if the socket has one (every socket created
+ * in the traced cgroup gets one at sock_create), else the socket's address, which is unique while it lives. */
+static __always_inline __u64 kprobe_sock_cookie(struct sock *sk)
+{
+	__u64 cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+
+	return cookie ? cookie : (__u64)sk;
+}
+
 /*
  * tracing_ctx: the program is BPF_PROG_TYPE_TRACING (tp_btf, fentry/fexit), which may use socket-local
  * storage and task pt_regs. kprobes may not: they skip claiming the socket and the sendfile chunk check
@@ -151,7 +160,7 @@ static __always_inline bool first_page_of_syscall(__u32 tid)
 	return true;
 }
 
-static __always_inline void account_io(struct sock *sk, __u64 cookie, int bytes, __u8 direction,
+static __always_inline void account_io(struct sock *sk, int bytes, __u8 direction,
 				       int msg_flags, const bool tracing_ctx, const bool sendpage)
 {
 	__u64 id = bpf_get_current_pid_tgid();
@@ -166,7 +175,8 @@ static __always_inline void account_io(struct sock *sk, __u64 cookie, int bytes,
 	proto = inet_proto(sk, &family);
 	if (!proto)
 		return;
-	key.cookie = cookie;
+	/* only now, for traced processes: the cookie helper may have to assign one */
+	key.cookie = tracing_ctx ? bpf_get_socket_cookie(sk) : kprobe_sock_cookie(sk);
 	key.tgid = tgid;
 	key.family = family;
 	key.proto = proto;
@@ -246,7 +256,7 @@ SEC("tp_btf/sock_send_length")
 int BPF_PROG(tp_sock_send_length, struct sock *sk, int ret, int flags)
 {
 	if (ret >= 0)
-		account_io(sk, bpf_get_socket_cookie(sk), ret, DIRECTION_TX, flags, true, false);
+		account_io(sk, ret, DIRECTION_TX, flags, true, false);
 	return 0;
 }
 
@@ -254,7 +264,7 @@ SEC("tp_btf/sock_recv_length")
 int BPF_PROG(tp_sock_recv_length, struct sock *sk, int ret, int flags)
 {
 	if (ret >= 0)
-		account_io(sk, bpf_get_socket_cookie(sk), ret, DIRECTION_RX, flags, true, false);
+		account_io(sk, ret, DIRECTION_RX, flags, true, false);
 	return 0;
 }
 
@@ -265,7 +275,7 @@ int BPF_PROG(tp_sock_recv_length, struct sock *sk, int ret, int flags)
 	int BPF_PROG(fexit_##fn, struct sock *sk, struct msghdr *msg, size_t len, int ret)           \
 	{                                                                                           \
 		if (ret >= 0)                                                               \
-			account_io(sk, bpf_get_socket_cookie(sk), ret, DIRECTION_TX, 0, true, false); \
+			account_io(sk, ret, DIRECTION_TX, 0, true, false); \
 		return 0;                                                                           \
 	}
 #define FEXIT_RECV(fn)                                                                              \
@@ -274,7 +284,7 @@ int BPF_PROG(tp_sock_recv_length, struct sock *sk, int ret, int flags)
 		     int *addr_len, int ret)                                                        \
 	{                                                                                           \
 		if (ret >= 0)                                                               \
-			account_io(sk, bpf_get_socket_cookie(sk), ret, DIRECTION_RX, flags, true, false); \
+			account_io(sk, ret, DIRECTION_RX, flags, true, false); \
 		return 0;                                                                           \
 	}
 
@@ -290,7 +300,7 @@ SEC("fexit/tcp_sendpage")
 int BPF_PROG(fexit_tcp_sendpage, struct sock *sk, struct page *page, int offset, size_t size, int flags, int ret)
 {
 	if (ret >= 0)
-		account_io(sk, bpf_get_socket_cookie(sk), ret, DIRECTION_TX, 0, true, true);
+		account_io(sk, ret, DIRECTION_TX, 0, true, true);
 	return 0;
 }
 
@@ -308,14 +318,6 @@ struct {
 	__type(value, struct io_args);
 } io_args SEC(".maps");
 
-/* kprobes cannot call bpf_get_socket_cookie(): use the cookie if the socket has one (every socket created
- * in the traced cgroup gets one at sock_create), else the socket's address, which is unique while it lives. */
-static __always_inline __u64 kprobe_sock_cookie(struct sock *sk)
-{
-	__u64 cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
-
-	return cookie ? cookie : (__u64)sk;
-}
 
 static __always_inline void save_io_args(struct sock *sk, int flags)
 {
@@ -340,7 +342,7 @@ static __always_inline void account_saved_io(int ret, __u8 direction, const bool
 	flags = args->flags;
 	bpf_map_delete_elem(&io_args, &tid);
 	if (ret >= 0)
-		account_io(sk, kprobe_sock_cookie(sk), ret, direction, flags, false, sendpage);
+		account_io(sk, ret, direction, flags, false, sendpage);
 }
 
 #define KPROBE_SEND(fn)                                                                             \

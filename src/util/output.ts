@@ -23,9 +23,10 @@ export function createOutputFile(path: string, options: OutputFileOptions): numb
   const { O_WRONLY, O_CREAT, O_EXCL, O_TRUNC, O_NOFOLLOW } = fs.constants;
   let fd: number;
   // O_EXCL alone would call a symlink "exists": say what it is. O_NOFOLLOW still guards the race.
-  if (fs.lstatSync(path, { throwIfNoEntry: false })?.isSymbolicLink()) {
-    throw new OutputFileError(`${path} is a symbolic link: refusing to write through it`);
-  }
+  const existing = fs.lstatSync(path, { throwIfNoEntry: false });
+  if (existing?.isSymbolicLink()) throw new OutputFileError(`${path} is a symbolic link: refusing to write through it`);
+  // A pipe or a device (/dev/null, a FIFO a reader waits on) is written as it is: nothing to replace.
+  if (existing?.isFIFO() || existing?.isCharacterDevice()) return fs.openSync(path, O_WRONLY | O_NOFOLLOW);
   try {
     fd = fs.openSync(path, O_WRONLY | O_CREAT | O_NOFOLLOW | (options.force ? O_TRUNC : O_EXCL), 0o644);
   } catch (err) {

@@ -91,6 +91,9 @@ test('output files: never through a symlink, never over an existing file without
   const forced = spawnSync(PROCTAP, ['run', '-q', '--force', '--json', target, '--', 'true'], { encoding: 'utf8' });
   assert.equal(forced.status, 0, forced.stderr);
   assert.equal(JSON.parse(fs.readFileSync(target, 'utf8')).schemaVersion, 1);
+  // devices and pipes are written as they are
+  const devnull = spawnSync(PROCTAP, ['run', '-q', '--events', '/dev/null', '--detail', '--json', '/dev/null', '--', 'true'], { encoding: 'utf8' });
+  assert.equal(devnull.status, 0, devnull.stderr);
   // a run that fails before tracing leaves no empty output file behind
   const failed = path.join(dir, 'failed.json');
   const bad = spawnSync(PROCTAP, ['run', '-q', '--backend', 'kprobe', '--json', failed, '--', 'true'], { encoding: 'utf8' });
