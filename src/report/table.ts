@@ -32,7 +32,9 @@ interface Column {
   fit?: (text: string, width: number) => string;
 }
 
+// Our own escapes: cli-table3's colors decide by themselves from the environment (CI=true turns them off).
 const ANSI = {
+  cyan: (s: string) => s.split('\n').map((line) => `\x1b[36m${line}\x1b[39m`).join('\n'),
   red: (s: string) => `\x1b[1;31m${s}\x1b[0m`,
   bold: (s: string) => `\x1b[1m${s}\x1b[22m`,
 };
@@ -113,7 +115,10 @@ function fitWidths(columns: Column[], rows: string[][], width: number): number[]
 function renderTable(columns: Column[], rows: string[][], opts: { color: boolean; width: number }): string {
   const widths = fitWidths(columns, rows, opts.width);
   const table = new Table({
-    head: columns.map((c, i) => (textWidth(c.head) <= widths[i] ? c.head : wrapText(c.head, widths[i]))),
+    head: columns.map((c, i) => {
+      const head = textWidth(c.head) <= widths[i] ? c.head : wrapText(c.head, widths[i]);
+      return opts.color ? ANSI.cyan(head) : head;
+    }),
     colWidths: widths,
     colAligns: columns.map((c) => c.align ?? 'left'),
     chars: {
@@ -122,7 +127,7 @@ function renderTable(columns: Column[], rows: string[][], opts: { color: boolean
       left: '', 'left-mid': '', right: '', 'right-mid': '',
       mid: '─', 'mid-mid': ' '.repeat(GAP), middle: ' '.repeat(GAP),
     },
-    style: { head: opts.color ? ['cyan'] : [], border: [], 'padding-left': 0, 'padding-right': 0, compact: true },
+    style: { head: [], border: [], 'padding-left': 0, 'padding-right': 0, compact: true },
   });
   for (const row of rows) {
     table.push(row.map((text, c) => (textWidth(text) <= widths[c] ? text : (columns[c].fit ?? wrapText)(text, widths[c]))));
