@@ -63,10 +63,14 @@ export class ProcessTree {
   onFork(pid: number, ppid: number, comm: string, tsNs: number, source: 'kernel' | 'connector' = 'kernel'): void {
     const existing = this.nodes.get(pid);
     if (existing) {
-      if (existing.source === 'connector' || existing.source === 'flow') {
+      // The proc connector often reports a fork before the ring buffer does: the kernel record wins.
+      if (source === 'kernel' && (existing.source === 'connector' || existing.source === 'flow')) {
         existing.ppid = ppid;
         existing.source = source;
-        existing.startNs = existing.startNs ?? tsNs;
+        existing.startNs = tsNs;
+        if (comm) existing.comm = comm;
+        const parent = this.nodes.get(ppid);
+        if (parent && existing.argv.length === 0) existing.argv = [...parent.argv];
       }
       return;
     }

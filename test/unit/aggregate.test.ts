@@ -33,9 +33,12 @@ test('the process tree: children inherit argv until exec; kernel exits win over 
   assert.equal(tree.get(11)?.exitNs, 8);
   // a fork record that arrives after the connector saw the child fixes the parent and source
   tree.onFork(12, 10, '', 6, 'connector');
-  tree.onFork(12, 11, 'curl', 6, 'kernel');
+  assert.equal(tree.get(12)?.comm, 'sh', 'the connector knows no comm: the parent\'s for now');
+  tree.onFork(12, 11, 'curl', 7, 'kernel');
   assert.equal(tree.get(12)?.ppid, 11);
   assert.equal(tree.get(12)?.source, 'kernel');
+  assert.equal(tree.get(12)?.comm, 'curl', 'the kernel fork record carries the child\'s own comm');
+  assert.equal(tree.get(12)?.startNs, 7);
 });
 
 test('flow counters only grow from interval records, and final kernel counters replace them', () => {
