@@ -2,27 +2,16 @@
 // `proctap attach` end to end: post-attach bytes of a running target and of a child it forks afterwards
 // are exact; bytes sent before the attach and an untraced neighbour's traffic to the same server are not
 // counted; the pre-existing connection is listed; a target inside a network namespace is traced too.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Report } from '../../src/report/schema';
-import { PROCTAP, ROOT, TEST_BACKEND, startServers, tempDir, type Servers, type WorkloadCounts } from './harness';
+import { PROCTAP, ROOT, TEST_BACKEND, loopbackFixture, type WorkloadCounts } from './harness';
 
 const TARGET = path.join(ROOT, 'test/workloads/attach_target.py');
-let servers: Servers;
-let dir: string;
-
-before(async () => {
-  servers = await startServers();
-  dir = tempDir();
-  fs.chmodSync(dir, 0o777);
-});
-after(async () => {
-  await servers.close();
-  fs.rmSync(dir, { recursive: true, force: true });
-});
+const env = loopbackFixture();
 
 function lineFrom(stream: NodeJS.ReadableStream, pattern: RegExp, what: string): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -58,13 +47,13 @@ function readCounts(file: string): WorkloadCounts[] {
 }
 
 test('attach: exact post-attach counts for the target and its new child; neighbour and earlier bytes not counted', async () => {
-  const targetOut = path.join(dir, 'target.jsonl');
-  const neighbourOut = path.join(dir, 'neighbour.jsonl');
-  const common = ['--port', String(servers.port), '--before', '5000', '--bytes', '40000'];
+  const targetOut = path.join(env.dir, 'target.jsonl');
+  const neighbourOut = path.join(env.dir, 'neighbour.jsonl');
+  const common = ['--port', String(env.servers.port), '--before', '5000', '--bytes', '40000'];
   const target = startTarget(['python3', TARGET, ...common, '--out', targetOut]);
   const neighbour = startTarget(['python3', TARGET, ...common, '--out', neighbourOut]);
   await Promise.all([lineFrom(target.stdout!, /ready/, 'target'), lineFrom(neighbour.stdout!, /ready/, 'neighbour')]);
-  const jsonPath = path.join(dir, 'attach.json');
+  const jsonPath = path.join(env.dir, 'attach.json');
   const proctap = await attachTo(target.pid!, jsonPath);
   target.stdin!.write('go\n');
   neighbour.stdin!.write('go\n');
@@ -88,7 +77,7 @@ test('attach: exact post-attach counts for the target and its new child; neighbo
   assert.deepEqual(report.totals.tcp, counts.find((c) => c.pid === target.pid)!.tcp, 'nothing but the target in the totals');
   const pre = report.connections.filter((c) => c.preexisting);
   assert.equal(pre.length, 1, JSON.stringify(report.connections));
-  assert.deepEqual([pre[0].proto, pre[0].remoteAddr, pre[0].remotePort, pre[0].txBytes], ['tcp', '127.0.0.1', servers.port, 40000]);
+  assert.deepEqual([pre[0].proto, pre[0].remoteAddr, pre[0].remotePort, pre[0].txBytes], ['tcp', '127.0.0.1', env.servers.port, 40000]);
 });
 
 test('attach: a target inside a network namespace is traced, and its netns is reported', async (t) => {
@@ -97,11 +86,11 @@ test('attach: a target inside a network namespace is traced, and its netns is re
   assert.equal(ip('netns', 'add', ns).status, 0);
   t.after(() => ip('netns', 'del', ns));
   assert.equal(ip('netns', 'exec', ns, 'ip', 'link', 'set', 'lo', 'up').status, 0);
-  const out = path.join(dir, 'ns.jsonl');
+  const out = path.join(env.dir, 'ns.jsonl');
   const target = startTarget(['ip', 'netns', 'exec', ns, 'python3', TARGET, '--echo-server', '--port', '7777', '--bytes', '12345', '--out', out]);
   await lineFrom(target.stdout!, /ready/, 'namespaced target');
   // `ip netns exec` execs the command: the pid we spawned is the python process itself
-  const jsonPath = path.join(dir, 'ns.json');
+  const jsonPath = path.join(env.dir, 'ns.json');
   const proctap = await attachTo(target.pid!, jsonPath);
   target.stdin!.write('go\n');
   assert.equal(await proctap.done, 0, proctap.stderr());
@@ -132,14 +121,14 @@ test('attach: bad targets are one clear line and a usage exit code', () => {
 });
 
 test('attach --comm waits for a matching process and follows it from its exec', async () => {
-  const jsonPath = path.join(dir, 'comm.json');
+  const jsonPath = path.join(env.dir, 'comm.json');
   const comm = `pt${process.pid % 100000}`;
   const proctap = spawn(PROCTAP, ['attach', '-q', '--comm', comm, '--duration', '4s', '--json', jsonPath], { stdio: ['ignore', 'ignore', 'pipe'] });
   await lineFrom(proctap.stderr!, /waiting for/, 'the waiting message');
   // a process whose comm becomes `comm` at exec: a symlink to python3 named so
-  const link = path.join(dir, comm);
+  const link = path.join(env.dir, comm);
   fs.symlinkSync(spawnSync('python3', ['-c', 'import sys; print(sys.executable)'], { encoding: 'utf8' }).stdout.trim(), link);
-  const script = `import socket\nu = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nfor i in range(3): u.sendto(b"x" * 50, ("127.0.0.1", ${servers.port})); u.recvfrom(100)`;
+  const script = `import socket\nu = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nfor i in range(3): u.sendto(b"x" * 50, ("127.0.0.1", ${env.servers.port})); u.recvfrom(100)`;
   // async: the echo server answering it lives in this process's event loop
   const exited = await new Promise((resolve) => spawn(link, ['-c', script], { stdio: 'inherit' }).on('close', resolve));
   assert.equal(exited, 0);

@@ -1,24 +1,14 @@
 // SPDX-License-Identifier: MIT
 // `--pcap`: the capture matches what tcpdump sees on lo for the same flows in the same run, every packet
 // names its owning pid, tshark reads every file without complaint, and `--pcap -` streams.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { NETLOAD, PROCTAP, proctapRun, startServers, tempDir, type Servers } from './harness';
+import { NETLOAD, PROCTAP, proctapRun, loopbackFixture } from './harness';
 
-let servers: Servers;
-let dir: string;
-before(async () => {
-  servers = await startServers();
-  dir = tempDir();
-  fs.chmodSync(dir, 0o777);
-});
-after(async () => {
-  await servers.close();
-  fs.rmSync(dir, { recursive: true, force: true });
-});
+const env = loopbackFixture();
 
 /** tshark's stderr without its as-root warning: anything left is a complaint about the file. */
 function tshark(args: string[]): string {
@@ -82,15 +72,15 @@ async function stopTcpdump(tcpdump: Tcpdump): Promise<number> {
 }
 
 test('packets and TCP payload per flow equal tcpdump on lo; every packet names its pid', async () => {
-  const reference = path.join(dir, 'lo.pcap');
-  const ours = path.join(dir, 'ours.pcapng');
+  const reference = path.join(env.dir, 'lo.pcap');
+  const ours = path.join(env.dir, 'ours.pcapng');
   // The reference must be complete: when tcpdump itself drops packets (a loaded machine), run again.
   let run;
   for (let attempt = 1; ; attempt++) {
     fs.rmSync(ours, { force: true });
-    fs.rmSync(path.join(dir, 'c.jsonl'), { force: true });
-    const tcpdump = await startTcpdump(reference, `port ${servers.port}`);
-    run = await proctapRun(['-q', '--pcap', ours, '--', 'python3', NETLOAD, 'tree', '--out', path.join(dir, 'c.jsonl'), '--port', String(servers.port)]);
+    fs.rmSync(path.join(env.dir, 'c.jsonl'), { force: true });
+    const tcpdump = await startTcpdump(reference, `port ${env.servers.port}`);
+    run = await proctapRun(['-q', '--pcap', ours, '--', 'python3', NETLOAD, 'tree', '--out', path.join(env.dir, 'c.jsonl'), '--port', String(env.servers.port)]);
     const referenceDropped = await stopTcpdump(tcpdump);
     if (referenceDropped === 0) break;
     assert.ok(attempt < 5, `tcpdump dropped packets in ${attempt} runs: no complete reference`);
@@ -100,14 +90,14 @@ test('packets and TCP payload per flow equal tcpdump on lo; every packet names i
   assert.equal(report.capture?.dropped, 0);
   assert.equal(report.capture?.unowned, 0);
 
-  const expected = tcpFlows(reference, servers.port);
-  const got = tcpFlows(ours, servers.port);
+  const expected = tcpFlows(reference, env.servers.port);
+  const got = tcpFlows(ours, env.servers.port);
   assert.equal(got.size, 3, 'three TCP flows (parent, v4 child, v6 child)');
   assert.deepEqual([...got.entries()].sort(), [...expected.entries()].sort());
 
   // every packet's comment names the pid that owns its socket, per the report's connections
   const pidByPort = new Map<number, number>();
-  for (const c of report.connections) if (c.remotePort === servers.port) pidByPort.set(c.localPort, c.pid);
+  for (const c of report.connections) if (c.remotePort === env.servers.port) pidByPort.set(c.localPort, c.pid);
   const lines = tshark(['-r', ours, '-T', 'fields', '-e', 'frame.comment', '-e', 'tcp.srcport', '-e', 'tcp.dstport', '-e', 'udp.srcport', '-e', 'udp.dstport'])
     .split('\n')
     .filter(Boolean);
@@ -115,7 +105,7 @@ test('packets and TCP payload per flow equal tcpdump on lo; every packet names i
   for (const line of lines) {
     const [comment, ...ports] = line.split('\t');
     const numbers = ports.filter(Boolean).map(Number);
-    const local = numbers.find((p) => p !== servers.port)!;
+    const local = numbers.find((p) => p !== env.servers.port)!;
     assert.equal(comment, `pid ${pidByPort.get(local)} (python3)`, line);
   }
   // the same packet counts as the kernel's own per-process packet counters
@@ -124,9 +114,9 @@ test('packets and TCP payload per flow equal tcpdump on lo; every packet names i
 });
 
 test('classic pcap, --pcap-filter and --snaplen: tshark reads them, the filter and snaplen hold', async () => {
-  const file = path.join(dir, 'udp.pcap');
+  const file = path.join(env.dir, 'udp.pcap');
   const run = await proctapRun(['-q', '--pcap', file, '--pcap-format', 'pcap', '--pcap-filter', 'udp', '--snaplen', '64', '--',
-    'python3', NETLOAD, 'udp', '--out', path.join(dir, 'u.jsonl'), '--port', String(servers.port)]);
+    'python3', NETLOAD, 'udp', '--out', path.join(env.dir, 'u.jsonl'), '--port', String(env.servers.port)]);
   assert.equal(run.code, 0, run.stderr);
   const out = tshark(['-r', file, '-T', 'fields', '-e', 'ip.proto', '-e', 'ipv6.nxt', '-e', 'frame.cap_len', '-e', 'frame.len']);
   const rows = out.split('\n').filter(Boolean).map((l) => l.split('\t'));
@@ -140,20 +130,20 @@ test('classic pcap, --pcap-filter and --snaplen: tshark reads them, the filter a
 });
 
 test('an invalid filter is refused before the command starts', async () => {
-  const marker = path.join(dir, 'started');
-  const run = await proctapRun(['-q', '--pcap', path.join(dir, 'x.pcapng'), '--pcap-filter', 'tcp port nonsense', '--', 'touch', marker]);
+  const marker = path.join(env.dir, 'started');
+  const run = await proctapRun(['-q', '--pcap', path.join(env.dir, 'x.pcapng'), '--pcap-filter', 'tcp port nonsense', '--', 'touch', marker]);
   assert.equal(run.code, 2);
   assert.match(run.stderr, /^proctap: invalid filter 'tcp port nonsense'/);
   assert.equal(fs.existsSync(marker), false, 'the command must not have run');
-  assert.equal(fs.existsSync(path.join(dir, 'x.pcapng')), false, 'no capture file is left behind');
+  assert.equal(fs.existsSync(path.join(env.dir, 'x.pcapng')), false, 'no capture file is left behind');
 });
 
 test('--pcap - streams packets while the command still runs', async () => {
   const script = `import socket, time
 u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-u.sendto(b"first", ("127.0.0.1", ${servers.port}))
+u.sendto(b"first", ("127.0.0.1", ${env.servers.port}))
 time.sleep(2)
-u.sendto(b"second", ("127.0.0.1", ${servers.port}))`;
+u.sendto(b"second", ("127.0.0.1", ${env.servers.port}))`;
   const started = Date.now();
   const child = spawn(PROCTAP, ['run', '-q', '--pcap', '-', '--', 'python3', '-c', script], { stdio: ['ignore', 'pipe', 'pipe'] });
   let firstPacketAt = 0;
@@ -175,8 +165,8 @@ u.sendto(b"second", ("127.0.0.1", ${servers.port}))`;
   assert.equal(code, 0);
   assert.ok(firstPacketAt > 0, 'no packet arrived');
   assert.ok(endedAt - firstPacketAt > 1000, `the first packet arrived only ${endedAt - firstPacketAt} ms before the end (started ${firstPacketAt - started} ms in)`);
-  const file = path.join(dir, 'stream.pcapng');
+  const file = path.join(env.dir, 'stream.pcapng');
   fs.writeFileSync(file, Buffer.concat(chunks));
-  const payloads = tshark(['-r', file, '-Y', 'udp.dstport == ' + servers.port, '-T', 'fields', '-e', 'udp.length']).split('\n').filter(Boolean);
+  const payloads = tshark(['-r', file, '-Y', 'udp.dstport == ' + env.servers.port, '-T', 'fields', '-e', 'udp.length']).split('\n').filter(Boolean);
   assert.deepEqual(payloads, ['13', '14']);
 });

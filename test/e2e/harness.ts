@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { after, before } from 'node:test';
 import type { Report, Traffic } from '../../src/report/schema';
 
 export const ROOT = path.resolve(__dirname, '../../..');
@@ -158,4 +159,26 @@ export function proctapCgroups(): string[] {
   if (!line) return [];
   const mount = line.split(' ')[4];
   return fs.readdirSync(mount).filter((n) => n.startsWith('proctap-'));
+}
+
+export interface LoopbackFixture {
+  /** The loopback servers of startServers(), up for the whole test file. */
+  servers: Servers;
+  /** A temporary directory every user may write to (the traced command may run as the sudo caller). */
+  dir: string;
+}
+
+/** Registers before/after hooks that start the loopback servers and make a temp dir, then clean up. */
+export function loopbackFixture(): LoopbackFixture {
+  const fixture = {} as LoopbackFixture;
+  before(async () => {
+    fixture.servers = await startServers();
+    fixture.dir = tempDir();
+    fs.chmodSync(fixture.dir, 0o777);
+  });
+  after(async () => {
+    await fixture.servers.close();
+    fs.rmSync(fixture.dir, { recursive: true, force: true });
+  });
+  return fixture;
 }
