@@ -14,6 +14,7 @@
 #include "errors.h"
 #include "libbpf_log.h"
 #include "map_ops.h"
+#include "packet_filter.h"
 #include "ring_buffer.h"
 
 namespace proctap {
@@ -68,6 +69,7 @@ Napi::Function BpfObject::Define(Napi::Env env) {
                          InstanceMethod<&BpfObject::MapLookupAndDelete>("mapLookupAndDelete"),
                          InstanceMethod<&BpfObject::MapDump>("mapDump"),
                          InstanceMethod<&BpfObject::StartRingBuffer>("startRingBuffer"),
+                         InstanceMethod<&BpfObject::PacketsFilteredOut>("packetsFilteredOut"),
                          InstanceMethod<&BpfObject::StopRingBuffer>("stopRingBuffer"),
                          InstanceMethod<&BpfObject::Close>("close"),
                      });
@@ -294,6 +296,27 @@ void BpfObject::StartRingBuffer(const Napi::CallbackInfo& info) {
   if (!(q >= 1 && q <= 1e6)) ThrowTypeError(env, "options.maxQueuedBatches must be in [1, 1000000]");
   options.poll_ms = static_cast<int>(p);
   options.max_queued_batches = static_cast<size_t>(q);
+  Napi::Value hook = opts.Get("packetFilter");
+  if (hook.IsObject()) {
+    Napi::Object h = hook.As<Napi::Object>();
+    Napi::Value filter = h.Get("filter");
+    if (!filter.IsObject()) ThrowTypeError(env, "options.packetFilter.filter must be a PacketFilter");
+    PacketFilter* compiled = Napi::ObjectWrap<PacketFilter>::Unwrap(filter.As<Napi::Object>());
+    if (compiled == nullptr || compiled->program() == nullptr) ThrowTypeError(env, "options.packetFilter.filter must be a PacketFilter");
+    auto number = [&](const char* key) {
+      Napi::Value v = h.Get(key);
+      if (!v.IsNumber()) ThrowTypeError(env, std::string("options.packetFilter.") + key + " must be a number");
+      return v.As<Napi::Number>().Uint32Value();
+    };
+    options.packet_filter.program = compiled->program();
+    options.packet_filter.record_type = static_cast<uint16_t>(number("recordType"));
+    options.packet_filter.data_offset = number("dataOffset");
+    options.packet_filter.caplen_offset = number("capLenOffset");
+    options.packet_filter.origlen_offset = number("origLenOffset");
+    filtered_ = std::make_shared<std::atomic<uint64_t>>(0);
+    options.packet_filter.filtered = filtered_;
+    filter_ref_ = Napi::Persistent(filter.As<Napi::Object>());  // the program lives as long as the ring
+  }
 
   int fd = bpf_map__fd(map);
   if (fd < 0) ThrowError(env, "map '" + name + "' is not loaded (call load() first)");
@@ -309,6 +332,10 @@ Napi::Value BpfObject::StopRingBuffer(const Napi::CallbackInfo& info) {
     return deferred.Promise();
   }
   return ring_->Stop(env);
+}
+
+Napi::Value BpfObject::PacketsFilteredOut(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), filtered_ ? static_cast<double>(filtered_->load()) : 0);
 }
 
 void BpfObject::Close(const Napi::CallbackInfo&) { CloseInternal(); }

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <map>
+#include <atomic>
 #include <memory>
 #include <string>
 
@@ -56,6 +57,9 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
   std::map<uint32_t, bpf_link*> links_;
   uint32_t next_link_ = 1;
   std::shared_ptr<BatchPump> ring_;
+  std::shared_ptr<std::atomic<uint64_t>> filtered_;
+  Napi::ObjectReference filter_ref_;
+  Napi::Value PacketsFilteredOut(const Napi::CallbackInfo& info);
 };
 
 }  // namespace proctap

@@ -36,6 +36,13 @@ PacketFilter::PacketFilter(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Pa
   program_ = program;
 }
 
+bool RunPacketFilter(const void* program, const uint8_t* data, uint32_t caplen, uint32_t len) {
+  struct pcap_pkthdr header {};
+  header.caplen = caplen;
+  header.len = len < caplen ? caplen : len;
+  return pcap_offline_filter(static_cast<const struct bpf_program*>(program), &header, data) != 0;
+}
+
 PacketFilter::~PacketFilter() {
   if (program_ == nullptr) return;
   pcap_freecode(program_);

@@ -10,6 +10,7 @@
 
 #include "errors.h"
 #include "libbpf_log.h"
+#include "packet_filter.h"
 
 namespace proctap {
 namespace {
@@ -19,7 +20,7 @@ constexpr size_t kMaxBatchBytes = 4 << 20;
 
 class RingBufferReader {
  public:
-  RingBufferReader() = default;
+  explicit RingBufferReader(PacketFilterHook hook) : hook_(std::move(hook)) {}
   ~RingBufferReader() { ring_buffer__free(rb_); }
   RingBufferReader(const RingBufferReader&) = delete;
   RingBufferReader& operator=(const RingBufferReader&) = delete;
@@ -47,7 +48,22 @@ class RingBufferReader {
   }
 
  private:
+  bool Rejected(const uint8_t* record, size_t size) const {
+    if (hook_.program == nullptr || size < hook_.data_offset || size < 2) return false;
+    uint16_t type;
+    std::memcpy(&type, record, sizeof(type));
+    if (type != hook_.record_type) return false;
+    uint32_t caplen, origlen;
+    std::memcpy(&caplen, record + hook_.caplen_offset, sizeof(caplen));
+    std::memcpy(&origlen, record + hook_.origlen_offset, sizeof(origlen));
+    if (caplen > size - hook_.data_offset) caplen = static_cast<uint32_t>(size - hook_.data_offset);
+    if (RunPacketFilter(hook_.program, record + hook_.data_offset, caplen, origlen)) return false;
+    hook_.filtered->fetch_add(1, std::memory_order_relaxed);
+    return true;
+  }
+
   int Append(const void* data, size_t size) {
+    if (Rejected(static_cast<const uint8_t*>(data), size)) return 0;
     size_t framed = 8 + ((size + 7) & ~size_t{7});
     if (!batch_.empty() && batch_.size() + framed > kMaxBatchBytes && !Flush()) return -ECANCELED;
     if (batch_.capacity() == 0) batch_.reserve(64 * 1024);
@@ -70,6 +86,7 @@ class RingBufferReader {
     return static_cast<RingBufferReader*>(ctx)->Append(data, size);
   }
 
+  PacketFilterHook hook_;
   ring_buffer* rb_ = nullptr;
   BatchPump* pump_ = nullptr;
   std::vector<uint8_t> batch_;
@@ -79,7 +96,7 @@ class RingBufferReader {
 
 std::shared_ptr<BatchPump> StartRingBuffer(Napi::Env env, int map_fd, Napi::Function on_batch,
                                            const RingBufferOptions& options, Napi::Object owner) {
-  auto reader = std::make_shared<RingBufferReader>();
+  auto reader = std::make_shared<RingBufferReader>(options.packet_filter);
   uint64_t mark = LibbpfLogMark();
   if (int err = reader->Open(map_fd)) ThrowErrno(env, err, "ring_buffer__new", LibbpfLogTail(mark));
   int poll_ms = options.poll_ms;

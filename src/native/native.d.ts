@@ -25,6 +25,8 @@ export interface RingBufferOptions {
   pollMs: number;
   /** Batches waiting for JS before the poll thread blocks (back-pressure into the kernel ring). */
   maxQueuedBatches: number;
+  /** Records of `recordType` carrying a packet are filtered on the poll thread: rejected ones never reach JS. */
+  packetFilter?: { filter: PacketFilter; recordType: number; dataOffset: number; capLenOffset: number; origLenOffset: number };
 }
 
 /**
@@ -67,6 +69,8 @@ export interface BpfObject {
    * bytes][zero padding to 8 bytes]. One ring buffer per object.
    */
   startRingBuffer(map: string, onBatch: (batch: ArrayBuffer) => void, options: RingBufferOptions): void;
+  /** Packets the ring buffer's packet filter rejected so far. */
+  packetsFilteredOut(): number;
   /** Stops the thread after a final drain; resolves once every batch has been delivered to onBatch. */
   stopRingBuffer(): Promise<void>;
   /** Destroys every link and the object. Idempotent. Also done by the finalizer. A running ring buffer is

@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: MIT
 // Packet capture policy: which packets go to the file (tcpdump filter), what each one is annotated with
 // (owning pid and command), when the file is flushed, and what is said about drops.
-import type { PacketFilter } from '../native/native';
 import type { PacketRecord } from '../trace/records';
 import { LINKTYPE_RAW } from './pcapng';
 import { createPcapngWriter, createPcapWriter, fdSink, fileSink, type PacketWriter, type PcapngWriter } from './writer';
@@ -17,7 +16,6 @@ export interface CaptureOptions {
   fd?: number;
   format: CaptureFormat;
   snaplen: number;
-  filter: PacketFilter | null;
   userAppl: string;
   /** Name of the capture point, e.g. "proctap cgroup proctap-123-run". */
   interfaceName: string;
@@ -25,6 +23,7 @@ export interface CaptureOptions {
 
 export interface CaptureStats {
   written: number;
+  /** Packets the filter rejected (on the ring buffer's poll thread, before JS). */
   filteredOut: number;
   /** Written packets whose socket owner was unknown (marked as such in their comment). */
   unowned: number;
@@ -53,15 +52,11 @@ export class PacketCapture {
 
   constructor(
     private readonly writer: PacketWriter,
-    private readonly filter: PacketFilter | null,
     private readonly describe: (pid: number) => PacketOwner | undefined,
   ) {}
 
+  /** Packets reaching here passed the filter already (the addon drops the others). */
   onPacket(p: PacketRecord): void {
-    if (this.filter && !this.filter.matches(p.data, p.originalLength)) {
-      this.stats.filteredOut++;
-      return;
-    }
     if (p.tgid === 0) this.stats.unowned++;
     this.writer.writePacket({
       timestampNs: BigInt(p.tsNs) + this.wallOffsetNs,
@@ -108,5 +103,5 @@ export function openCapture(options: CaptureOptions, describe: (pid: number) => 
           interfaces: [{ name: options.interfaceName, linkType: LINKTYPE_RAW, snapLen: options.snaplen, description: 'cgroup_skb hook: L3 packets of the traced sockets' }],
           batchPackets: 64,
         });
-  return new PacketCapture(writer, options.filter, describe);
+  return new PacketCapture(writer, describe);
 }

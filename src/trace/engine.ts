@@ -110,7 +110,7 @@ export class TraceEngine {
     const capture = this.options.capture;
     if (capture) {
       this.capture = openCapture(
-        { ...capture, filter: this.filter, userAppl: `proctap ${this.options.version}`, interfaceName: captureInterface },
+        { ...capture, userAppl: `proctap ${this.options.version}`, interfaceName: captureInterface },
         (pid) => this.collector.tree.get(pid),
       );
     }
@@ -118,7 +118,7 @@ export class TraceEngine {
       this.collector.onBatch(batch);
       this.capture?.flush();
       this.finalizeReleased();
-    });
+    }, this.filter);
     this.ringRunning = true;
     this.connector = loadNative().openProcConnector((batch) => this.collector.onProcBatch(batch));
     if (this.options.display) {
@@ -191,6 +191,7 @@ export class TraceEngine {
     if (!capture || !options) return undefined;
     this.capture = null;
     const dropped = stats.lostRecords.packet ?? 0;
+    capture.stats.filteredOut = this.tracer.packetsFilteredOut();
     capture.close(dropped);
     const where = options.path === '-' ? 'standard output' : options.path;
     const hint = dropped ? ' (ring buffer full: try --ring-buffer 64M)' : '';

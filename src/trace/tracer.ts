@@ -4,7 +4,7 @@
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { loadNative } from '../native';
-import type { BpfObject } from '../native/native';
+import type { BpfObject, PacketFilter } from '../native/native';
 import * as L from '../native/layout.generated';
 import type { Backend } from '../report/schema';
 import { decodeFlowCounters, decodeFlowKey, type FlowCounters, type FlowKey } from './records';
@@ -186,8 +186,22 @@ export class Tracer {
     this.object.mapUpdate('traced', key, value, 0);
   }
 
-  start(onBatch: (batch: ArrayBuffer) => void, pollMs = 50): void {
-    this.object.startRingBuffer('events', onBatch, { pollMs, maxQueuedBatches: 64 });
+  /** Starts the poll thread; with a filter, packet records it rejects are dropped before they reach JS. */
+  start(onBatch: (batch: ArrayBuffer) => void, packetFilter: PacketFilter | null = null, pollMs = 50): void {
+    const hook = packetFilter
+      ? {
+          filter: packetFilter,
+          recordType: L.RECORD_PACKET,
+          dataOffset: L.packet_record.size,
+          capLenOffset: L.packet_record.cap_len,
+          origLenOffset: L.packet_record.orig_len,
+        }
+      : undefined;
+    this.object.startRingBuffer('events', onBatch, { pollMs, maxQueuedBatches: 64, packetFilter: hook });
+  }
+
+  packetsFilteredOut(): number {
+    return this.object.packetsFilteredOut();
   }
 
   stop(): Promise<void> {

@@ -170,3 +170,18 @@ u.sendto(b"second", ("127.0.0.1", ${env.servers.port}))`;
   const payloads = tshark(['-r', file, '-Y', 'udp.dstport == ' + env.servers.port, '-T', 'fields', '-e', 'udp.length']).split('\n').filter(Boolean);
   assert.deepEqual(payloads, ['13', '14']);
 });
+
+test('the filter runs before packets reach JS: rejected ones are only counted', async () => {
+  const file = path.join(env.dir, 'only-udp.pcapng');
+  const run = await proctapRun(['-q', '--pcap', file, '--pcap-filter', 'udp', '--',
+    'python3', NETLOAD, 'tree', '--out', path.join(env.dir, 'f.jsonl'), '--port', String(env.servers.port)]);
+  assert.equal(run.code, 0, run.stderr);
+  const capture = run.report!.capture!;
+  const protos = tshark(['-r', file, '-T', 'fields', '-e', 'ip.proto']).split('\n').filter(Boolean);
+  assert.equal(protos.length, capture.packets);
+  assert.ok(protos.every((p) => p === '17'), protos.join(','));
+  assert.equal(capture.packets, 8, 'the grandchild\'s 4 datagrams and their echoes');
+  assert.ok(capture.filteredOut > 0, 'TCP packets were seen and rejected');
+  const total = run.report!.processes.reduce((n, p) => n + p.packets.txPackets + p.packets.rxPackets, 0);
+  assert.equal(capture.packets + capture.filteredOut, total, 'written + filtered out = every packet of the traced sockets');
+});
