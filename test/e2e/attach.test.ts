@@ -32,9 +32,9 @@ function startTarget(argv: string[]): ChildProcess {
   return spawn(argv[0], argv.slice(1), { stdio: ['pipe', 'pipe', 'inherit'] });
 }
 
-async function attachTo(pid: number, jsonPath: string): Promise<{ done: Promise<number | null>; stderr: () => string }> {
+async function attachTo(pid: number, jsonPath: string, extra: string[] = []): Promise<{ done: Promise<number | null>; stderr: () => string }> {
   const backend = TEST_BACKEND ? ['--backend', TEST_BACKEND] : [];
-  const proctap = spawn(PROCTAP, ['attach', ...backend, '-q', '--json', jsonPath, String(pid)], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const proctap = spawn(PROCTAP, ['attach', ...backend, '-q', '--json', jsonPath, ...extra, String(pid)], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   proctap.stderr!.on('data', (d) => (stderr += d));
   const done = new Promise<number | null>((resolve) => proctap.on('close', resolve));
@@ -54,7 +54,8 @@ test('attach: exact post-attach counts for the target and its new child; neighbo
   const neighbour = startTarget(['python3', TARGET, ...common, '--out', neighbourOut]);
   await Promise.all([lineFrom(target.stdout!, /ready/, 'target'), lineFrom(neighbour.stdout!, /ready/, 'neighbour')]);
   const jsonPath = path.join(env.dir, 'attach.json');
-  const proctap = await attachTo(target.pid!, jsonPath);
+  const pcap = path.join(env.dir, 'attach.pcapng');
+  const proctap = await attachTo(target.pid!, jsonPath, ['--pcap', pcap]);
   target.stdin!.write('go\n');
   neighbour.stdin!.write('go\n');
   const code = await proctap.done;
@@ -75,6 +76,11 @@ test('attach: exact post-attach counts for the target and its new child; neighbo
   assert.equal(report.processes.find((p) => p.pid === child.pid)!.ppid, target.pid);
   for (const pid of neighbourPids) assert.ok(!report.processes.some((p) => p.pid === pid), `neighbour ${pid} must not appear`);
   assert.deepEqual(report.totals.tcp, counts.find((c) => c.pid === target.pid)!.tcp, 'nothing but the target in the totals');
+  // attach --pcap: the target's and its child's packets, each naming its pid; nothing of the neighbour
+  const comments = spawnSync('tshark', ['-r', pcap, '-T', 'fields', '-e', 'frame.comment'], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean);
+  assert.equal(comments.length, report.capture?.packets);
+  const pids = new Set(comments.map((c) => Number(/^pid (\d+) /.exec(c)?.[1])));
+  assert.deepEqual([...pids].sort(), counts.map((c) => c.pid).sort(), 'packets of the target and its child only');
   const pre = report.connections.filter((c) => c.preexisting);
   assert.equal(pre.length, 1, JSON.stringify(report.connections));
   assert.deepEqual([pre[0].proto, pre[0].remoteAddr, pre[0].remotePort, pre[0].txBytes], ['tcp', '127.0.0.1', env.servers.port, 40000]);
