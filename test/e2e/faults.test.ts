@@ -53,9 +53,14 @@ for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
   test(`${signal} to proctap: the command tree gets SIGTERM, the report is complete, nothing is left`, async () => {
     const dir = tempDir();
     const json = path.join(dir, 'r.json');
-    const proctap = spawn(PROCTAP, ['run', '-q', '--json', json, '--', 'sh', '-c', 'sleep 60 & exec sleep 60'], { stdio: 'ignore' });
+    const pcap = path.join(dir, 'r.pcapng');
+    const sender = 'import socket, time\nu = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nfor i in range(3): u.sendto(b"x", ("127.0.0.1", 9))\ntime.sleep(60)';
+    const proctap = spawn(PROCTAP, ['run', '-q', '--json', json, '--pcap', pcap, '--', 'sh', '-c', `sleep 60 & exec python3 -c '${sender}'`], { stdio: 'ignore' });
     const cgroup = path.join(cgroupMount(), `proctap-${proctap.pid}-run`);
     await until('the traced tree to start', 5000, () => fs.existsSync(cgroup) && fs.readFileSync(path.join(cgroup, 'cgroup.procs'), 'utf8').trim().split('\n').length >= 2);
+    // the datagrams went out and reached the file (flushed every ring-buffer batch)
+    const packetsInFile = () => Number(/Number of packets:\s+(\d+)/.exec(spawnSync('capinfos', ['-c', pcap], { encoding: 'utf8' }).stdout)?.[1] ?? 0);
+    await until('the datagrams to reach the capture file', 5000, () => packetsInFile() >= 3);
     proctap.kill(signal);
     const code = await new Promise((resolve) => proctap.on('close', resolve));
     assert.equal(code, 143, 'the command was ended by SIGTERM: 128 + 15');
@@ -63,6 +68,10 @@ for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     assert.equal(report.exitCode, 143);
     assert.ok(report.processes.length >= 2);
     assert.deepEqual(proctapCgroups(), []);
+    // the capture is complete and readable after the signal
+    const info = spawnSync('capinfos', ['-c', pcap], { encoding: 'utf8' });
+    assert.equal(info.status, 0, info.stderr);
+    assert.match(info.stdout, /Number of packets:\s+3\b/);
     fs.rmSync(dir, { recursive: true, force: true });
   });
 }
