@@ -9,6 +9,7 @@
  *   kprobe:     kprobe + kretprobe on the same functions
  */
 #include "proctap.bpf.h"
+#include "core_fixes.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
@@ -107,15 +108,6 @@ int BPF_PROG(sys_enter, struct pt_regs *regs, long id)
 	return 0;
 }
 
-/* kprobes cannot call bpf_get_socket_cookie(): use the cookie if the socket has one (every socket created
- * in the traced cgroup gets one at sock_create), else the socket's address, which is unique while it lives. */
-static __always_inline __u64 kprobe_sock_cookie(struct sock *sk)
-{
-	__u64 cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
-
-	return cookie ? cookie : (__u64)sk;
-}
-
 /*
  * tracing_ctx: the program is BPF_PROG_TYPE_TRACING (tp_btf, fentry/fexit), which may use socket-local
  * storage and task pt_regs. kprobes may not: they skip claiming the socket and the sendfile chunk check
@@ -143,22 +135,6 @@ static __always_inline __u32 size_bucket(__u32 v)
 	return r < PROCTAP_SIZE_BUCKETS ? r : PROCTAP_SIZE_BUCKETS - 1;
 }
 
-/*
- * Kernels before 6.5 move sendfile()/splice() data into a TCP socket with tcp_sendpage(), once per page
- * or so, not with tcp_sendmsg(). Only those syscalls get there, and their sys_enter reset splice_calls:
- * the first page of a syscall counts the call. Works without pt_regs, so for kprobes too.
- */
-static __always_inline bool first_page_of_syscall(__u32 tid)
-{
-	__u32 *counted = bpf_map_lookup_elem(&splice_calls, &tid);
-
-	if (!counted)
-		return true;
-	if (*counted)
-		return false;
-	*counted = 1;
-	return true;
-}
 
 static __always_inline void account_io(struct sock *sk, int bytes, __u8 direction,
 				       int msg_flags, const bool tracing_ctx, const bool sendpage)
@@ -215,12 +191,7 @@ static __always_inline void account_io(struct sock *sk, int bytes, __u8 directio
 		if (tracing_ctx)
 			claim_socket(sk, tgid, now);
 	}
-	bucket = size_bucket(bytes);
-	/* Bound the index on the register that indexes: older verifiers (6.1) lose size_bucket()'s own bound
-	 * across its "r + 1" and the 32-bit zero-extension. */
-	barrier_var(bucket);
-	if (bucket > PROCTAP_SIZE_BUCKETS - 1)
-		bucket = PROCTAP_SIZE_BUCKETS - 1;
+	bucket = verifier_bounded_bucket(size_bucket(bytes));
 	if (direction == DIRECTION_TX) {
 		__sync_fetch_and_add(&v->counters.tx_bytes, bytes);
 		if (sendpage ? first_page_of_syscall(tid) : (!tracing_ctx || first_chunk_of_syscall(tid))) {
@@ -557,14 +528,11 @@ int BPF_PROG(inet_sock_set_state, struct sock *sk, int oldstate, int newstate)
 			 * tracepoint on a copy of the listener, and older kernels (6.1) do so before giving
 			 * the child its own cookie and addresses: the record had the listener's cookie.
 			 */
-			m->flags = SOCK_META_PASSIVE | SOCK_META_SYN_RECV_PENDING;
-			m->start_ns = now;
+			hold_syn_recv(m, now);
 			return 0;
 		}
-		if (m->flags & SOCK_META_SYN_RECV_PENDING) {
-			m->flags &= ~SOCK_META_SYN_RECV_PENDING;
+		if (release_held_syn_recv(m))
 			emit_sock_state(sk, m->owner_tgid, family, TCP_LISTEN, TCP_SYN_RECV, m->flags, m->start_ns);
-		}
 	}
 	emit_sock_state(sk, m->owner_tgid, family, oldstate, newstate, m->flags, now);
 	return 0;
