@@ -23,6 +23,9 @@ export interface DoctorResult {
   selectedBackend: Backend | null;
 }
 
+/** A small, plain configuration: doctor only asks whether the programs load and attach. */
+const PROBE_CONFIG = { intervalMs: 100, detailCalls: false, countUnownedPackets: false, followChildren: true, ringBufferBytes: 1 << 16 };
+
 function check(name: string, probe: () => string): Check {
   try {
     return { name, ok: true, detail: probe() };
@@ -33,14 +36,7 @@ function check(name: string, probe: () => string): Check {
 
 function probeBackend(backend: Backend): { usable: boolean; loads: boolean; reason: string } {
   try {
-    const tracer = Tracer.open({
-      backend,
-      intervalMs: 100,
-      detailCalls: false,
-      countUnownedPackets: false,
-      followChildren: true,
-      ringBufferBytes: 1 << 16,
-    });
+    const tracer = Tracer.open({ ...PROBE_CONFIG, backend });
     tracer.close();
     return { usable: true, loads: true, reason: 'loads and attaches' };
   } catch (err) {
@@ -81,14 +77,7 @@ export async function runDoctor(): Promise<DoctorResult> {
   const selectedBackend = backends.find((b) => b.usable)?.backend ?? null;
 
   if (selectedBackend) {
-    const tracer = Tracer.open({
-      backend: selectedBackend,
-      intervalMs: 100,
-      detailCalls: false,
-      countUnownedPackets: false,
-      followChildren: true,
-      ringBufferBytes: 1 << 16,
-    });
+    const tracer = Tracer.open({ ...PROBE_CONFIG, backend: selectedBackend });
     try {
       checks.push(
         check('process and TCP lifecycle tracepoints', () => {
