@@ -2,6 +2,7 @@
 #include "live_capture.h"
 
 #include <net/if.h>
+#include <pthread.h>
 #include <pcap/pcap.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -65,6 +66,7 @@ class CaptureThread {
   }
 
   void Run() {
+    pthread_setname_np(pthread_self(), "proctap-pcap");
     bool ok = Open();
     {
       std::lock_guard<std::mutex> lock(s_.mu);

@@ -48,6 +48,7 @@ int EnterNetnsOnThisThread(const std::string& path, std::string* step) {
 int RunInNetns(const std::string& path, const std::function<void()>& fn, std::string* step) {
   int result = 0;
   auto body = [&] {
+    pthread_setname_np(pthread_self(), "proctap-netns");
     if (!path.empty()) result = EnterNetnsOnThisThread(path, step);
     if (result == 0) fn();
   };
