@@ -181,12 +181,29 @@ class CaptureThread {
         return;
       }
       if (drain_until == 0 && n > 0 && (fds[1].revents & POLLIN)) {
-        // The kernel hands over a partly filled block only when its timer fires: wait for that
-        // timer (twice, to be safe) so packets seen before stop() are delivered.
+        // Close the door first: a kernel filter that rejects everything (attached under libpcap, so
+        // its own filter state is untouched) means no packet is counted from now on that will not
+        // also be delivered. Then wait for the block timer (twice, to be safe): the kernel hands a
+        // partly filled block over only when it fires.
+        RejectFurtherPackets(fd);
         drain_until = MonotonicMs() + 2 * static_cast<uint64_t>(s_.timeout_ms) + 20;
       }
     }
     Dispatch();
+  }
+
+  // SO_ATTACH_FILTER with the one-instruction classic BPF program "ret #0".
+  static void RejectFurtherPackets(int fd) {
+    struct Insn {
+      uint16_t code;
+      uint8_t jt, jf;
+      uint32_t k;
+    } reject_all = {0x06 /* BPF_RET | BPF_K */, 0, 0, 0};
+    struct {
+      unsigned short len;
+      Insn* filter;
+    } program = {1, &reject_all};
+    setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &program, sizeof(program));
   }
 
   static void OnPacket(u_char* user, const pcap_pkthdr* h, const u_char* bytes) {

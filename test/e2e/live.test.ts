@@ -125,9 +125,10 @@ test('capture on "any" and on the veth end inside the netns: every packet, count
     // Every packet the kernel counted reached the file, none dropped.
     assert.equal(any.error, undefined);
     assert.equal(any.dropped, 0);
-    assert.equal(any.received, any.delivered);
+    assert.equal(any.received, any.delivered + any.dropped, 'ps_recv counts delivered and dropped packets');
     assert.equal(any.written, any.delivered);
     assert.equal(veth.received, veth.written);
+    assert.equal(veth.dropped, 0);
     assert.equal(count(file, 'frame.interface_id == 0'), any.written);
     assert.equal(count(file, 'frame.interface_id == 1'), veth.written);
 
