@@ -94,7 +94,8 @@ test('capture on "any" and on the veth end inside the netns: every packet, count
     const errors: Error[] = [];
     const run = startLiveCapture(
       [
-        { device: 'any', netnsPath: ns.path, snaplen: 262144, linkType: LINKTYPE_LINUX_SLL2, description: `netns ${ns.name}` },
+        // The namespace as `attach` finds it: through a process living in it.
+        { device: 'any', netnsPath: `/proc/${sink.child.pid}/ns/net`, snaplen: 262144, linkType: LINKTYPE_LINUX_SLL2, description: `netns ${ns.name}` },
         { device: ns.nsIf, netnsPath: ns.path, snaplen: 128, filter: `udp port ${UDP_PORT}` },
       ],
       { sink: fileSink(file), userAppl: 'proctap e2e', onError: (e) => errors.push(e) },
