@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { decodeLiveBatch, sll2Direction, sll2InterfaceIndex, startLiveCapture } from '../../src/pcap/live';
+import { DEFAULT_LIVE_BUFFER_BYTES, decodeLiveBatch, sll2Direction, sll2InterfaceIndex, startLiveCapture } from '../../src/pcap/live';
 import { LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL2 } from '../../src/pcap/pcapng';
 import { fileSink } from '../../src/pcap/writer';
 import type { LiveCapture, LiveCaptureOptions, LiveCaptureStats } from '../../src/native';
@@ -127,7 +127,7 @@ test('two sources become two interfaces (SLL2 with direction, Ethernet without) 
     const run = startLiveCapture(
       [
         { device: 'any', netnsPath: '/run/netns/x', snaplen: 262144, linkType: LINKTYPE_LINUX_SLL2, description: 'netns x' },
-        { device: 'veth0', snaplen: 100, name: 'veth0 in x' },
+        { device: 'veth0', snaplen: 100, name: 'veth0 in x', bufferSize: 1 << 20 },
       ],
       {
         sink: fileSink(file),
@@ -135,6 +135,7 @@ test('two sources become two interfaces (SLL2 with direction, Ethernet without) 
         open: (options, onBatch) => {
           assert.equal('name' in options || 'description' in options, false, 'IDB fields are not capture options');
           const isAny = options.device === 'any';
+          assert.equal(options.bufferSize, isAny ? DEFAULT_LIVE_BUFFER_BYTES : 1 << 20, 'default ring size unless the source sets one');
           const fake = new FakeCapture(options, onBatch, isAny ? LINKTYPE_LINUX_SLL2 : LINKTYPE_ETHERNET, {
             received: isAny ? 3 : 2, dropped: isAny ? 1 : 0, ifDropped: 0, delivered: isAny ? 3 : 2,
           });
