@@ -206,7 +206,8 @@ export interface NativeModule {
   LiveCapture: new (options: LiveCaptureOptions, onBatch: (batch: ArrayBuffer) => void) => LiveCapture;
   /** pcap_findalldevs, on a thread inside netnsPath when given. */
   listInterfaces(netnsPath?: string): NetworkInterface[];
-  /** The whole conntrack table (of netnsPath's namespace when given) over ctnetlink; family filters in kernel. */
+  /** The whole conntrack table (of netnsPath's namespace when given) over ctnetlink; family filters in kernel.
+   *  A table that outruns the socket buffer during the dump throws code ENOBUFS: dump again. */
   conntrackDump(options?: { family?: 'ipv4' | 'ipv6'; netnsPath?: string }): ConntrackEntry[];
   /** Size of one proc connector record in a batch (see PROC_RECORD_* offsets in src/native/index.ts). */
   PROC_RECORD_SIZE: number;
