@@ -13,6 +13,8 @@ import { DLT_RAW, MAX_SNAPLEN } from '../pcap/capture';
 import { loadNative } from '../native';
 import { cgroup2Mount, removeStaleCgroups } from '../proc/cgroup';
 import { runTraced } from '../trace/session';
+import { checkInterfaceName } from '../isolate/plan';
+import { removeStaleIsolation } from '../isolate/system';
 import { AttachError, attachTraced } from '../trace/attach';
 import { renderDoctor, runDoctor } from './doctor';
 import { checkPrivileges, readPasswd, resolveCredentials } from './privileges';
@@ -195,6 +197,23 @@ async function emitReport(report: Report, opts: OutputOptions, outputs: Outputs)
   }
 }
 
+/** --isolate and its options: refused when they come without it, device names checked up front. */
+export function isolateOptions(opts: { isolate?: boolean; device?: string; usePublicDns?: boolean; ipForward?: boolean }) {
+  if (!opts.isolate) {
+    const stray = [opts.device !== undefined && '--device', opts.usePublicDns && '--use-public-dns', opts.ipForward === false && '--no-ip-forward'].filter(Boolean);
+    if (stray.length) throw new UsageError(`${stray.join(', ')} needs --isolate`);
+    return undefined;
+  }
+  if (opts.device !== undefined) {
+    try {
+      checkInterfaceName(opts.device);
+    } catch (err) {
+      throw new UsageError((err as Error).message);
+    }
+  }
+  return { device: opts.device, forwarding: opts.ipForward !== false, publicDns: opts.usePublicDns === true };
+}
+
 export function buildProgram(io: { exit: (code: number) => void }): Command {
   const program = new Command('proctap')
     .description('eBPF per-process network tracer: what a process tree talks to, how much, in what pattern')
@@ -208,9 +227,14 @@ export function buildProgram(io: { exit: (code: number) => void }): Command {
     .description('trace a launched command and every descendant; exits with the command\'s exit code')
     .usage('[options] -- COMMAND [ARGS...]')
     .argument('<command...>', 'command and arguments (put -- before it)')
-    .option('-u, --user <name|uid>', 'run the command as this user (default: the sudo caller; "root" to keep root)');
+    .option('-u, --user <name|uid>', 'run the command as this user (default: the sudo caller; "root" to keep root)')
+    .option('--isolate', 'run the command in a network namespace of its own (veth pair + NAT), as nsntrace does')
+    .option('-d, --device <name>', 'with --isolate: NAT out of this device (default: the default route\'s)')
+    .option('--use-public-dns', 'with --isolate: public nameservers in the namespace\'s resolv.conf')
+    .option('--no-ip-forward', 'with --isolate: do not turn on IP forwarding (refuse if it is off)');
   addTraceOptions(run)
     .action(async (argv: string[], opts) => {
+      const isolate = isolateOptions(opts);
       checkPrivileges();
       const credentials = resolveCredentials(opts.user, process.env, readPasswd());
       const outputs = prepareOutputs(opts);
@@ -218,7 +242,7 @@ export function buildProgram(io: { exit: (code: number) => void }): Command {
       const events = outputs.events !== null ? openEventStream(outputs.events === '-' ? 1 : outputs.events, () => startNs) : null;
       let result;
       try {
-        result = await runTraced({ argv, credentials, ...engineOptions(opts, events, outputs) });
+        result = await runTraced({ argv, credentials, isolate, ...engineOptions(opts, events, outputs) });
       } catch (err) {
         events?.close();
         outputs.discard();
@@ -307,10 +331,10 @@ export function buildProgram(io: { exit: (code: number) => void }): Command {
 
   program
     .command('cleanup')
-    .description('remove what a killed proctap left behind (cgroups named proctap-<pid>-*)')
+    .description('remove what a killed proctap left behind (cgroups, netns, veth, nft tables named after its pid)')
     .action(async () => {
       checkPrivileges();
-      const removed = await removeStaleCgroups(cgroup2Mount());
+      const removed = [...(await removeStaleCgroups(cgroup2Mount())), ...removeStaleIsolation()];
       process.stdout.write(removed.length ? `removed ${removed.join(', ')}\n` : 'nothing to clean up\n');
       io.exit(0);
     });

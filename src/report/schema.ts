@@ -81,6 +81,8 @@ export interface ConnectionReport {
   error: string | null;
   /** attach: the socket was open before the trace began; its bytes count from the attach on. */
   preexisting?: boolean;
+  /** run --isolate: the source address and port this connection had on the host's NAT device (conntrack). */
+  nat?: { addr: string; port: number };
 }
 
 export interface LostCounters {
@@ -116,6 +118,26 @@ export interface CaptureSummary {
   unowned: number;
 }
 
+export interface IsolationReport {
+  /** ip netns name (deleted at the end of the run). */
+  netns: string;
+  hostInterface: string;
+  namespaceInterface: string;
+  /** The namespace's /30: the host end is its gateway. */
+  subnet: string;
+  gateway: string;
+  address: string;
+  /** Unique-local /64, when the host has an IPv6 default route. */
+  ipv6?: { subnet: string; gateway: string; address: string };
+  /** Device the traffic is masqueraded out of; null when the host has no default route. */
+  device: string | null;
+  nat: 'nftables' | 'iptables' | 'none';
+  /** net.ipv4.ip_forward before the run, and whether proctap turned it on (restored after). */
+  ipForward: { before: string; changed: boolean };
+  /** "public": --use-public-dns (resolv.conf of the namespace only). */
+  dns: 'host' | 'public';
+}
+
 export interface Report {
   schemaVersion: typeof SCHEMA_VERSION;
   tool: { name: 'proctap'; version: string };
@@ -138,6 +160,8 @@ export interface Report {
   capture?: CaptureSummary;
   /** attach: what was asked for. */
   targets?: Target[];
+  /** run --isolate: the namespace the command ran in and how it reached the network. */
+  isolation?: IsolationReport;
   /** Payload bytes over time (optional). */
   timeSeries?: TimeSeries;
   /** Message sizes, connection durations, time to first byte, activity (optional). */
