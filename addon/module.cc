@@ -10,6 +10,8 @@
 #include <string>
 
 #include "bpf_object.h"
+#include "conntrack.h"
+#include "live_capture.h"
 #include "libbpf_log.h"
 #include "packet_filter.h"
 #include "proc_connector.h"
@@ -22,6 +24,7 @@ struct AddonData {
   Napi::FunctionReference bpf_object;
   Napi::FunctionReference proc_connector;
   Napi::FunctionReference packet_filter;
+  Napi::FunctionReference live_capture;
 };
 
 Napi::Value OpenObject(const Napi::CallbackInfo& info) {
@@ -64,11 +67,15 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   data->bpf_object = Napi::Persistent(BpfObject::Define(env));
   data->proc_connector = Napi::Persistent(ProcConnector::Define(env));
   data->packet_filter = Napi::Persistent(PacketFilter::Define(env));
+  data->live_capture = Napi::Persistent(LiveCapture::Define(env));
   env.SetInstanceData<AddonData>(data);
 
   exports.Set("openObject", Napi::Function::New<OpenObject>(env, "openObject"));
   exports.Set("openProcConnector", Napi::Function::New<OpenProcConnector>(env, "openProcConnector"));
   exports.Set("compilePacketFilter", Napi::Function::New<CompilePacketFilter>(env, "compilePacketFilter"));
+  exports.Set("LiveCapture", data->live_capture.Value());
+  exports.Set("listInterfaces", Napi::Function::New<ListInterfaces>(env, "listInterfaces"));
+  exports.Set("conntrackDump", Napi::Function::New<ConntrackDump>(env, "conntrackDump"));
   exports.Set("libbpfVersion", Napi::Function::New<LibbpfVersion>(env, "libbpfVersion"));
   exports.Set("PROC_RECORD_SIZE", Napi::Number::New(env, static_cast<double>(kProcRecordSize)));
   return exports;

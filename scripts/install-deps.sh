@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 packages=(
   clang llvm bpftool libbpf-dev libelf-dev zlib1g-dev libpcap-dev   # BPF programs and the addon
   make gcc g++ python3 pkg-config                                   # build tools, test workloads
-  iproute2 tshark tcpdump                                           # tests: namespaces, pcap checks
+  iproute2 nftables tshark tcpdump                                  # tests: namespaces, NAT, pcap checks
   libcairo2-dev libpango1.0-dev libjpeg-dev libgif-dev librsvg2-dev # canvas (charts), built from source
   fonts-dejavu-core                                                 # chart text
 )

@@ -6,9 +6,15 @@ import type { NativeModule } from './native';
 
 export type {
   BpfObject,
+  ConntrackEntry,
+  ConntrackTuple,
+  LiveCapture,
+  LiveCaptureOptions,
+  LiveCaptureStats,
   MapDump,
   NativeError,
   NativeModule,
+  NetworkInterface,
   ProcConnector,
   RingBufferOptions,
 } from './native';
@@ -23,6 +29,9 @@ export const PROC_RECORD_EXIT_CODE = 20;
 export const PROC_RECORD_EXIT_SIGNAL = 24;
 export const PROC_RECORD_TIMESTAMP = 32;
 export const PROC_RECORD_SIZE = 40;
+
+/** Live capture batches: per packet u64 tsNs, u32 capLen, u32 origLen, then the bytes padded to 8. */
+export const LIVE_PACKET_HEADER_SIZE = 16;
 
 export const PROC_KIND = { fork: 1, exec: 2, exit: 3, overflow: 4 } as const;
 

@@ -89,6 +89,106 @@ export interface PacketFilter {
   matches(data: Uint8Array, originalLength: number): boolean;
 }
 
+
+export interface LiveCaptureOptions {
+  /** Device name in that namespace, or "any" (all interfaces; ask for linkType 276, DLT_LINUX_SLL2, to get
+   *  the interface index and direction of every packet). */
+  device: string;
+  /** Network namespace to capture in (/proc/PID/ns/net, /run/netns/NAME). Only the capture thread enters
+   *  it (plus a private mount namespace with /sys remounted, so libpcap's sysfs reads describe that
+   *  namespace); the process stays where it is. */
+  netnsPath?: string;
+  /** Bytes kept per packet. */
+  snaplen: number;
+  /** tcpdump filter expression, compiled for the device's link type; a bad one throws (code "EINVAL"). */
+  filter?: string;
+  /** Kernel ring size in bytes (pcap_set_buffer_size); default libpcap's (2 MiB). */
+  bufferSize?: number;
+  promisc?: boolean;
+  /** A partly filled ring block is handed over after this many ms (TPACKET_V3 block timeout); also the
+   *  delivery latency bound. stop() waits up to 2 * timeoutMs for the last block. Default 100. */
+  timeoutMs?: number;
+  /** pcap_set_datalink after activation, e.g. 276 (DLT_LINUX_SLL2) on "any". */
+  linkType?: number;
+}
+
+export interface LiveCaptureStats {
+  /** pcap_stats ps_recv: packets that passed the filter, counted by the kernel. */
+  received: number;
+  /** ps_drop: packets the kernel dropped because the ring was full. */
+  dropped: number;
+  /** ps_ifdrop: drops by the interface (sysfs rx_missed_errors + rx_fifo_errors since activation). */
+  ifDropped: number;
+  /** Packets handed to onBatch. */
+  delivered: number;
+  /** Why the capture ended early (device removed, read error); absent after a normal stop(). */
+  error?: string;
+}
+
+/**
+ * A running libpcap capture (TPACKET_V3, nanosecond timestamps) with its own thread. The constructor
+ * returns once the device is open (or throws with .code, and .errno where there is one). Each batch
+ * holds packets back to back: u64 tsNs (CLOCK_REALTIME), u32 capLen, u32 origLen, capLen bytes, zero
+ * padding to 8 bytes (LIVE_PACKET_HEADER_SIZE in src/native/index.ts).
+ */
+export interface LiveCapture {
+  /** pcap_datalink of the open handle: the pcapng IDB link type (1 EN10MB, 113 LINUX_SLL, 276 LINUX_SLL2, ...). */
+  readonly linkType: number;
+  readonly device: string;
+  /** A pcap_activate warning (e.g. promiscuous mode not supported), if any. */
+  readonly warning?: string;
+  /** Final drain, join, then pcap_stats. Resolves after the last batch was delivered. */
+  stop(): Promise<LiveCaptureStats>;
+  /** Immediate: undelivered batches are dropped, the thread is joined. Idempotent. */
+  close(): void;
+  /** The final statistics once the capture thread has ended (stop(), or the device went away), else null. */
+  stats(): LiveCaptureStats | null;
+}
+
+export interface NetworkInterface {
+  name: string;
+  description?: string;
+  /** if_nametoindex in that namespace; 0 for pseudo devices ("any", "nflog", ...). */
+  index: number;
+  /** pcap_if_t flags (PCAP_IF_*). */
+  flags: number;
+  loopback: boolean;
+  up: boolean;
+  running: boolean;
+  /** The link type libpcap gives when capturing on it; null when it cannot be opened. */
+  linkType: number | null;
+}
+
+export interface ConntrackTuple {
+  src: string;
+  dst: string;
+  /** IP protocol number (6 TCP, 17 UDP, 1 ICMP, 58 ICMPv6, ...). */
+  protocol: number;
+  srcPort?: number;
+  dstPort?: number;
+  icmpId?: number;
+  icmpType?: number;
+  icmpCode?: number;
+}
+
+/** One conntrack entry as ctnetlink reports it. `reply.dst`/`reply.dstPort` is the original source as
+ *  translated by SNAT/masquerade; `reply.src`/`reply.srcPort` the original destination after DNAT. */
+export interface ConntrackEntry {
+  family: 'ipv4' | 'ipv6';
+  original: ConntrackTuple;
+  reply: ConntrackTuple;
+  id?: number;
+  /** IPS_* bits (IPS_SRC_NAT 0x10, IPS_DST_NAT 0x20, IPS_ASSURED 0x4, ...). */
+  status?: number;
+  mark?: number;
+  /** Seconds left. */
+  timeout?: number;
+  /** Only when not the default zone 0. */
+  zone?: number;
+  /** TCP_CONNTRACK_* (3 ESTABLISHED, ...). */
+  tcpState?: number;
+}
+
 export interface NativeModule {
   /** Compiles a tcpdump filter for the link type (DLT_RAW = 12 for L3 packets); throws "invalid filter ..." */
   compilePacketFilter(expression: string, linkType: number, snaplen: number): PacketFilter;
@@ -102,6 +202,12 @@ export interface NativeModule {
    * u64 timestampNs (CLOCK_MONOTONIC as the kernel stamps proc events).
    */
   openProcConnector(onBatch: (batch: ArrayBuffer) => void): ProcConnector;
+  /** Starts a live capture (see LiveCapture). */
+  LiveCapture: new (options: LiveCaptureOptions, onBatch: (batch: ArrayBuffer) => void) => LiveCapture;
+  /** pcap_findalldevs, on a thread inside netnsPath when given. */
+  listInterfaces(netnsPath?: string): NetworkInterface[];
+  /** The whole conntrack table (of netnsPath's namespace when given) over ctnetlink; family filters in kernel. */
+  conntrackDump(options?: { family?: 'ipv4' | 'ipv6'; netnsPath?: string }): ConntrackEntry[];
   /** Size of one proc connector record in a batch (see PROC_RECORD_* offsets in src/native/index.ts). */
   PROC_RECORD_SIZE: number;
 }

@@ -13,6 +13,10 @@ export const BYTE_ORDER_MAGIC = 0x1a2b3c4d;
 /** LINKTYPE_RAW: each packet starts with an IPv4 or IPv6 header, no link-layer header. */
 export const LINKTYPE_RAW = 101;
 export const LINKTYPE_ETHERNET = 1;
+/** Linux "cooked" captures of libpcap's "any" device: v1 (16-byte header) and v2 (20 bytes: protocol,
+ *  interface index, ARPHRD type, packet type, address). */
+export const LINKTYPE_LINUX_SLL = 113;
+export const LINKTYPE_LINUX_SLL2 = 276;
 
 // Option codes (per block type; 0 and 1 are shared by all blocks).
 export const OPT_ENDOFOPT = 0;
@@ -28,6 +32,7 @@ export const EPB_DROPCOUNT = 4;
 export const EPB_PACKETID = 5;
 export const ISB_IFRECV = 4;
 export const ISB_IFDROP = 5;
+export const ISB_OSDROP = 7;
 export const NRB_RECORD_END = 0;
 export const NRB_RECORD_IPV4 = 1;
 export const NRB_RECORD_IPV6 = 2;
@@ -235,6 +240,8 @@ export interface InterfaceStatisticsOptions {
   received?: bigint | number;
   /** isb_ifdrop: packets lost by the capture source (e.g. a full BPF ring buffer). */
   dropped?: bigint | number;
+  /** isb_osdrop: packets the operating system dropped (e.g. libpcap's ps_drop: the capture ring was full). */
+  osDropped?: bigint | number;
   comment?: string;
   tsResol?: number;
 }
@@ -250,6 +257,7 @@ export function interfaceStatisticsBlock(opts: InterfaceStatisticsOptions): Buff
   if (opts.comment !== undefined) options.push(stringOption(OPT_COMMENT, opts.comment));
   if (opts.received !== undefined) options.push(u64Option(ISB_IFRECV, opts.received));
   if (opts.dropped !== undefined) options.push(u64Option(ISB_IFDROP, opts.dropped));
+  if (opts.osDropped !== undefined) options.push(u64Option(ISB_OSDROP, opts.osDropped));
   return encodeBlock(BLOCK_TYPE_INTERFACE_STATISTICS, body, options);
 }
 

@@ -205,7 +205,7 @@ export interface PcapngWriterOptions extends BatchOptions {
 
 export interface PcapngWriter extends PacketWriter {
   /** ISB with isb_ifrecv / isb_ifdrop, e.g. ring-buffer loss at the end of a capture. */
-  writeInterfaceStatistics(s: { interfaceId: number; timestampNs: bigint; received?: bigint | number; dropped?: bigint | number; comment?: string }): void;
+  writeInterfaceStatistics(s: { interfaceId: number; timestampNs: bigint; received?: bigint | number; dropped?: bigint | number; osDropped?: bigint | number; comment?: string }): void;
   /** NRB mapping raw addresses to names. */
   writeNameResolution(entries: NameResolutionEntry[]): void;
 }

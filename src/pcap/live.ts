@@ -1,0 +1,180 @@
+// SPDX-License-Identifier: MIT
+// Live capture (libpcap on a device, possibly inside another network namespace) into the packet
+// writer: one interface block per capture, packets as their batches arrive, and pcap_stats in an
+// interface statistics block per capture at the end.
+import { LIVE_PACKET_HEADER_SIZE, loadNative, type LiveCapture, type LiveCaptureOptions, type LiveCaptureStats } from '../native';
+import { LINKTYPE_LINUX_SLL2, type PacketDirection } from './pcapng';
+import { createPcapngWriter, createPcapWriter, type ByteSink, type PacketWriter, type PcapngWriter } from './writer';
+
+export const MAX_LIVE_SNAPLEN = 262144;
+
+export interface LivePacket {
+  /** Wall clock (CLOCK_REALTIME), nanoseconds. */
+  timestampNs: bigint;
+  /** From the link-layer header on, as the device's link type says. */
+  data: Uint8Array;
+  originalLength: number;
+}
+
+/** Splits one LiveCapture batch (u64 tsNs, u32 capLen, u32 origLen, bytes, pad to 8; repeated). */
+export function decodeLiveBatch(batch: ArrayBuffer): LivePacket[] {
+  const view = new DataView(batch);
+  const out: LivePacket[] = [];
+  let at = 0;
+  while (at < batch.byteLength) {
+    if (at + LIVE_PACKET_HEADER_SIZE > batch.byteLength) throw new RangeError(`live capture batch: truncated header at ${at}`);
+    const capLen = view.getUint32(at + 8, true);
+    const start = at + LIVE_PACKET_HEADER_SIZE;
+    if (start + capLen > batch.byteLength) throw new RangeError(`live capture batch: packet at ${at} runs past the end`);
+    out.push({
+      timestampNs: view.getBigUint64(at, true),
+      data: new Uint8Array(batch, start, capLen),
+      originalLength: view.getUint32(at + 12, true),
+    });
+    at = start + ((capLen + 7) & ~7);
+  }
+  return out;
+}
+
+const SLL2_HEADER_LENGTH = 20;
+const PACKET_OUTGOING = 4;
+const PACKET_OTHERHOST = 3;
+
+/** Direction from a LINKTYPE_LINUX_SLL2 header's packet type: PACKET_OUTGOING is outbound; host,
+ *  broadcast, multicast and other-host are inbound; anything else is left unknown. */
+export function sll2Direction(data: Uint8Array): PacketDirection | undefined {
+  if (data.length < SLL2_HEADER_LENGTH) return undefined;
+  const packetType = data[10];
+  if (packetType === PACKET_OUTGOING) return 'outbound';
+  if (packetType <= PACKET_OTHERHOST) return 'inbound';
+  return undefined;
+}
+
+/** The interface index a LINKTYPE_LINUX_SLL2 header names (in the capture's network namespace). */
+export function sll2InterfaceIndex(data: Uint8Array): number | undefined {
+  if (data.length < SLL2_HEADER_LENGTH) return undefined;
+  return new DataView(data.buffer, data.byteOffset, data.byteLength).getUint32(4, false);
+}
+
+export interface LiveSource extends LiveCaptureOptions {
+  /** if_name of its interface block (default: the device name). */
+  name?: string;
+  /** if_description (e.g. which namespace). */
+  description?: string;
+}
+
+export interface LiveCaptureRunOptions {
+  sink: ByteSink;
+  format?: 'pcapng' | 'pcap';
+  userAppl: string;
+  comment?: string;
+  /** A write failed (ENOSPC, EPIPE, ...): called once; later packets are not written. */
+  onError?: (error: Error) => void;
+  /** Opens one capture; default the addon's LiveCapture (tests pass a fake). */
+  open?: (options: LiveCaptureOptions, onBatch: (batch: ArrayBuffer) => void) => LiveCapture;
+}
+
+export interface LiveSourceResult extends LiveCaptureStats {
+  /** Packets written to the file from this source. */
+  written: number;
+}
+
+export interface LiveCaptureRun {
+  /** Per source, in order: its device and the link type libpcap gave it (its IDB). */
+  readonly interfaces: ReadonlyArray<{ device: string; linkType: number }>;
+  /** Stops every capture (final drain), writes their statistics, closes the file. */
+  stop(): Promise<LiveSourceResult[]>;
+  /** Immediate teardown: threads joined, undelivered packets dropped, file closed. Idempotent. */
+  close(): void;
+}
+
+export function checkLiveSource(s: LiveSource): void {
+  if (typeof s.device !== 'string' || s.device === '') throw new TypeError('live capture: device must be a non-empty string');
+  if (!Number.isInteger(s.snaplen) || s.snaplen < 1 || s.snaplen > MAX_LIVE_SNAPLEN) {
+    throw new RangeError(`live capture: snaplen must be 1..${MAX_LIVE_SNAPLEN}, got ${s.snaplen}`);
+  }
+  if (s.netnsPath !== undefined && (typeof s.netnsPath !== 'string' || s.netnsPath === '')) throw new TypeError('live capture: netnsPath must be a non-empty string');
+  if (s.filter !== undefined && typeof s.filter !== 'string') throw new TypeError('live capture: filter must be a string');
+}
+
+export function startLiveCapture(sources: LiveSource[], options: LiveCaptureRunOptions): LiveCaptureRun {
+  if (sources.length === 0) throw new RangeError('live capture: no source');
+  if (options.format === 'pcap' && sources.length > 1) throw new RangeError('live capture: classic pcap holds one interface; use pcapng');
+  sources.forEach(checkLiveSource);
+  const open = options.open ?? ((o, onBatch) => new (loadNative().LiveCapture)(o, onBatch));
+
+  let writer: PacketWriter | undefined;
+  let failed = false;
+  const written = sources.map(() => 0);
+  const onBatch = (index: number, sll2: () => boolean) => (batch: ArrayBuffer): void => {
+    if (failed || writer === undefined) return;
+    try {
+      for (const p of decodeLiveBatch(batch)) {
+        writer.writePacket({ ...p, interfaceId: index, direction: sll2() ? sll2Direction(p.data) : undefined });
+        written[index]++;
+      }
+      writer.flush();
+    } catch (err) {
+      failed = true;
+      options.onError?.(err as Error);
+    }
+  };
+
+  // Batches arrive on the event loop, so none can come before the writer below exists.
+  const captures: LiveCapture[] = [];
+  try {
+    sources.forEach((s, i) => {
+      const { name: _name, description: _description, ...native } = s;
+      const capture: LiveCapture = open(native, onBatch(i, () => capture.linkType === LINKTYPE_LINUX_SLL2));
+      captures.push(capture);
+    });
+    writer =
+      options.format === 'pcap'
+        ? createPcapWriter(options.sink, { linkType: captures[0].linkType, snapLen: sources[0].snaplen, batchPackets: 64 })
+        : createPcapngWriter(options.sink, {
+            userAppl: options.userAppl,
+            comment: options.comment,
+            interfaces: sources.map((s, i) => ({ name: s.name ?? s.device, description: s.description, linkType: captures[i].linkType, snapLen: s.snaplen })),
+            batchPackets: 64,
+          });
+  } catch (err) {
+    for (const c of captures) c.close();
+    throw err;
+  }
+
+  let closed = false;
+  const closeWriter = (): void => {
+    if (closed) return;
+    closed = true;
+    try {
+      writer?.close();
+    } catch (err) {
+      if (!failed) options.onError?.(err as Error);
+      failed = true;
+    }
+  };
+  return {
+    interfaces: captures.map((c) => ({ device: c.device, linkType: c.linkType })),
+    async stop() {
+      const stats = await Promise.all(captures.map((c) => c.stop()));
+      const pcapng = writer as Partial<PcapngWriter>;
+      if (!closed && !failed && pcapng.writeInterfaceStatistics) {
+        const now = BigInt(Date.now()) * 1_000_000n;
+        try {
+          stats.forEach((s, i) =>
+            pcapng.writeInterfaceStatistics!({ interfaceId: i, timestampNs: now, received: s.received, dropped: s.ifDropped, osDropped: s.dropped, comment: s.error }),
+          );
+        } catch (err) {
+          failed = true;
+          options.onError?.(err as Error);
+        }
+      }
+      closeWriter();
+      return stats.map((s, i) => ({ ...s, written: written[i] }));
+    },
+    close() {
+      for (const c of captures) c.close();
+      closeWriter();
+    },
+  };
+}
