@@ -27,6 +27,9 @@ export const EXIT_USAGE = 2;
 
 export class UsageError extends Error {}
 
+const DLT_EN10MB = 1;
+const DLT_LINUX_SLL2 = 276;
+
 export function parseSize(text: string): number {
   const m = /^(\d+)([kKmMgG]?)i?[bB]?$/.exec(text.trim());
   if (!m) throw new InvalidArgumentError(`not a size: '${text}' (e.g. 8M, 512K)`);
@@ -133,6 +136,8 @@ function engineOptions(opts: any, events: EventStream | null, outputs: Outputs) 
 }
 
 interface OutputOptions {
+  /** Link type the capture filter is compiled for: DLT_RAW for the eBPF hook, Ethernet/SLL2 for libpcap. */
+  linkType?: number;
   force?: boolean;
   chart?: string;
   events?: string;
@@ -154,7 +159,7 @@ function prepareOutputs(opts: OutputOptions): Outputs {
   if (opts.pcapFilter !== undefined && !opts.pcap) throw new UsageError('--pcap-filter needs --pcap FILE');
   if (opts.pcapFilter !== undefined) {
     try {
-      loadNative().compilePacketFilter(opts.pcapFilter, DLT_RAW, opts.snaplen);
+      loadNative().compilePacketFilter(opts.pcapFilter, opts.linkType ?? DLT_RAW, opts.snaplen);
     } catch (err) {
       throw new UsageError((err as Error).message);
     }
@@ -237,7 +242,7 @@ export function buildProgram(io: { exit: (code: number) => void }): Command {
       const isolate = isolateOptions(opts);
       checkPrivileges();
       const credentials = resolveCredentials(opts.user, process.env, readPasswd());
-      const outputs = prepareOutputs(opts);
+      const outputs = prepareOutputs({ ...opts, linkType: isolate ? DLT_EN10MB : DLT_RAW });
       const startNs = Number(process.hrtime.bigint());
       const events = outputs.events !== null ? openEventStream(outputs.events === '-' ? 1 : outputs.events, () => startNs) : null;
       let result;
@@ -261,7 +266,8 @@ export function buildProgram(io: { exit: (code: number) => void }): Command {
     .option('--comm <name>', 'every process whose comm is NAME, now and later')
     .option('--cgroup <path>', 'every process in this cgroup v2 (path below the cgroup2 mount), now and later')
     .option('--duration <time>', 'stop after this long (e.g. 30s, 2m)', parseDuration)
-    .option('--no-children', 'do not follow children forked after the attach');
+    .option('--no-children', 'do not follow children forked after the attach')
+    .option('--netns-capture', 'with -o: capture every interface of the targets\' network namespaces (libpcap), not only their sockets\' packets');
   addTraceOptions(attach)
     .action(async (pidArgs: string[], opts) => {
       const pids = pidArgs.map((p) => {
@@ -274,8 +280,9 @@ export function buildProgram(io: { exit: (code: number) => void }): Command {
       if (pids.length === 0 && opts.comm === undefined && opts.cgroup === undefined) {
         throw new UsageError('attach needs PIDs, --comm NAME or --cgroup PATH');
       }
+      if (opts.netnsCapture && !opts.pcap) throw new UsageError('--netns-capture needs -o/--pcap FILE');
       checkPrivileges();
-      const outputs = prepareOutputs(opts);
+      const outputs = prepareOutputs({ ...opts, linkType: opts.netnsCapture ? DLT_LINUX_SLL2 : DLT_RAW });
       let report: Report;
       const startNs = Number(process.hrtime.bigint());
       const events = outputs.events !== null ? openEventStream(outputs.events === '-' ? 1 : outputs.events, () => startNs) : null;
@@ -286,6 +293,7 @@ export function buildProgram(io: { exit: (code: number) => void }): Command {
           cgroup: opts.cgroup,
           durationMs: opts.duration,
           followChildren: opts.children,
+          netnsCapture: opts.netnsCapture === true,
           ...engineOptions(opts, events, outputs),
         });
       } catch (err) {

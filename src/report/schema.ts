@@ -104,6 +104,11 @@ export type Target =
   | { kind: 'cgroup'; path: string };
 
 export interface CaptureSummary {
+  /** "ebpf": the cgroup_skb hook, packets of the traced sockets with their owner (default when absent);
+   *  "libpcap": every packet on the interfaces below (run --isolate, attach --netns-capture). */
+  source?: 'ebpf' | 'libpcap';
+  /** libpcap: the interfaces captured, e.g. "pt123n (netns proctap-123)". */
+  interfaces?: string[];
   path: string;
   format: 'pcapng' | 'pcap';
   snaplen: number;

@@ -225,3 +225,177 @@ test('kill -9 during --isolate, then `proctap cleanup`: state identical, and onl
   await new Promise((resolve) => live.on('close', resolve));
   assert.deepEqual(networkState(), stateBefore);
 });
+
+// ---------------------------------------------------------------- capture, NAT, nsntrace parity
+
+/** TCP packets and their payload bytes in a capture file, as tshark counts them. */
+function tcpCounts(file: string, filter = 'tcp'): { packets: number; payload: number } {
+  const r = spawnSync('tshark', ['-r', file, '-Y', filter, '-T', 'fields', '-e', 'tcp.len'], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  const lens = r.stdout.split('\n').filter(Boolean).map(Number);
+  return { packets: lens.length, payload: lens.reduce((a, b) => a + b, 0) };
+}
+
+function countPackets(file: string, filter: string): number {
+  const r = spawnSync('tshark', ['-r', file, '-Y', filter], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  return r.stdout.split('\n').filter(Boolean).length;
+}
+
+/** nsntrace, asynchronously (the echo server lives in this process: a spawnSync would deadlock it). */
+function runNsntrace(args: string[], cwd: string): Promise<{ code: number | null; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn('nsntrace', args, { cwd, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    const timer = setTimeout(() => child.kill('SIGINT'), 30_000); // nsntrace cleans up on SIGINT
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stderr });
+    });
+  });
+}
+
+test('the same command under Debian\'s nsntrace and under run --isolate -o: same TCP packets and payload bytes', async () => {
+  const workload = (out: string) => ['python3', NETLOAD, 'gateway', '--out', out, '--port', String(echo.port), '--count', '12', '--size', '1400'];
+  // nsntrace refuses to run without forwarding, and sometimes fails to open its interface (a race of its
+  // own: "Couldn't open iface"); it gets three tries.
+  const nsnPcap = path.join(dir, 'nsntrace.pcap');
+  const nsnCounts = path.join(dir, 'nsntrace.jsonl');
+  fs.writeFileSync(FORWARD, '1');
+  let nsn = { code: null as number | null, stderr: '' };
+  try {
+    for (let attempt = 0; attempt < 3 && !fs.existsSync(nsnCounts); attempt++) {
+      fs.rmSync(nsnPcap, { force: true });
+      nsn = await runNsntrace(['-o', nsnPcap, ...workload(nsnCounts)], dir);
+    }
+  } finally {
+    fs.writeFileSync(FORWARD, '0');
+  }
+  assert.ok(fs.existsSync(nsnCounts), `nsntrace ran the workload: ${nsn.stderr}`);
+  // nsntrace's iptables-nft may leave empty tables of its own: compare proctap's run from here on.
+  const stateBefore = networkState();
+  const pcap = path.join(dir, 'isolate.pcapng');
+  const out = path.join(dir, 'isolate.jsonl');
+  const run = await proctapRun(['-q', '--isolate', '-o', pcap, '--', ...workload(out)]);
+  assert.equal(run.code, 0, run.stderr);
+  assertExact(run.report!, readCounts(out));
+  const ours = tcpCounts(pcap);
+  const theirs = tcpCounts(nsnPcap);
+  process.stderr.write(`# nsntrace: ${theirs.packets} TCP packets, ${theirs.payload} payload bytes; proctap --isolate: ${ours.packets}, ${ours.payload}\n`);
+  assert.equal(ours.payload, 2 * 12 * 1400, 'every payload byte both ways is in our file');
+  assert.deepEqual(ours, theirs);
+  const capture = run.report!.capture!;
+  assert.equal(capture.source, 'libpcap');
+  assert.equal(capture.dropped, 0);
+  assert.match(capture.interfaces![0], /^pt\d+n \(netns proctap-\d+\)$/);
+  assert.deepEqual(networkState(), stateBefore);
+});
+
+/** A namespace standing for "the outside": reached from the host through a veth pair of its own. */
+function outsideNamespace(tag: string, subnet: string) {
+  const name = `ptiso-${tag}-${process.pid}`;
+  const hostIf = `ptiso${tag}h`;
+  const nsIf = `ptiso${tag}n`;
+  const sh = (...args: string[]) => {
+    const r = spawnSync('ip', args, { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`ip ${args.join(' ')}: ${r.stderr}`);
+  };
+  sh('netns', 'add', name);
+  sh('link', 'add', hostIf, 'type', 'veth', 'peer', 'name', nsIf, 'netns', name);
+  sh('addr', 'add', `${subnet}.1/30`, 'dev', hostIf);
+  sh('link', 'set', hostIf, 'up');
+  sh('-n', name, 'addr', 'add', `${subnet}.2/30`, 'dev', nsIf);
+  sh('-n', name, 'link', 'set', nsIf, 'up');
+  sh('-n', name, 'link', 'set', 'lo', 'up');
+  return {
+    name,
+    hostIf,
+    hostAddr: `${subnet}.1`,
+    nsAddr: `${subnet}.2`,
+    remove: () => {
+      spawnSync('ip', ['link', 'delete', hostIf]);
+      spawnSync('ip', ['netns', 'delete', name]);
+    },
+  };
+}
+
+test('--isolate -d DEV through NAT to another namespace: the conntrack mapping is shown; -f filters the capture', async () => {
+  const stateBefore = networkState();
+  const outside = outsideNamespace('out', '10.243.7');
+  const server = spawn('ip', ['netns', 'exec', outside.name, 'python3', '-c', [
+    'import socket, sys',
+    's = socket.socket(); s.bind(("0.0.0.0", 47010)); s.listen(); print("ready", flush=True)',
+    'while True:',
+    '  c, _ = s.accept()',
+    '  while (d := c.recv(65536)): c.sendall(d)',
+    '  c.close()',
+  ].join('\n')], { stdio: ['ignore', 'pipe', 'inherit'] });
+  try {
+    await new Promise((resolve) => server.stdout.once('data', resolve));
+    const pcap = path.join(dir, 'nat.pcapng');
+    const out = path.join(dir, 'nat.jsonl');
+    const run = await proctapRun(['-q', '--isolate', '-d', outside.hostIf, '-o', pcap, '-f', 'tcp port 47010', '--',
+      'python3', NETLOAD, 'gateway', '--host', outside.nsAddr, '--out', out, '--port', '47010', '--count', '7', '--size', '900']);
+    assert.equal(run.code, 0, run.stderr);
+    const report = run.report!;
+    assertExact(report, readCounts(out));
+    assert.equal(report.isolation!.device, outside.hostIf);
+    const conn = report.connections.find((c) => c.remoteAddr === outside.nsAddr && c.remotePort === 47010)!;
+    assert.ok(conn, 'the connection is in the report');
+    assert.equal(conn.localAddr, report.isolation!.address);
+    assert.deepEqual(conn.nat && { addr: conn.nat.addr }, { addr: outside.hostAddr }, 'masqueraded to the device\'s address');
+    assert.ok(conn.nat!.port > 0);
+    // The filter kept only that connection; the file holds both directions of it, payload exact.
+    assert.equal(countPackets(pcap, 'not (tcp.port == 47010)'), 0);
+    assert.equal(tcpCounts(pcap).payload, 2 * 7 * 900);
+  } finally {
+    server.kill();
+    outside.remove();
+  }
+  assert.deepEqual(networkState(), stateBefore);
+});
+
+test('attach --netns-capture: every interface of the target\'s namespace, packets without a socket owner too (ARP, ICMP)', async () => {
+  const stateBefore = networkState();
+  const target = outsideNamespace('tgt', '10.243.9');
+  // The target waits for a go file, then sends 3 datagrams to a closed port on the host end: the host
+  // answers with ICMP port unreachable, and the first one needs ARP.
+  const go = path.join(dir, 'go');
+  const child = spawn('ip', ['netns', 'exec', target.name, 'python3', '-c', [
+    'import os, socket, time',
+    `while not os.path.exists(${JSON.stringify(go)}): time.sleep(0.02)`,
+    'u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)',
+    `for i in range(3): u.sendto(b"x" * 100, (${JSON.stringify(target.hostAddr)}, 9)); time.sleep(0.05)`,
+    'time.sleep(0.3)',
+  ].join('\n')], { stdio: 'ignore' });
+  try {
+    // `ip netns exec` execs python: the pid is the target.
+    await sleep(300);
+    const pcap = path.join(dir, 'netns.pcapng');
+    const json = path.join(dir, 'netns.json');
+    const attach = spawn(PROCTAP, ['attach', '-q', '--netns-capture', '-o', pcap, '--json', json, String(child.pid)], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    attach.stderr.on('data', (d) => (stderr += d));
+    const deadline = Date.now() + 10_000;
+    while (!/attached to/.test(stderr)) {
+      if (Date.now() > deadline) assert.fail(`attach did not start: ${stderr}`);
+      await sleep(20);
+    }
+    fs.writeFileSync(go, '');
+    const code = await new Promise((resolve) => attach.on('close', resolve));
+    assert.equal(code, 0, stderr);
+    const report: Report = JSON.parse(fs.readFileSync(json, 'utf8'));
+    assert.equal(report.capture!.source, 'libpcap');
+    assert.match(report.capture!.interfaces![0], /^any \(netns \d+\)$/);
+    const proc = report.processes.find((p) => p.pid === child.pid)!;
+    assert.deepEqual(proc.udp, { txBytes: 300, rxBytes: 0, txCalls: 3, rxCalls: 0 });
+    assert.equal(countPackets(pcap, `udp.dstport == 9 && ip.src == ${target.nsAddr} && !icmp`), 3);
+    assert.ok(countPackets(pcap, 'arp') >= 1, 'ARP has no socket owner: only a namespace capture sees it');
+    assert.ok(countPackets(pcap, 'icmp.type == 3') >= 1, 'the port-unreachable answers');
+  } finally {
+    child.kill();
+    target.remove();
+  }
+  assert.deepEqual(networkState(), stateBefore);
+});
