@@ -2,9 +2,10 @@
 /*
  * proctap-launch: the gate between "proctap run" and the traced command.
  *
- *   proctap-launch --cgroup DIR [--uid N --gid N] --gate-fd FD -- CMD [ARGS...]
+ *   proctap-launch --cgroup DIR [--netns PATH [--resolv-conf FILE]] [--uid N --gid N] --gate-fd FD -- CMD [ARGS...]
  *
- * Joins the cgroup, drops privileges, then blocks until proctap has attached every hook and writes one
+ * Joins the cgroup, enters the network namespace (run --isolate; with --resolv-conf FILE also a private
+ * mount namespace where FILE is bound over /etc/resolv.conf, as `ip netns exec` does), drops privileges, then blocks until proctap has attached every hook and writes one
  * byte to FD. Only then does it exec CMD, so the command is traced from its first instruction. EOF on
  * FD means proctap gave up: exit 125 without running anything. exec failure: exit 127, as shells do.
  *
@@ -23,6 +24,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
@@ -42,6 +45,24 @@ static void join_cgroup(const char *dir)
 	if (fd < 0 || write(fd, "0", 1) != 1)
 		die(125, "cannot join cgroup", dir);
 	close(fd);
+}
+
+static void enter_netns(const char *netns, const char *resolv_conf)
+{
+	int fd = open(netns, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0 || setns(fd, CLONE_NEWNET))
+		die(125, "cannot enter network namespace", netns);
+	close(fd);
+	if (!resolv_conf)
+		return;
+	if (unshare(CLONE_NEWNS))
+		die(125, "cannot create a mount namespace", NULL);
+	/* Our mounts must not propagate back to the host. */
+	if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL))
+		die(125, "cannot make / a slave mount", NULL);
+	if (mount(resolv_conf, "/etc/resolv.conf", NULL, MS_BIND, NULL))
+		die(125, "cannot bind over /etc/resolv.conf:", resolv_conf);
 }
 
 static void drop_privileges(uid_t uid, gid_t gid)
@@ -103,7 +124,7 @@ static int reap(const char *dir, int watch)
 
 int main(int argc, char **argv)
 {
-	const char *cgroup = NULL;
+	const char *cgroup = NULL, *netns = NULL, *resolv_conf = NULL;
 	long uid = -1, gid = -1;
 	int gate = -1, i;
 	char byte;
@@ -117,6 +138,10 @@ int main(int argc, char **argv)
 			break;
 		} else if (!strcmp(argv[i], "--cgroup") && i + 1 < argc) {
 			cgroup = argv[++i];
+		} else if (!strcmp(argv[i], "--netns") && i + 1 < argc) {
+			netns = argv[++i];
+		} else if (!strcmp(argv[i], "--resolv-conf") && i + 1 < argc) {
+			resolv_conf = argv[++i];
 		} else if (!strcmp(argv[i], "--uid") && i + 1 < argc) {
 			uid = strtol(argv[++i], NULL, 10);
 		} else if (!strcmp(argv[i], "--gid") && i + 1 < argc) {
@@ -124,7 +149,7 @@ int main(int argc, char **argv)
 		} else if (!strcmp(argv[i], "--gate-fd") && i + 1 < argc) {
 			gate = (int)strtol(argv[++i], NULL, 10);
 		} else {
-			fprintf(stderr, "proctap-launch: usage: --cgroup DIR [--uid N --gid N] --gate-fd FD -- CMD [ARGS]\n");
+			fprintf(stderr, "proctap-launch: usage: --cgroup DIR [--netns PATH [--resolv-conf FILE]] [--uid N --gid N] --gate-fd FD -- CMD [ARGS]\n");
 			return 125;
 		}
 	}
@@ -134,6 +159,8 @@ int main(int argc, char **argv)
 	}
 	if (cgroup)
 		join_cgroup(cgroup);
+	if (netns)
+		enter_netns(netns, resolv_conf);
 	if (uid >= 0)
 		drop_privileges((uid_t)uid, gid >= 0 ? (gid_t)gid : (gid_t)uid);
 	/* Set after the credential change, which clears it: if proctap dies, the command does not run on untraced. */

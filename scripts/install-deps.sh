@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 packages=(
   clang llvm bpftool libbpf-dev libelf-dev zlib1g-dev libpcap-dev   # BPF programs and the addon
   make gcc g++ python3 pkg-config                                   # build tools, test workloads
-  iproute2 tshark tcpdump                                           # tests: namespaces, pcap checks
+  iproute2 nftables iptables tshark tcpdump nsntrace                # tests: namespaces, NAT, pcap checks, nsntrace parity
   libcairo2-dev libpango1.0-dev libjpeg-dev libgif-dev librsvg2-dev # canvas (charts), built from source
   fonts-dejavu-core                                                 # chart text
 )
@@ -27,7 +27,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-if [ -f package-lock.json ]; then
+if [ -L node_modules ]; then
+  # A developer worktree sharing another checkout's dependencies: npm ci would empty the target.
+  echo "node_modules is a symbolic link: npm dependencies left as they are"
+elif [ -f package-lock.json ]; then
   npm ci --ignore-scripts --no-audit --no-fund
 else
   npm install --ignore-scripts --no-audit --no-fund

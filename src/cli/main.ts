@@ -13,6 +13,8 @@ import { DLT_RAW, MAX_SNAPLEN } from '../pcap/capture';
 import { loadNative } from '../native';
 import { cgroup2Mount, removeStaleCgroups } from '../proc/cgroup';
 import { runTraced } from '../trace/session';
+import { checkInterfaceName } from '../isolate/plan';
+import { removeStaleIsolation } from '../isolate/system';
 import { AttachError, attachTraced } from '../trace/attach';
 import { renderDoctor, runDoctor } from './doctor';
 import { checkPrivileges, readPasswd, resolveCredentials } from './privileges';
@@ -24,6 +26,9 @@ export const EXIT_PROCTAP_FAILED = 125;
 export const EXIT_USAGE = 2;
 
 export class UsageError extends Error {}
+
+const DLT_EN10MB = 1;
+const DLT_LINUX_SLL2 = 276;
 
 export function parseSize(text: string): number {
   const m = /^(\d+)([kKmMgG]?)i?[bB]?$/.exec(text.trim());
@@ -131,6 +136,8 @@ function engineOptions(opts: any, events: EventStream | null, outputs: Outputs) 
 }
 
 interface OutputOptions {
+  /** Link type the capture filter is compiled for: DLT_RAW for the eBPF hook, Ethernet/SLL2 for libpcap. */
+  linkType?: number;
   force?: boolean;
   chart?: string;
   events?: string;
@@ -152,7 +159,7 @@ function prepareOutputs(opts: OutputOptions): Outputs {
   if (opts.pcapFilter !== undefined && !opts.pcap) throw new UsageError('--pcap-filter needs --pcap FILE');
   if (opts.pcapFilter !== undefined) {
     try {
-      loadNative().compilePacketFilter(opts.pcapFilter, DLT_RAW, opts.snaplen);
+      loadNative().compilePacketFilter(opts.pcapFilter, opts.linkType ?? DLT_RAW, opts.snaplen);
     } catch (err) {
       throw new UsageError((err as Error).message);
     }
@@ -195,6 +202,23 @@ async function emitReport(report: Report, opts: OutputOptions, outputs: Outputs)
   }
 }
 
+/** --isolate and its options: refused when they come without it, device names checked up front. */
+export function isolateOptions(opts: { isolate?: boolean; device?: string; usePublicDns?: boolean; ipForward?: boolean }) {
+  if (!opts.isolate) {
+    const stray = [opts.device !== undefined && '--device', opts.usePublicDns && '--use-public-dns', opts.ipForward === false && '--no-ip-forward'].filter(Boolean);
+    if (stray.length) throw new UsageError(`${stray.join(', ')} needs --isolate`);
+    return undefined;
+  }
+  if (opts.device !== undefined) {
+    try {
+      checkInterfaceName(opts.device);
+    } catch (err) {
+      throw new UsageError((err as Error).message);
+    }
+  }
+  return { device: opts.device, forwarding: opts.ipForward !== false, publicDns: opts.usePublicDns === true };
+}
+
 export function buildProgram(io: { exit: (code: number) => void }): Command {
   const program = new Command('proctap')
     .description('eBPF per-process network tracer: what a process tree talks to, how much, in what pattern')
@@ -208,17 +232,22 @@ export function buildProgram(io: { exit: (code: number) => void }): Command {
     .description('trace a launched command and every descendant; exits with the command\'s exit code')
     .usage('[options] -- COMMAND [ARGS...]')
     .argument('<command...>', 'command and arguments (put -- before it)')
-    .option('-u, --user <name|uid>', 'run the command as this user (default: the sudo caller; "root" to keep root)');
+    .option('-u, --user <name|uid>', 'run the command as this user (default: the sudo caller; "root" to keep root)')
+    .option('--isolate', 'run the command in a network namespace of its own (veth pair + NAT), as nsntrace does')
+    .option('-d, --device <name>', 'with --isolate: NAT out of this device (default: the default route\'s)')
+    .option('--use-public-dns', 'with --isolate: public nameservers in the namespace\'s resolv.conf')
+    .option('--no-ip-forward', 'with --isolate: do not turn on IP forwarding (refuse if it is off)');
   addTraceOptions(run)
     .action(async (argv: string[], opts) => {
+      const isolate = isolateOptions(opts);
       checkPrivileges();
       const credentials = resolveCredentials(opts.user, process.env, readPasswd());
-      const outputs = prepareOutputs(opts);
+      const outputs = prepareOutputs({ ...opts, linkType: isolate ? DLT_EN10MB : DLT_RAW });
       const startNs = Number(process.hrtime.bigint());
       const events = outputs.events !== null ? openEventStream(outputs.events === '-' ? 1 : outputs.events, () => startNs) : null;
       let result;
       try {
-        result = await runTraced({ argv, credentials, ...engineOptions(opts, events, outputs) });
+        result = await runTraced({ argv, credentials, isolate, ...engineOptions(opts, events, outputs) });
       } catch (err) {
         events?.close();
         outputs.discard();
@@ -237,7 +266,8 @@ export function buildProgram(io: { exit: (code: number) => void }): Command {
     .option('--comm <name>', 'every process whose comm is NAME, now and later')
     .option('--cgroup <path>', 'every process in this cgroup v2 (path below the cgroup2 mount), now and later')
     .option('--duration <time>', 'stop after this long (e.g. 30s, 2m)', parseDuration)
-    .option('--no-children', 'do not follow children forked after the attach');
+    .option('--no-children', 'do not follow children forked after the attach')
+    .option('--netns-capture', 'with -o: capture every interface of the targets\' network namespaces (libpcap), not only their sockets\' packets');
   addTraceOptions(attach)
     .action(async (pidArgs: string[], opts) => {
       const pids = pidArgs.map((p) => {
@@ -250,8 +280,9 @@ export function buildProgram(io: { exit: (code: number) => void }): Command {
       if (pids.length === 0 && opts.comm === undefined && opts.cgroup === undefined) {
         throw new UsageError('attach needs PIDs, --comm NAME or --cgroup PATH');
       }
+      if (opts.netnsCapture && !opts.pcap) throw new UsageError('--netns-capture needs -o/--pcap FILE');
       checkPrivileges();
-      const outputs = prepareOutputs(opts);
+      const outputs = prepareOutputs({ ...opts, linkType: opts.netnsCapture ? DLT_LINUX_SLL2 : DLT_RAW });
       let report: Report;
       const startNs = Number(process.hrtime.bigint());
       const events = outputs.events !== null ? openEventStream(outputs.events === '-' ? 1 : outputs.events, () => startNs) : null;
@@ -262,6 +293,7 @@ export function buildProgram(io: { exit: (code: number) => void }): Command {
           cgroup: opts.cgroup,
           durationMs: opts.duration,
           followChildren: opts.children,
+          netnsCapture: opts.netnsCapture === true,
           ...engineOptions(opts, events, outputs),
         });
       } catch (err) {
@@ -307,10 +339,10 @@ export function buildProgram(io: { exit: (code: number) => void }): Command {
 
   program
     .command('cleanup')
-    .description('remove what a killed proctap left behind (cgroups named proctap-<pid>-*)')
+    .description('remove what a killed proctap left behind (cgroups, netns, veth, nft tables named after its pid)')
     .action(async () => {
       checkPrivileges();
-      const removed = await removeStaleCgroups(cgroup2Mount());
+      const removed = [...(await removeStaleCgroups(cgroup2Mount())), ...removeStaleIsolation()];
       process.stdout.write(removed.length ? `removed ${removed.join(', ')}\n` : 'nothing to clean up\n');
       io.exit(0);
     });

@@ -3,7 +3,7 @@
 // (owning pid and command), when the file is flushed, and what is said about drops.
 import type { PacketRecord } from '../trace/records';
 import { LINKTYPE_RAW } from './pcapng';
-import { createPcapngWriter, createPcapWriter, fdSink, fileSink, type PacketWriter, type PcapngWriter } from './writer';
+import { createPcapngWriter, createPcapWriter, fdSink, fileSink, type ByteSink, type PacketWriter, type PcapngWriter } from './writer';
 
 export type CaptureFormat = 'pcapng' | 'pcap';
 export const DLT_RAW = 12; /* libpcap's name for LINKTYPE_RAW */
@@ -88,13 +88,17 @@ export class PacketCapture {
   }
 }
 
+/** Where a capture goes: standard output, a descriptor opened up front, or a path created here. */
+export function captureSink(options: Pick<CaptureOptions, 'path' | 'fd'>): ByteSink {
+  return options.path === '-'
+    ? fdSink(1, { label: 'standard output' })
+    : options.fd !== undefined
+      ? fdSink(options.fd, { label: options.path, closeFd: true })
+      : fileSink(options.path);
+}
+
 export function openCapture(options: CaptureOptions, describe: (pid: number) => PacketOwner | undefined): PacketCapture {
-  const sink =
-    options.path === '-'
-      ? fdSink(1, { label: 'standard output' })
-      : options.fd !== undefined
-        ? fdSink(options.fd, { label: options.path, closeFd: true })
-        : fileSink(options.path);
+  const sink = captureSink(options);
   const writer =
     options.format === 'pcap'
       ? createPcapWriter(sink, { linkType: LINKTYPE_RAW, snapLen: options.snaplen, batchPackets: 64 })

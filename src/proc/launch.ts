@@ -9,6 +9,10 @@ export interface LaunchOptions {
   launcher: string;
   cgroupDir: string;
   argv: string[];
+  /** run --isolate: enter this network namespace (/run/netns/NAME) before exec. */
+  netnsPath?: string;
+  /** With netnsPath: bind this file over /etc/resolv.conf in a private mount namespace. */
+  resolvConf?: string | null;
   /** Run the command as this user; null keeps the current credentials. */
   credentials: { uid: number; gid: number } | null;
   env?: NodeJS.ProcessEnv;
@@ -33,6 +37,8 @@ export interface LaunchedCommand {
 
 export function launchGated(options: LaunchOptions): LaunchedCommand {
   const args = ['--cgroup', options.cgroupDir, '--gate-fd', '3'];
+  if (options.netnsPath) args.push('--netns', options.netnsPath);
+  if (options.netnsPath && options.resolvConf) args.push('--resolv-conf', options.resolvConf);
   if (options.credentials) args.push('--uid', String(options.credentials.uid), '--gid', String(options.credentials.gid));
   args.push('--', ...options.argv);
   const child = spawn(options.launcher, args, {

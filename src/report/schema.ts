@@ -81,6 +81,8 @@ export interface ConnectionReport {
   error: string | null;
   /** attach: the socket was open before the trace began; its bytes count from the attach on. */
   preexisting?: boolean;
+  /** run --isolate: the source address and port this connection had on the host's NAT device (conntrack). */
+  nat?: { addr: string; port: number };
 }
 
 export interface LostCounters {
@@ -102,6 +104,11 @@ export type Target =
   | { kind: 'cgroup'; path: string };
 
 export interface CaptureSummary {
+  /** "ebpf": the cgroup_skb hook, packets of the traced sockets with their owner (default when absent);
+   *  "libpcap": every packet on the interfaces below (run --isolate, attach --netns-capture). */
+  source?: 'ebpf' | 'libpcap';
+  /** libpcap: the interfaces captured, e.g. "pt123n (netns proctap-123)". */
+  interfaces?: string[];
   path: string;
   format: 'pcapng' | 'pcap';
   snaplen: number;
@@ -114,6 +121,26 @@ export interface CaptureSummary {
   filteredOut: number;
   /** Written packets whose owning process could not be told (comment "owner unknown"). */
   unowned: number;
+}
+
+export interface IsolationReport {
+  /** ip netns name (deleted at the end of the run). */
+  netns: string;
+  hostInterface: string;
+  namespaceInterface: string;
+  /** The namespace's /30: the host end is its gateway. */
+  subnet: string;
+  gateway: string;
+  address: string;
+  /** Unique-local /64, when the host has an IPv6 default route. */
+  ipv6?: { subnet: string; gateway: string; address: string };
+  /** Device the traffic is masqueraded out of; null when the host has no default route. */
+  device: string | null;
+  nat: 'nftables' | 'iptables' | 'none';
+  /** net.ipv4.ip_forward before the run, and whether proctap turned it on (restored after). */
+  ipForward: { before: string; changed: boolean };
+  /** "public": --use-public-dns (resolv.conf of the namespace only). */
+  dns: 'host' | 'public';
 }
 
 export interface Report {
@@ -138,6 +165,8 @@ export interface Report {
   capture?: CaptureSummary;
   /** attach: what was asked for. */
   targets?: Target[];
+  /** run --isolate: the namespace the command ran in and how it reached the network. */
+  isolation?: IsolationReport;
   /** Payload bytes over time (optional). */
   timeSeries?: TimeSeries;
   /** Message sizes, connection durations, time to first byte, activity (optional). */

@@ -4,7 +4,7 @@
 // are fitted to `width` columns by shrinking the command column and wrapping the wide ones.
 
 import Table from 'cli-table3';
-import type { ConnectionReport, Distributions, DurationStats, EndpointReport, LostCounters, Pattern, ProcessReport, Report, SizeStats, Traffic } from './schema';
+import type { ConnectionReport, Distributions, DurationStats, EndpointReport, IsolationReport, LostCounters, Pattern, ProcessReport, Report, SizeStats, Traffic } from './schema';
 import { formatArgv, formatBytes, formatCount, formatDuration, formatEndpoint, formatExit, signalName, truncate } from './format';
 
 export interface RenderOptions {
@@ -205,12 +205,21 @@ function commandExit(report: Report): string {
   return formatExit(report.exitCode, signal);
 }
 
+/** run --isolate in one line: where the command ran and how it got out. */
+export function isolationLine(iso: IsolationReport): string {
+  const nat = iso.device === null ? 'no NAT (no default route: host only)' : `NAT (${iso.nat}) out of ${iso.device}`;
+  const fwd = iso.ipForward.changed ? 'ip_forward on for the run' : `ip_forward ${iso.ipForward.before === '1' ? 'already on' : iso.ipForward.before}`;
+  const v6 = iso.ipv6 ? `, ${iso.ipv6.address} via ${iso.ipv6.gateway}` : '';
+  return `netns ${iso.netns}: ${iso.address} via ${iso.gateway} (${iso.hostInterface})${v6}, ${nat}, ${fwd}${iso.dns === 'public' ? ', public DNS' : ''}`;
+}
+
 function renderHeader(report: Report, color: boolean, width: number): string[] {
   const lines = [
     `${report.tool.name} ${report.tool.version} · ${report.mode} · backend ${report.backend}`,
     `command   ${formatArgv(report.command, width - 10) || '-'}`,
     `started   ${report.startedAt}   duration ${formatDuration(report.durationMs)}   exit ${commandExit(report)}`,
   ];
+  if (report.isolation) lines.push(...wrapText(isolationLine(report.isolation), width - 10).split('\n').map((l, i) => (i === 0 ? 'isolated  ' : '          ') + l));
   const lost = lostItems(report.lost, report.unattributedPackets);
   if (lost.length === 0) lines.push('lost      nothing lost');
   else lines.push(...wrapItems("!! LOST: ", lost, width).map((l) => (color ? ANSI.red(l) : l)));
@@ -336,7 +345,8 @@ function renderEndpoints(endpoints: EndpointReport[], opts: { color: boolean; wi
 function renderConnections(connections: ConnectionReport[], maxRows: number, opts: { color: boolean; width: number }): string {
   const sorted = [...connections].sort((a, b) => a.startOffsetMs - b.startOffsetMs || a.pid - b.pid);
   const shown = sorted.slice(0, Math.max(0, maxRows));
-  const pathOf = (c: ConnectionReport) => `${formatEndpoint(c.localAddr, c.localPort)} → ${formatEndpoint(c.remoteAddr, c.remotePort)}`;
+  const pathOf = (c: ConnectionReport) =>
+    `${formatEndpoint(c.localAddr, c.localPort)}${c.nat ? ` (NAT ${formatEndpoint(c.nat.addr, c.nat.port)})` : ''} → ${formatEndpoint(c.remoteAddr, c.remotePort)}`;
   const rows = shown.map((c) => [
     String(c.pid),
     c.proto,

@@ -15,7 +15,7 @@ import {
   type ProcNetSocket,
 } from '../proc/procfs';
 import type { ConnectionReport, Report, Target } from '../report/schema';
-import { TraceEngine, monotonicNs, type EngineOptions } from './engine';
+import { TraceEngine, monotonicNs, type EngineOptions, type LiveDevice } from './engine';
 
 export interface AttachOptions extends Omit<EngineOptions, 'followChildren' | 'countUnownedPackets' | 'match'> {
   pids: number[];
@@ -24,6 +24,26 @@ export interface AttachOptions extends Omit<EngineOptions, 'followChildren' | 'c
   cgroup?: string;
   durationMs?: number;
   followChildren: boolean;
+  /** --netns-capture: capture every interface of the targets' network namespaces with libpcap. */
+  netnsCapture?: boolean;
+}
+
+/**
+ * attach --netns-capture: libpcap's "any" device inside each distinct network namespace of the targets
+ * (entered by the capture thread only, as nsenter would), so the file holds everything the container
+ * sees on its interfaces, also packets no socket owns (ARP, ICMP).
+ */
+export function netnsCaptureDevices(pids: number[], log: (line: string) => void): LiveDevice[] {
+  const ownNetns = netnsInode('self');
+  const seen = new Map<number, LiveDevice>();
+  for (const pid of pids) {
+    const inode = netnsInode(pid);
+    if (inode === null || seen.has(inode)) continue;
+    if (inode === ownNetns) log(`proctap: pid ${pid} shares proctap's network namespace: --netns-capture captures every interface of this host`);
+    seen.set(inode, { device: 'any', netnsPath: `/proc/${pid}/ns/net`, name: `any (netns ${inode})`, description: `every interface of the network namespace of pid ${pid}` });
+  }
+  if (seen.size === 0) throw new AttachError('--netns-capture needs a running target (a pid, or a --comm/--cgroup that matches now)');
+  return [...seen.values()];
 }
 
 export class AttachError extends Error {}
@@ -100,8 +120,10 @@ export async function attachTraced(options: AttachOptions): Promise<Report> {
   if (resolved.pids.length === 0 && !waiting) throw new AttachError('nothing to attach to');
 
   /* Load & verify, attach, start consuming: then add the targets so no event between is missed */
+  const liveDevices = options.netnsCapture ? netnsCaptureDevices(resolved.pids, options.log) : [];
   const engine = new TraceEngine({
     ...options,
+    capture: options.capture && options.netnsCapture ? { ...options.capture, live: true } : options.capture,
     followChildren: options.followChildren,
     countUnownedPackets: false,
     match: resolved.match,
@@ -109,7 +131,7 @@ export async function attachTraced(options: AttachOptions): Promise<Report> {
   const stop = stopSignal(options.log);
   try {
     engine.attach(resolved.cgroupDirs);
-    engine.start(resolved.cgroupDirs.length === 1 ? `cgroup ${resolved.cgroupDirs[0]}` : 'cgroups of the targets');
+    engine.start(resolved.cgroupDirs.length === 1 ? `cgroup ${resolved.cgroupDirs[0]}` : 'cgroups of the targets', liveDevices);
     const startedAt = new Date();
     const originNs = monotonicNs();
     const preexisting: Array<ProcNetSocket & { pid: number }> = [];

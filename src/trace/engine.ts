@@ -8,7 +8,8 @@ import type { PacketFilter, ProcConnector } from '../native/native';
 import { buildReport } from '../aggregate/report';
 import { addStatistics } from '../aggregate/statistics';
 import { startLiveDisplay } from '../report/live';
-import { DLT_RAW, openCapture, type CaptureFormat, type PacketCapture } from '../pcap/capture';
+import { DLT_RAW, captureSink, openCapture, type CaptureFormat, type PacketCapture } from '../pcap/capture';
+import { startLiveCapture, type LiveCaptureRun } from '../pcap/live';
 import type { Backend, CaptureSummary, LostCounters, Report } from '../report/schema';
 import { TraceCollector } from './collector';
 import type { TraceRecord } from './records';
@@ -21,6 +22,17 @@ export interface CaptureOptions {
   format: CaptureFormat;
   snaplen: number;
   filter: string | null;
+  /** Capture with libpcap on network devices (given to start()) instead of the eBPF packet hook. */
+  live?: boolean;
+}
+
+/** A device to capture with libpcap: run --isolate's veth end, or "any" in a target's namespace. */
+export interface LiveDevice {
+  device: string;
+  netnsPath: string;
+  /** pcapng if_name / report text, e.g. "pt123n (netns proctap-123)". */
+  name: string;
+  description: string;
 }
 
 export interface EngineOptions {
@@ -73,6 +85,7 @@ export class TraceEngine {
   readonly tracer: Tracer;
   private readonly filter: PacketFilter | null;
   private capture: PacketCapture | null = null;
+  private live: { run: LiveCaptureRun; devices: LiveDevice[]; error: Error | null } | null = null;
   private connector: ProcConnector | null = null;
   private ringRunning = false;
   private closed = false;
@@ -80,7 +93,7 @@ export class TraceEngine {
   /** Compiles the filter (a bad one fails before anything is loaded), loads and verifies the programs. */
   constructor(private readonly options: EngineOptions) {
     const native = loadNative();
-    this.filter = options.capture?.filter
+    this.filter = options.capture?.filter && !options.capture.live
       ? native.compilePacketFilter(options.capture.filter, DLT_RAW, options.capture.snaplen)
       : null;
     this.tracer = Tracer.open({
@@ -90,7 +103,7 @@ export class TraceEngine {
       countUnownedPackets: options.countUnownedPackets,
       followChildren: options.followChildren,
       ringBufferBytes: options.ringBufferBytes,
-      capture: options.capture ? { snaplen: options.capture.snaplen } : undefined,
+      capture: options.capture && !options.capture.live ? { snaplen: options.capture.snaplen } : undefined,
       match: options.match,
     });
     this.collector.onRecordTap = (record) => {
@@ -105,10 +118,27 @@ export class TraceEngine {
     for (const dir of cgroupDirs) this.tracer.attachCgroup(dir);
   }
 
-  /** Opens the capture file and starts consuming the ring buffer and the proc connector. */
-  start(captureInterface: string): void {
+  /** Opens the capture file and starts consuming the ring buffer and the proc connector. With a live
+   *  capture, `liveDevices` are the devices libpcap captures on (all of them into one pcapng file). */
+  start(captureInterface: string, liveDevices: LiveDevice[] = []): void {
     const capture = this.options.capture;
-    if (capture) {
+    if (capture?.live) {
+      if (liveDevices.length === 0) throw new Error('live capture without a device');
+      const state = { run: null as unknown as LiveCaptureRun, devices: liveDevices, error: null as Error | null };
+      state.run = startLiveCapture(
+        liveDevices.map((d) => ({ device: d.device, netnsPath: d.netnsPath, name: d.name, description: d.description, snaplen: capture.snaplen, filter: capture.filter ?? undefined })),
+        {
+          sink: captureSink(capture),
+          format: capture.format,
+          userAppl: `proctap ${this.options.version}`,
+          onError: (err) => {
+            state.error = err;
+            this.options.log(`proctap: capture stopped: ${err.message}`);
+          },
+        },
+      );
+      this.live = state;
+    } else if (capture) {
       this.capture = openCapture(
         { ...capture, userAppl: `proctap ${this.options.version}`, interfaceName: captureInterface },
         (pid) => this.collector.tree.get(pid),
@@ -163,7 +193,7 @@ export class TraceEngine {
     for (const flow of collector.flows.list()) collector.tree.ensure(flow.key.tgid);
 
     const lost = lostCounters(stats, collector.connectorOverflows);
-    const captureSummary = this.closeCapture(stats);
+    const captureSummary = this.live ? await this.closeLiveCapture() : this.closeCapture(stats);
     const report = buildReport({
       version: this.options.version,
       mode: context.mode,
@@ -183,6 +213,31 @@ export class TraceEngine {
     if (captureSummary) report.capture = captureSummary;
     addStatistics(report, collector.flows.list(), context, this.options.intervalMs, this.options.seriesIntervalMs);
     return report;
+  }
+
+  private async closeLiveCapture(): Promise<CaptureSummary | undefined> {
+    const live = this.live;
+    const options = this.options.capture;
+    if (!live || !options) return undefined;
+    this.live = null;
+    const results = await live.run.stop();
+    const written = results.reduce((a, r) => a + r.written, 0);
+    const dropped = results.reduce((a, r) => a + r.dropped + r.ifDropped, 0);
+    const where = options.path === '-' ? 'standard output' : options.path;
+    const failed = live.error ? ` (incomplete: ${live.error.message})` : '';
+    this.options.log(`proctap: ${written} packets written to ${where}${failed}, ${dropped} dropped (libpcap on ${live.devices.map((d) => d.name).join(', ')})`);
+    return {
+      source: 'libpcap',
+      interfaces: live.devices.map((d) => d.name),
+      path: options.path,
+      format: options.format,
+      snaplen: options.snaplen,
+      filter: options.filter,
+      packets: written,
+      dropped,
+      filteredOut: 0,
+      unowned: 0,
+    };
   }
 
   private closeCapture(stats: KernelStats): CaptureSummary | undefined {
@@ -228,6 +283,8 @@ export class TraceEngine {
     if (this.ringRunning) await this.tracer.stop().catch(() => {});
     this.connector?.close();
     this.capture?.close(0);
+    this.live?.run.close();
+    this.live = null;
     this.tracer.close();
   }
 }

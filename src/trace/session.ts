@@ -14,7 +14,10 @@ import {
   signalCgroup,
 } from '../proc/cgroup';
 import { launchGated, startReaper, type LaunchedCommand, type Reaper } from '../proc/launch';
-import type { Report } from '../report/schema';
+import type { IsolationReport, Report } from '../report/schema';
+import { loadNative, type ConntrackEntry } from '../native';
+import { mapConnections } from '../isolate/natmap';
+import { hasStaleIsolation, removeStaleIsolation, setupIsolation, type Isolation } from '../isolate/system';
 import { TraceEngine, captureInterfaceName, monotonicNs, type EngineOptions } from './engine';
 
 export const LAUNCHER = path.resolve(__dirname, '../../../build/proctap-launch');
@@ -23,6 +26,53 @@ export interface RunOptions extends Omit<EngineOptions, 'followChildren' | 'coun
   argv: string[];
   /** The command's credentials; null keeps root. */
   credentials: { uid: number; gid: number } | null;
+  /** --isolate: run the command in a network namespace of its own, behind a veth pair and NAT. */
+  isolate?: { device?: string; forwarding: boolean; publicDns: boolean };
+}
+
+/**
+ * The source address and port each connection of the namespace had on the host after masquerade, from
+ * the host's conntrack table (read over ctnetlink before the namespace is torn down).
+ */
+export function addNatMappings(report: Report, iso: Isolation): void {
+  const own = new Set([iso.v4.nsAddr, ...(iso.v6 ? [iso.v6.nsAddr] : [])]);
+  const rows = report.connections.filter((c) => own.has(c.localAddr) && c.localPort > 0 && c.remoteAddr !== '*');
+  if (rows.length === 0 || iso.device === null) return;
+  let entries: ConntrackEntry[];
+  try {
+    const native = loadNative();
+    entries = [...native.conntrackDump({ family: 'ipv4' }), ...(iso.v6 ? native.conntrackDump({ family: 'ipv6' }) : [])];
+  } catch (err) {
+    report.notes.push(`NAT mapping not shown: conntrack could not be read (${(err as Error).message}).`);
+    return;
+  }
+  const mapped = mapConnections(
+    entries,
+    rows.map((c) => ({ protocol: c.proto, src: c.localAddr, srcPort: c.localPort, dst: c.remoteAddr, dstPort: c.remotePort })),
+  );
+  let missing = 0;
+  rows.forEach((c, i) => {
+    const m = mapped[i];
+    if (m === undefined) missing++;
+    else if (m.sourceTranslated) c.nat = { addr: m.translatedSrc, port: m.translatedSrcPort };
+  });
+  if (missing > 0) report.notes.push(`NAT mapping: conntrack had no entry for ${missing} connection${missing === 1 ? '' : 's'} (expired before the end of the run).`);
+}
+
+export function isolationReport(iso: Isolation): IsolationReport {
+  return {
+    netns: iso.names.netns,
+    hostInterface: iso.names.hostIf,
+    namespaceInterface: iso.names.nsIf,
+    subnet: iso.v4.cidr,
+    gateway: iso.v4.hostAddr,
+    address: iso.v4.nsAddr,
+    ...(iso.v6 ? { ipv6: { subnet: iso.v6.cidr, gateway: iso.v6.hostAddr, address: iso.v6.nsAddr } } : {}),
+    device: iso.device,
+    nat: iso.nat,
+    ipForward: iso.forwarding,
+    dns: iso.dns,
+  };
 }
 
 export interface RunResult {
@@ -65,25 +115,37 @@ async function waitUntilEmpty(cgroupDir: string): Promise<void> {
 export async function runTraced(options: RunOptions): Promise<RunResult> {
   const mount = cgroup2Mount();
   for (const dir of await removeStaleCgroups(mount)) options.log(`proctap: removed leftover cgroup ${dir}`);
+  if (hasStaleIsolation()) for (const what of removeStaleIsolation()) options.log(`proctap: removed leftover ${what}`);
 
   /* Load & verify BPF programs, pick the socket I/O backend */
-  const engine = new TraceEngine({ ...options, followChildren: true, countUnownedPackets: true });
+  // --isolate captures with libpcap on the namespace end of the veth: every packet there is the tree's.
+  const capture = options.capture && options.isolate ? { ...options.capture, live: true } : options.capture;
+  const engine = new TraceEngine({ ...options, capture, followChildren: true, countUnownedPackets: true });
   let cgroupDir: string | null = null;
   let launched: LaunchedCommand | null = null;
   let reaper: Reaper | null = null;
+  let isolation: Isolation | null = null;
   let removeStopHandlers = () => {};
   try {
     /* Attach process, lifecycle and cgroup hooks; start consuming. The reaper outlives a killed proctap. */
     cgroupDir = createCgroup(mount, ownedCgroupName(process.pid, 'run'));
     reaper = startReaper(LAUNCHER, cgroupDir);
+    if (options.isolate) isolation = setupIsolation({ owner: process.pid, ...options.isolate, log: options.log });
     engine.attach([cgroupDir]);
-    engine.start(captureInterfaceName(cgroupDir));
+    engine.start(
+      captureInterfaceName(cgroupDir),
+      isolation && capture?.live
+        ? [{ device: isolation.names.nsIf, netnsPath: isolation.netnsPath, name: `${isolation.names.nsIf} (netns ${isolation.names.netns})`, description: 'proctap run --isolate: namespace end of the veth pair' }]
+        : [],
+    );
 
     /* Launch behind the gate; the command is traced before its first instruction */
     launched = launchGated({
       launcher: LAUNCHER,
       cgroupDir,
       argv: options.argv,
+      netnsPath: isolation?.netnsPath,
+      resolvConf: isolation?.resolvConf,
       credentials: options.credentials,
       stdoutToStderr: options.capture?.path === '-',
     });
@@ -101,12 +163,23 @@ export async function runTraced(options: RunOptions): Promise<RunResult> {
 
     /* Drain, read the kernel's final counters, report */
     const report = await engine.finish({ mode: 'run', command: options.argv, exitCode: exit.exitCode, startedAt, originNs, durationMs });
+    if (isolation) {
+      report.isolation = isolationReport(isolation);
+      addNatMappings(report, isolation);
+    }
     return { report, exitCode: exit.exitCode };
   } finally {
     removeStopHandlers();
     launched?.abort();
     await engine.close();
     if (cgroupDir) await removeCgroup(cgroupDir);
+    if (isolation) {
+      try {
+        isolation.teardown();
+      } catch (err) {
+        options.log(`proctap: cleanup of ${isolation.names.netns} failed (${(err as Error).message}): run 'proctap cleanup'`);
+      }
+    }
     reaper?.release();
   }
 }

@@ -11,6 +11,9 @@ Counting rule (docs/schema.md): a call is counted when it returned >= 1 byte (TC
   netload.py sendfile --out F --port P --size N   sendfile() of an N-byte file over TCP
   netload.py short    --out F --port P --count N  N short TCP request/response connections
   netload.py pair     --out F                     a child server and its parent client, both traced
+  netload.py gateway  --out F --port P [--host A] --count N --size S
+                                                  N echo exchanges of S bytes on one TCP connection to A,
+                                                  default: the default gateway (run --isolate's host end)
   netload.py patterns --out F --port P            a beacon, a bulk upload, a fan-out to closed ports and
                                                   request/response (needs the harness's servers)
 """
@@ -203,10 +206,30 @@ def scenario_patterns(a):
     beacon.close()
 
 
+def default_gateway():
+    with open("/proc/net/route") as f:
+        for line in f.read().splitlines()[1:]:
+            fields = line.split()
+            if fields[1] == "00000000":
+                return socket.inet_ntoa(bytes.fromhex(fields[2])[::-1])
+    raise RuntimeError("no default route")
+
+
+def scenario_gateway(a):
+    host = a.host or default_gateway()
+    s = socket.create_connection((host, a.port))
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    for i in range(a.count):
+        send(s, b"g" * a.size)
+        recv_exact(s, a.size)
+    s.close()
+
+
 def main():
     global out_path
     p = argparse.ArgumentParser()
-    p.add_argument("scenario", choices=["tree", "udp", "sendfile", "short", "pair", "patterns"])
+    p.add_argument("scenario", choices=["tree", "udp", "sendfile", "short", "pair", "patterns", "gateway"])
+    p.add_argument("--host")
     p.add_argument("--out", required=True)
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--size", type=int, default=1 << 20)
