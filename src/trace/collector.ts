@@ -3,6 +3,7 @@
 // and the connection tracker. No kernel access: the session feeds it and asks it what to finalize.
 import { ConnectionTracker } from '../aggregate/connections';
 import { FlowTable } from '../aggregate/flows';
+import { DnsNameTable } from '../aggregate/names';
 import { ProcessTree } from '../proc/tree';
 import { forEachRecord, type TraceRecord } from './records';
 
@@ -13,6 +14,9 @@ export class TraceCollector {
   readonly tree = new ProcessTree();
   readonly flows = new FlowTable();
   readonly connections = new ConnectionTracker();
+  readonly names = new DnsNameTable();
+  /** TCP retransmits per socket cookie, as read from the kernel (added up: a socket may be read twice). */
+  readonly retransmits = new Map<bigint, number>();
   /** Sockets released since the last takeReleased(): their flows can be read for the last time. */
   private released: bigint[] = [];
   records = 0;
@@ -49,10 +53,17 @@ export class TraceCollector {
         this.flows.markReleased(record.cookie, record.tsNs);
         this.released.push(record.cookie);
         break;
+      case 'dns':
+        this.names.onResponse(record.data, record.tgid, record.tsNs);
+        break;
       case 'call':
         break;
     }
     this.onRecordTap?.(record);
+  }
+
+  addRetransmits(cookie: bigint, count: number): void {
+    if (count > 0) this.retransmits.set(cookie, (this.retransmits.get(cookie) ?? 0) + count);
   }
 
   takeReleased(): bigint[] {
