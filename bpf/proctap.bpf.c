@@ -797,36 +797,44 @@ int skb_ingress_dns(struct __sk_buff *skb)
 	return 1;
 }
 
-/* ---- TCP retransmits of traced sockets (the kernel's tcp:tcp_retransmit_skb, SYNs included) ---- */
+/* ---- TCP retransmits of traced sockets ------------------------------------------------------- */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, __u64);   /* socket cookie */
-	__type(value, __u64); /* segments retransmitted */
+	__type(value, __u64); /* the socket's tcp_sock.total_retrans when last seen */
 } retransmits SEC(".maps");
 
-/* Fires in softirq (retransmit timer) as often as in process context: the owner comes from the socket. */
+/*
+ * tcp:tcp_retransmit_skb marks the moments a traced socket retransmits; the count itself is the kernel's
+ * own per-socket total (tcp_sock.total_retrans, segments, what `ss -ti` and RetransSegs count), read
+ * there. Counting the events instead would be wrong both ways: since 6.16 the tracepoint also fires for
+ * retransmits that failed (a third argument, err), and one event may resend several segments.
+ * Fires in softirq (retransmit timer) as often as in process context: the owner comes from the socket.
+ */
 SEC("tp_btf/tcp_retransmit_skb")
 int BPF_PROG(tcp_retransmit_skb, struct sock *sk)
 {
-	__u64 cookie, one = 1, *n;
+	__u64 cookie, total, *n;
 
 	if (!proctap_cfg.retransmits || !bpf_sk_storage_get(&sock_meta, sk, 0, 0))
 		return 0;
 	cookie = bpf_get_socket_cookie(sk);
+	total = BPF_CORE_READ((struct tcp_sock *)sk, total_retrans);
 	n = bpf_map_lookup_elem(&retransmits, &cookie);
 	if (n) {
-		__sync_fetch_and_add(n, 1);
+		if (*n < total)
+			*n = total;
 		return 0;
 	}
-	if (!bpf_map_update_elem(&retransmits, &cookie, &one, BPF_NOEXIST))
-		return 0;
-	n = bpf_map_lookup_elem(&retransmits, &cookie); /* another CPU created it first */
-	if (n)
-		__sync_fetch_and_add(n, 1);
-	else
-		__sync_fetch_and_add(&stats.retransmit_table_full, 1);
+	if (bpf_map_update_elem(&retransmits, &cookie, &total, BPF_NOEXIST)) {
+		n = bpf_map_lookup_elem(&retransmits, &cookie); /* another CPU created it first */
+		if (n && *n < total)
+			*n = total;
+		else if (!n)
+			__sync_fetch_and_add(&stats.retransmit_table_full, 1);
+	}
 	return 0;
 }

@@ -15,7 +15,7 @@ export class TraceCollector {
   readonly flows = new FlowTable();
   readonly connections = new ConnectionTracker();
   readonly names = new DnsNameTable();
-  /** TCP retransmits per socket cookie, as read from the kernel (added up: a socket may be read twice). */
+  /** TCP retransmits per socket cookie: the kernel's running total, so the largest reading wins. */
   readonly retransmits = new Map<bigint, number>();
   /** Sockets released since the last takeReleased(): their flows can be read for the last time. */
   private released: bigint[] = [];
@@ -62,8 +62,9 @@ export class TraceCollector {
     this.onRecordTap?.(record);
   }
 
-  addRetransmits(cookie: bigint, count: number): void {
-    if (count > 0) this.retransmits.set(cookie, (this.retransmits.get(cookie) ?? 0) + count);
+  /** A socket may be read twice (at release, then again at the end if it retransmitted after close()). */
+  onRetransmits(cookie: bigint, total: number): void {
+    if (total > (this.retransmits.get(cookie) ?? 0)) this.retransmits.set(cookie, total);
   }
 
   takeReleased(): bigint[] {

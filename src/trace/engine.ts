@@ -148,7 +148,7 @@ export class TraceEngine {
   private finalizeReleased(): void {
     const { collector, tracer } = this;
     for (const cookie of collector.takeReleased()) {
-      if (this.options.retransmits !== false) collector.addRetransmits(cookie, tracer.takeRetransmits(cookie));
+      if (this.options.retransmits !== false) collector.onRetransmits(cookie, tracer.takeRetransmits(cookie));
       for (const flow of collector.flows.flowsOfSocket(cookie)) {
         if (flow.final) continue;
         const last = tracer.takeFlow(flow.key);
@@ -167,7 +167,7 @@ export class TraceEngine {
     for (const f of tracer.dumpFlows()) collector.flows.finalize(f.key, f.counters, f.firstNs, f.lastNs, f.localAddr, f.localPort, f.sizes);
     this.connector?.close();
     this.connector = null;
-    if (this.options.retransmits !== false) for (const [cookie, n] of tracer.dumpRetransmits()) collector.addRetransmits(cookie, n);
+    if (this.options.retransmits !== false) for (const [cookie, n] of tracer.dumpRetransmits()) collector.onRetransmits(cookie, n);
     const packets = tracer.dumpPackets();
     const stats = tracer.readStats();
     for (const flow of collector.flows.list()) collector.tree.ensure(flow.key.tgid);

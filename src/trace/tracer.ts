@@ -250,7 +250,7 @@ export class Tracer {
     return flows;
   }
 
-  /** Retransmits counted for a socket so far, removed from the kernel table (its socket was released). */
+  /** A socket's retransmit total as last seen in kernel, removed from the kernel table (its socket was released). */
   takeRetransmits(cookie: bigint): number {
     const key = Buffer.alloc(8);
     key.writeBigUInt64LE(cookie);

@@ -94,6 +94,13 @@ after(() => {
   if (dir) fs.rmSync(dir, { recursive: true, force: true });
 });
 
+/** The client netns's own count of retransmitted TCP segments (RetransSegs of its /proc/net/snmp). */
+function retransSegs(): number {
+  const tcp = sh(['ip', 'netns', 'exec', CLIENT_NS, 'cat', '/proc/net/snmp']).split('\n').filter((l) => l.startsWith('Tcp:'));
+  const names = tcp[0].split(/\s+/);
+  return Number(tcp[1].split(/\s+/)[names.indexOf('RetransSegs')]);
+}
+
 async function inClientNs(scenario: string, extra: string[]) {
   const out = path.join(dir, `${scenario}.jsonl`);
   const run = await proctapRun(['--no-color', '--user', 'root', '--',
@@ -103,7 +110,8 @@ async function inClientNs(scenario: string, extra: string[]) {
   return { run, report: run.report!, me };
 }
 
-test('retransmits per connection: the lossy one has some, the clean one none; bytes stay exact', async () => {
+test('retransmits per connection: the lossy one has some, the clean one none; bytes stay exact', async (t) => {
+  const before = retransSegs();
   const { report, me, run } = await inClientNs('upload', ['--port', String(LOSSY_PORT), '--port2', String(CLEAN_PORT), '--size', String(UPLOAD)]);
   const proc = report.processes.find((p) => p.pid === me.pid)!;
   assert.deepEqual(proc.tcp, me.tcp, 'send/recv totals equal what the workload counted');
@@ -116,6 +124,9 @@ test('retransmits per connection: the lossy one has some, the clean one none; by
   const clean = conn(CLEAN_PORT);
   assert.ok((lossy.retransmits ?? 0) >= 1, `lossy connection retransmits: ${lossy.retransmits}`);
   assert.equal(clean.retransmits, 0);
+  // the kernel's own count, in the only netns these connections live in, agrees exactly
+  assert.equal(lossy.retransmits, retransSegs() - before, 'retransmits equal RetransSegs of the client netns');
+  t.diagnostic(`lossy connection: ${lossy.retransmits} segments retransmitted, ${lossy.txBytes} bytes sent`);
   // bytes are counted at the send() call: retransmitted segments are not counted twice
   assert.deepEqual([lossy.txBytes, lossy.rxBytes, lossy.outcome], [UPLOAD, 8, 'closed']);
   assert.deepEqual([clean.txBytes, clean.rxBytes, clean.outcome], [UPLOAD, 8, 'closed']);
@@ -123,12 +134,14 @@ test('retransmits per connection: the lossy one has some, the clean one none; by
 });
 
 test('a connect() into a blackhole times out: outcome "timed out", counted by failed-connects', async () => {
+  const before = retransSegs();
   const { report, me, run } = await inClientNs('connect', ['--port', String(BLACKHOLE_PORT)]);
   const rows = report.connections.filter((c) => c.pid === me.pid && c.remotePort === BLACKHOLE_PORT);
   assert.equal(rows.length, 1);
   const c = rows[0];
   assert.deepEqual([c.remoteAddr, c.role, c.outcome, c.error, c.txBytes, c.rxBytes], [SERVER_ADDR, 'active', 'timeout', 'ETIMEDOUT', 0, 0]);
   assert.ok((c.retransmits ?? 0) >= 1, `the SYN was retransmitted: ${c.retransmits}`);
+  assert.equal(c.retransmits, retransSegs() - before, 'SYN retries equal RetransSegs of the client netns');
   assert.ok(c.durationMs !== null && c.durationMs >= 1000, `it took the SYN retry: ${c.durationMs} ms`);
   const failed = report.patterns!.find((p) => p.kind === 'failed-connects')!;
   assert.ok(failed, JSON.stringify(report.patterns));
