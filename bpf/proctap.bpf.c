@@ -810,7 +810,7 @@ struct {
 /*
  * tcp:tcp_retransmit_skb marks the moments a traced socket retransmits; the count itself is the kernel's
  * own per-socket total (tcp_sock.total_retrans, segments, what `ss -ti` and RetransSegs count), read
- * there. Counting the events instead would be wrong both ways: since 6.16 the tracepoint also fires for
+ * there. Counting the events instead would be wrong both ways: recent kernels (6.18 here) also fire it for
  * retransmits that failed (a third argument, err), and one event may resend several segments.
  * Fires in softirq (retransmit timer) as often as in process context: the owner comes from the socket.
  */
