@@ -729,3 +729,112 @@ int skb_ingress(struct __sk_buff *skb)
 	count_packet(skb, DIRECTION_RX);
 	return 1;
 }
+
+/* ---- remote names: DNS responses received by traced sockets ---------------------------------- */
+
+#define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
+
+/*
+ * A UDP datagram from port 53 to a traced socket: copy the IP packet (up to PROCTAP_DNS_SNAPLEN) so user
+ * space can learn the names behind the addresses the process then talks to. Runs with or without
+ * capture; the bytes are parsed in user space (src/aggregate/dns.ts), never here.
+ */
+static __always_inline void copy_dns_response(struct __sk_buff *skb)
+{
+	struct bpf_sock *sk = skb->sk;
+	struct sock_meta *m;
+	struct dns_record *r;
+	__u32 l4_offset, cap;
+	__u16 sport;
+	__u8 b;
+
+	if (!sk)
+		return;
+	sk = bpf_sk_fullsock(sk);
+	if (!sk || sk->protocol != IPPROTO_UDP)
+		return;
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		if (bpf_skb_load_bytes(skb, 9, &b, 1) || b != IPPROTO_UDP || bpf_skb_load_bytes(skb, 0, &b, 1))
+			return;
+		l4_offset = (b & 0xF) * 4;
+	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		/* extension headers are not followed: a DNS answer does not carry any */
+		if (bpf_skb_load_bytes(skb, 6, &b, 1) || b != IPPROTO_UDP)
+			return;
+		l4_offset = 40;
+	} else {
+		return;
+	}
+	if (bpf_skb_load_bytes(skb, l4_offset, &sport, sizeof(sport)) || sport != bpf_htons(53))
+		return;
+	m = bpf_sk_storage_get(&sock_meta, sk, 0, 0);
+	if (!m)
+		return;
+	r = reserve_record(sizeof(*r) + PROCTAP_DNS_SNAPLEN, RECORD_DNS, m->owner_tgid, bpf_ktime_get_ns());
+	if (!r)
+		return;
+	cap = skb->len < PROCTAP_DNS_SNAPLEN ? skb->len : PROCTAP_DNS_SNAPLEN;
+	if (cap > 0) {
+		__u64 len = cap - 1;
+
+		/* the length must be provably in [1, PROCTAP_DNS_SNAPLEN] on the register the call uses */
+		asm volatile("%[len] &= %[mask]\n\t%[len] += 1" : [len] "+r"(len) : [mask] "i"(PROCTAP_DNS_SNAPLEN - 1));
+		if (bpf_skb_load_bytes(skb, 0, (void *)(r + 1), len))
+			cap = 0;
+	}
+	r->cookie = bpf_get_socket_cookie(skb);
+	r->orig_len = skb->len;
+	r->cap_len = cap;
+	submit_record(r);
+}
+
+SEC("cgroup_skb/ingress")
+int skb_ingress_dns(struct __sk_buff *skb)
+{
+	if (proctap_cfg.dns_names)
+		copy_dns_response(skb);
+	return 1;
+}
+
+/* ---- TCP retransmits of traced sockets ------------------------------------------------------- */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u64);   /* socket cookie */
+	__type(value, __u64); /* the socket's tcp_sock.total_retrans when last seen */
+} retransmits SEC(".maps");
+
+/*
+ * tcp:tcp_retransmit_skb marks the moments a traced socket retransmits; the count itself is the kernel's
+ * own per-socket total (tcp_sock.total_retrans, segments, what `ss -ti` and RetransSegs count), read
+ * there. Counting the events instead would be wrong both ways: recent kernels (6.18 here) also fire it for
+ * retransmits that failed (a third argument, err), and one event may resend several segments.
+ * Fires in softirq (retransmit timer) as often as in process context: the owner comes from the socket.
+ */
+SEC("tp_btf/tcp_retransmit_skb")
+int BPF_PROG(tcp_retransmit_skb, struct sock *sk)
+{
+	__u64 cookie, total, *n;
+
+	if (!proctap_cfg.retransmits || !bpf_sk_storage_get(&sock_meta, sk, 0, 0))
+		return 0;
+	cookie = bpf_get_socket_cookie(sk);
+	total = BPF_CORE_READ((struct tcp_sock *)sk, total_retrans);
+	n = bpf_map_lookup_elem(&retransmits, &cookie);
+	if (n) {
+		if (*n < total)
+			*n = total;
+		return 0;
+	}
+	if (bpf_map_update_elem(&retransmits, &cookie, &total, BPF_NOEXIST)) {
+		n = bpf_map_lookup_elem(&retransmits, &cookie); /* another CPU created it first */
+		if (n && *n < total)
+			*n = total;
+		else if (!n)
+			__sync_fetch_and_add(&stats.retransmit_table_full, 1);
+	}
+	return 0;
+}

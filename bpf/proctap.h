@@ -26,7 +26,8 @@ enum record_type {
 	RECORD_SOCK_RELEASE = 7, /* a traced socket's last file reference was closed */
 	RECORD_CALL = 8,         /* one send/recv call (detail mode only) */
 	RECORD_PACKET = 9,       /* one captured IP packet (capture mode only) */
-	RECORD_TYPE_MAX = 10,
+	RECORD_DNS = 10,         /* a DNS response (UDP from port 53) received by a traced socket */
+	RECORD_TYPE_MAX = 11,
 };
 
 enum flow_direction {
@@ -147,6 +148,18 @@ struct packet_record {
 	__u8 _pad[3];
 };
 
+/*
+ * RECORD_DNS: followed by cap_len bytes of the IP packet (IP and UDP headers included), at most
+ * PROCTAP_DNS_SNAPLEN: classic DNS answers (512 bytes of payload) fit whole, longer ones are cut.
+ */
+#define PROCTAP_DNS_SNAPLEN 1024 /* power of two: the verifier bounds the copy with a mask */
+struct dns_record {
+	struct record_header header; /* tgid = socket owner */
+	__u64 cookie;
+	__u32 orig_len;
+	__u32 cap_len;
+};
+
 /* Per-socket storage (BPF_MAP_TYPE_SK_STORAGE): who owns a socket, for hooks without process context. */
 #define SOCK_META_ACTIVE 1  /* connect()ed by a traced process */
 #define SOCK_META_PASSIVE 2 /* accepted from a traced listener */
@@ -191,6 +204,9 @@ struct proctap_config {
 	__u32 _pad;
 	char match_comm[PROCTAP_COMM_LEN]; /* trace processes that exec with this comm ("" = none) */
 	__u64 match_cgroup_id;             /* trace processes that exec inside this cgroup v2 (0 = none) */
+	__u8 dns_names;             /* emit RECORD_DNS for DNS responses received by traced sockets */
+	__u8 retransmits;           /* count TCP retransmits of traced sockets (map `retransmits`) */
+	__u8 _pad2[6];
 };
 
 /* In-kernel statistics: the global `stats` in .bss. */
@@ -199,6 +215,7 @@ struct proctap_stats {
 	__u64 flow_table_full;               /* send/recv calls not counted: flows map full */
 	__u64 flow_table_full_bytes;
 	__u64 traced_table_full;             /* children not added: traced map full */
+	__u64 retransmit_table_full;         /* retransmits not counted: retransmits map full */
 };
 
 #endif /* PROCTAP_H */

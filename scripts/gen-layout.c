@@ -33,6 +33,8 @@ int main(void)
 	CONST(RECORD_PACKET);
 	CONST(SOCK_META_ACTIVE);
 	CONST(SOCK_META_PASSIVE);
+	CONST(RECORD_DNS);
+	CONST(PROCTAP_DNS_SNAPLEN);
 	printf("\n");
 
 	BEGIN(record_header);
@@ -75,6 +77,12 @@ int main(void)
 	FIELD(packet_record, cap_len);
 	FIELD(packet_record, ifindex);
 	FIELD(packet_record, direction);
+	END();
+
+	BEGIN(dns_record);
+	FIELD(dns_record, cookie);
+	FIELD(dns_record, orig_len);
+	FIELD(dns_record, cap_len);
 	END();
 
 	BEGIN(flow_record);
@@ -151,6 +159,8 @@ int main(void)
 	FIELD(proctap_config, snaplen);
 	FIELD(proctap_config, match_comm);
 	FIELD(proctap_config, match_cgroup_id);
+	FIELD(proctap_config, dns_names);
+	FIELD(proctap_config, retransmits);
 	END();
 
 	BEGIN(proctap_stats);
@@ -158,6 +168,7 @@ int main(void)
 	FIELD(proctap_stats, flow_table_full);
 	FIELD(proctap_stats, flow_table_full_bytes);
 	FIELD(proctap_stats, traced_table_full);
+	FIELD(proctap_stats, retransmit_table_full);
 	END();
 	return 0;
 }

@@ -64,16 +64,21 @@ for d in build/bpf build/proctap-launch addon/build/Release/proctap.node dist bi
   cp -a "$d" "$root/proctap/$d"
 done
 # node_modules: the production dependency tree only (no typescript, no @types), else all of it.
+# npm prints real paths: in a git worktree whose node_modules is a symbolic link, they lie under its target.
+modules=$(readlink -f node_modules)
 if deps=$(npm ls --omit=dev --all --parseable 2>/dev/null) && [ -n "$deps" ]; then
   while IFS= read -r d; do
-    rel=${d#"$PWD"/}
-    case $rel in node_modules/*) ;; *) continue ;; esac
+    case $d in
+      "$modules"/*) rel=node_modules/${d#"$modules"/} ;;
+      "$PWD"/node_modules/*) rel=${d#"$PWD"/} ;;
+      *) continue ;;
+    esac
     [ -e "$root/proctap/$rel" ] && continue
     mkdir -p "$root/proctap/$(dirname "$rel")"
-    cp -a "$rel" "$root/proctap/$rel"
+    cp -a "$d" "$root/proctap/$rel"
   done <<< "$deps"
 else
-  cp -a node_modules "$root/proctap/node_modules"
+  cp -a "$modules" "$root/proctap/node_modules"
 fi
 
 # Shared libraries of everything above, including python's extension modules and node addons.

@@ -36,6 +36,8 @@ export interface ReportInputs {
   processes: ProcessNode[];
   flows: Flow[];
   connections: TcpConnection[];
+  /** TCP retransmits per socket cookie (sockets without any are absent); undefined = not counted. */
+  retransmits?: Map<bigint, number>;
   /** Per owner tgid; key 0 holds packets whose owner could not be told. */
   packets: Map<number, PacketTotals>;
   lost: LostCounters;
@@ -145,13 +147,21 @@ function buildConnections(
     list.push(flow);
     flowsByCookie.set(flow.key.cookie, list);
   }
-  const row = (flow: Flow | null, base: Omit<ConnectionReport, 'txBytes' | 'rxBytes' | 'txCalls' | 'rxCalls'>): ConnectionReport => ({
-    ...base,
-    txBytes: flow?.counters.txBytes ?? 0,
-    rxBytes: flow?.counters.rxBytes ?? 0,
-    txCalls: flow?.counters.txCalls ?? 0,
-    rxCalls: flow?.counters.rxCalls ?? 0,
-  });
+  const row = (
+    flow: Flow | null,
+    base: Omit<ConnectionReport, 'txBytes' | 'rxBytes' | 'txCalls' | 'rxCalls'>,
+    cookie: bigint,
+  ): ConnectionReport => {
+    const r: ConnectionReport = {
+      ...base,
+      txBytes: flow?.counters.txBytes ?? 0,
+      rxBytes: flow?.counters.rxBytes ?? 0,
+      txCalls: flow?.counters.txCalls ?? 0,
+      rxCalls: flow?.counters.rxCalls ?? 0,
+    };
+    if (base.proto === 'tcp' && input.retransmits) r.retransmits = input.retransmits.get(cookie) ?? 0;
+    return r;
+  };
 
   for (const c of input.connections) {
     const flows = flowsByCookie.get(c.cookie) ?? [];
@@ -171,8 +181,8 @@ function buildConnections(
       outcome,
       error: c.error,
     });
-    if (flows.length === 0) rows.push(row(null, base(c.pid)));
-    for (const flow of flows) rows.push(row(flow, base(flow.key.tgid)));
+    if (flows.length === 0) rows.push(row(null, base(c.pid), c.cookie));
+    for (const flow of flows) rows.push(row(flow, base(flow.key.tgid), c.cookie));
   }
   for (const flow of input.flows) {
     const isTcp = flow.key.proto === 6;
@@ -190,7 +200,7 @@ function buildConnections(
         durationMs: span(flow.firstNs, flow.releasedNs ?? flow.lastNs),
         outcome: flow.releasedNs !== null ? 'closed' : 'open',
         error: null,
-      }),
+      }, flow.key.cookie),
     );
   }
   return rows.sort((a, b) => a.startOffsetMs - b.startOffsetMs || a.pid - b.pid);

@@ -106,6 +106,8 @@ function addTraceOptions(command: Command): Command {
     .addOption(new Option('--pcap-format <format>', 'capture file format').choices(['pcapng', 'pcap']).default('pcapng'))
     .option('-f, --pcap-filter <expr>', 'tcpdump filter for the capture, e.g. "tcp port 443"')
     .option('--snaplen <bytes>', 'bytes kept per packet (default: whole packet, up to 262144)', parseSnaplen, MAX_SNAPLEN)
+    .option('--no-dns-names', 'do not learn remote names from the DNS answers the traced processes receive')
+    .option('--no-retransmits', 'do not count TCP retransmits per connection')
     .option('--force', 'overwrite existing output files (never through a symbolic link)')
     .option('-q, --quiet', 'no terminal report')
     .option('--no-color', 'no colors in the terminal report');
@@ -120,6 +122,8 @@ function engineOptions(opts: any, events: EventStream | null, outputs: Outputs) 
     ringBufferBytes: opts.ringBuffer as number,
     version: VERSION,
     detailCalls: opts.detail === true,
+    dnsNames: opts.dnsNames !== false,
+    retransmits: opts.retransmits !== false,
     onRecord: events ? (record: TraceRecord) => events.write(record) : undefined,
     log: (line: string) => process.stderr.write(`${line}\n`),
     display: opts.quiet && !opts.live ? undefined : { live: opts.live === true, intervalMs: opts.live ? (opts.interval ?? 1000) : 1000 },

@@ -38,6 +38,8 @@ export function eventOf(record: TraceRecord, originNs: number): Record<string, u
       return { ...base, socket: record.cookie.toString() };
     case 'packet':
       return { ...base, socket: record.cookie.toString(), direction: record.direction, length: record.originalLength };
+    case 'dns':
+      return { ...base, socket: record.cookie.toString(), length: record.originalLength };
   }
 }
 

@@ -57,6 +57,8 @@ export interface EndpointReport {
   /** Sockets that exchanged data with (or tried to connect to) this endpoint. */
   connections: number;
   pids: number[];
+  /** Host name the traced processes learned for remoteAddr from a DNS answer they received (optional). */
+  remoteName?: string;
 }
 
 export type Outcome = 'open' | 'closed' | 'refused' | 'reset' | 'timeout' | 'failed' | 'aborted';
@@ -83,6 +85,10 @@ export interface ConnectionReport {
   preexisting?: boolean;
   /** run --isolate: the source address and port this connection had on the host's NAT device (conntrack). */
   nat?: { addr: string; port: number };
+  /** Host name learned for remoteAddr from a DNS answer (the one valid when the connection started). */
+  remoteName?: string;
+  /** TCP: segments the kernel retransmitted on this socket (tcp:tcp_retransmit_skb, SYNs included). */
+  retransmits?: number;
 }
 
 export interface LostCounters {
@@ -96,6 +102,8 @@ export interface LostCounters {
   tracedTableFull: number;
   /** Proc connector overflows (ENOBUFS): process events the kernel could not deliver. */
   procConnectorOverflows: number;
+  /** Retransmits not counted because the kernel retransmit table was full (optional). */
+  retransmitTableFull?: number;
 }
 
 export type Target =
@@ -173,6 +181,33 @@ export interface Report {
   distributions?: Distributions;
   /** Traffic patterns detected (optional; [] = looked for, none found). */
   patterns?: Pattern[];
+  /** DNS answers the traced processes received (optional; absent when none was seen). */
+  dns?: DnsReport;
+}
+
+/** Names learned from DNS responses (UDP from port 53) the traced processes received; no lookups of our own. */
+export interface DnsReport {
+  /** DNS responses received by traced sockets. */
+  responses: number;
+  /** Responses that could not be parsed (not counted in `responses`). */
+  malformed: number;
+  /** Responses longer than the kernel copies (1024 bytes of IP packet): their later answers are missing. */
+  cut: number;
+  /** One entry per name asked for, in the order first learned. */
+  names: Array<{
+    name: string;
+    /** CNAMEs followed from `name` to the addresses, in order. */
+    cnames: string[];
+    addresses: string[];
+    /** Processes that received an answer for it. */
+    pids: number[];
+    /** "address:port" of the servers that answered. */
+    servers: string[];
+    /** ms from the command's start of the first answer. */
+    firstOffsetMs: number;
+    /** Smallest TTL (s) seen. */
+    ttl: number;
+  }>;
 }
 
 // ---------------------------------------------------------------- optional, additive sections

@@ -4,7 +4,7 @@
 // are fitted to `width` columns by shrinking the command column and wrapping the wide ones.
 
 import Table from 'cli-table3';
-import type { ConnectionReport, Distributions, DurationStats, EndpointReport, IsolationReport, LostCounters, Pattern, ProcessReport, Report, SizeStats, Traffic } from './schema';
+import type { ConnectionReport, DnsReport, Distributions, DurationStats, EndpointReport, IsolationReport, LostCounters, Pattern, ProcessReport, Report, SizeStats, Traffic } from './schema';
 import { formatArgv, formatBytes, formatCount, formatDuration, formatEndpoint, formatExit, signalName, truncate } from './format';
 
 export interface RenderOptions {
@@ -170,6 +170,7 @@ function lostItems(lost: LostCounters, unattributed: { tx: number; rx: number })
     const n = lost.tracedTableFull;
     items.push(`${formatCount(n)} child process${n === 1 ? '' : 'es'} not followed: traced-process table full`);
   }
+  if ((lost.retransmitTableFull ?? 0) > 0) items.push(`${formatCount(lost.retransmitTableFull!)} retransmits not counted: retransmit table full`);
   if (lost.procConnectorOverflows > 0) items.push(`${formatCount(lost.procConnectorOverflows)} proc connector overflows (process events missed)`);
   if (unattributed.tx > 0 || unattributed.rx > 0) {
     items.push(`unattributed packets tx ${formatCount(unattributed.tx)} / rx ${formatCount(unattributed.rx)}`);
@@ -331,7 +332,7 @@ function renderEndpoints(endpoints: EndpointReport[], opts: { color: boolean; wi
   ];
   const rows = sorted.map((e) => [
     e.proto,
-    formatEndpoint(e.remoteAddr, e.remotePort),
+    withName(formatEndpoint(e.remoteAddr, e.remotePort), e.remoteName),
     formatBytes(e.txBytes),
     formatBytes(e.rxBytes),
     pair(e.txCalls, e.rxCalls, formatCount),
@@ -342,22 +343,36 @@ function renderEndpoints(endpoints: EndpointReport[], opts: { color: boolean; wi
   return renderTable(columns, rows, opts);
 }
 
+/** "127.0.0.1:443 (example.com)": the name a DNS answer gave the address, beside it. */
+function withName(endpoint: string, name: string | undefined): string {
+  return name === undefined ? endpoint : `${endpoint} (${name})`;
+}
+
+const OUTCOME_TEXT: Partial<Record<ConnectionReport['outcome'], string>> = { timeout: 'timed out' };
+
 function renderConnections(connections: ConnectionReport[], maxRows: number, opts: { color: boolean; width: number }): string {
   const sorted = [...connections].sort((a, b) => a.startOffsetMs - b.startOffsetMs || a.pid - b.pid);
   const shown = sorted.slice(0, Math.max(0, maxRows));
   const pathOf = (c: ConnectionReport) =>
-    `${formatEndpoint(c.localAddr, c.localPort)}${c.nat ? ` (NAT ${formatEndpoint(c.nat.addr, c.nat.port)})` : ''} → ${formatEndpoint(c.remoteAddr, c.remotePort)}`;
-  const rows = shown.map((c) => [
-    String(c.pid),
-    c.proto,
-    c.role,
-    pathOf(c),
-    formatDuration(c.startOffsetMs),
-    c.durationMs === null ? 'open' : formatDuration(c.durationMs),
-    formatBytes(c.txBytes),
-    formatBytes(c.rxBytes),
-    c.error ? `${c.outcome} (${c.error})` : c.outcome,
-  ]);
+    `${formatEndpoint(c.localAddr, c.localPort)}${c.nat ? ` (NAT ${formatEndpoint(c.nat.addr, c.nat.port)})` : ''} → ${withName(formatEndpoint(c.remoteAddr, c.remotePort), c.remoteName)}`;
+  // Retransmits get a column only when there were some: a column of zeros says nothing.
+  const retransmits = sorted.some((c) => (c.retransmits ?? 0) > 0);
+  const rows = shown.map((c) => {
+    const outcome = OUTCOME_TEXT[c.outcome] ?? c.outcome;
+    const row = [
+      String(c.pid),
+      c.proto,
+      c.role,
+      pathOf(c),
+      formatDuration(c.startOffsetMs),
+      c.durationMs === null ? 'open' : formatDuration(c.durationMs),
+      formatBytes(c.txBytes),
+      formatBytes(c.rxBytes),
+    ];
+    if (retransmits) row.push(c.retransmits === undefined ? '-' : formatCount(c.retransmits));
+    row.push(c.error ? `${outcome} (${c.error})` : outcome);
+    return row;
+  });
   // Word wrap puts "local →" over "remote", each address whole while the column allows it.
   const columns: Column[] = [
     { head: 'PID' },
@@ -368,11 +383,24 @@ function renderConnections(connections: ConnectionReport[], maxRows: number, opt
     { head: 'DURATION', align: 'right' },
     { head: 'TX', align: 'right' },
     { head: 'RX', align: 'right' },
+    ...(retransmits ? [{ head: 'RETRANS', align: 'right' as const }] : []),
     { head: 'OUTCOME', min: 7, order: 0 },
   ];
   const lines = rows.length > 0 ? [renderTable(columns, rows, opts)] : [];
   const rest = sorted.length - shown.length;
   if (rest > 0) lines.push(`… ${formatCount(rest)} more connection${rest === 1 ? '' : 's'} (see --json)`);
+  return lines.join('\n');
+}
+
+// ---------------------------------------------------------------- DNS names
+
+function renderNames(dns: DnsReport, width: number): string {
+  const lines = dns.names.map((n) => {
+    const via = n.cnames.length > 0 ? ` via ${n.cnames.join(' → ')}` : '';
+    const text = `${n.name} → ${n.addresses.join(', ')}${via} (pid ${formatPids(n.pids)}, from ${n.servers.join(', ')})`;
+    return wrapText(text, width - 2).split('\n').map((l, i) => (i === 0 ? '• ' : '  ') + l).join('\n');
+  });
+  if (dns.malformed > 0) lines.push(`${formatCount(dns.malformed)} DNS response${dns.malformed === 1 ? '' : 's'} could not be parsed`);
   return lines.join('\n');
 }
 
@@ -444,6 +472,7 @@ export function renderReport(report: Report, opts: RenderOptions): string {
     ...section('Connections', report.connections.length, () => renderConnections(report.connections, maxRows, layout)),
     '',
   ];
+  if (report.dns) out.push(...section('DNS names', report.dns.names.length, () => renderNames(report.dns!, width)), '');
   if (report.patterns) out.push(...section('Patterns', report.patterns.length, () => renderPatterns(report.patterns!, width)), '');
   const stats = report.distributions ? renderStatistics(report.distributions, width) : [];
   if (stats.length > 0) out.push(title('Statistics'), ...stats, '');

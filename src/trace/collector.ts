@@ -3,6 +3,7 @@
 // and the connection tracker. No kernel access: the session feeds it and asks it what to finalize.
 import { ConnectionTracker } from '../aggregate/connections';
 import { FlowTable } from '../aggregate/flows';
+import { DnsNameTable } from '../aggregate/names';
 import { ProcessTree } from '../proc/tree';
 import { forEachRecord, type TraceRecord } from './records';
 
@@ -13,6 +14,9 @@ export class TraceCollector {
   readonly tree = new ProcessTree();
   readonly flows = new FlowTable();
   readonly connections = new ConnectionTracker();
+  readonly names = new DnsNameTable();
+  /** TCP retransmits per socket cookie: the kernel's running total, so the largest reading wins. */
+  readonly retransmits = new Map<bigint, number>();
   /** Sockets released since the last takeReleased(): their flows can be read for the last time. */
   private released: bigint[] = [];
   records = 0;
@@ -49,10 +53,18 @@ export class TraceCollector {
         this.flows.markReleased(record.cookie, record.tsNs);
         this.released.push(record.cookie);
         break;
+      case 'dns':
+        this.names.onResponse(record.data, record.tgid, record.tsNs);
+        break;
       case 'call':
         break;
     }
     this.onRecordTap?.(record);
+  }
+
+  /** A socket may be read twice (at release, then again at the end if it retransmitted after close()). */
+  onRetransmits(cookie: bigint, total: number): void {
+    if (total > (this.retransmits.get(cookie) ?? 0)) this.retransmits.set(cookie, total);
   }
 
   takeReleased(): bigint[] {

@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import { loadNative } from '../native';
 import type { PacketFilter, ProcConnector } from '../native/native';
 import { buildReport } from '../aggregate/report';
+import { addRemoteNames } from '../aggregate/names';
 import { addStatistics } from '../aggregate/statistics';
 import { startLiveDisplay } from '../report/live';
 import { DLT_RAW, captureSink, openCapture, type CaptureFormat, type PacketCapture } from '../pcap/capture';
@@ -48,6 +49,10 @@ export interface EngineOptions {
   match?: TracerConfig['match'];
   capture?: CaptureOptions;
   detailCalls?: boolean;
+  /** Remote names from the DNS answers traced processes receive (default on). */
+  dnsNames?: boolean;
+  /** TCP retransmits per connection (default on). */
+  retransmits?: boolean;
   onRecord?: (record: TraceRecord) => void;
   log: (line: string) => void;
   /** Time-series bucket width; default chosen from the trace length. */
@@ -77,6 +82,7 @@ export function lostCounters(stats: KernelStats, connectorOverflows: number): Lo
     flowTableFullBytes: stats.flowTableFullBytes,
     tracedTableFull: stats.tracedTableFull,
     procConnectorOverflows: connectorOverflows,
+    ...(stats.retransmitTableFull > 0 ? { retransmitTableFull: stats.retransmitTableFull } : {}),
   };
 }
 
@@ -105,6 +111,8 @@ export class TraceEngine {
       ringBufferBytes: options.ringBufferBytes,
       capture: options.capture && !options.capture.live ? { snaplen: options.capture.snaplen } : undefined,
       match: options.match,
+      dnsNames: options.dnsNames,
+      retransmits: options.retransmits,
     });
     this.collector.onRecordTap = (record) => {
       if (record.type === 'packet') this.capture?.onPacket(record);
@@ -170,6 +178,7 @@ export class TraceEngine {
   private finalizeReleased(): void {
     const { collector, tracer } = this;
     for (const cookie of collector.takeReleased()) {
+      if (this.options.retransmits !== false) collector.onRetransmits(cookie, tracer.takeRetransmits(cookie));
       for (const flow of collector.flows.flowsOfSocket(cookie)) {
         if (flow.final) continue;
         const last = tracer.takeFlow(flow.key);
@@ -188,6 +197,7 @@ export class TraceEngine {
     for (const f of tracer.dumpFlows()) collector.flows.finalize(f.key, f.counters, f.firstNs, f.lastNs, f.localAddr, f.localPort, f.sizes);
     this.connector?.close();
     this.connector = null;
+    if (this.options.retransmits !== false) for (const [cookie, n] of tracer.dumpRetransmits()) collector.onRetransmits(cookie, n);
     const packets = tracer.dumpPackets();
     const stats = tracer.readStats();
     for (const flow of collector.flows.list()) collector.tree.ensure(flow.key.tgid);
@@ -206,11 +216,13 @@ export class TraceEngine {
       processes: collector.tree.list(),
       flows: collector.flows.list(),
       connections: collector.connections.list(),
+      retransmits: tracer.retransmitsUnavailable === null && this.options.retransmits !== false ? collector.retransmits : undefined,
       packets,
       lost,
       notes: [...(context.notes ?? []), ...this.notes(lost)],
     });
     if (captureSummary) report.capture = captureSummary;
+    if (this.options.dnsNames !== false) addRemoteNames(report, collector.names, context.originNs);
     addStatistics(report, collector.flows.list(), context, this.options.intervalMs, this.options.seriesIntervalMs);
     return report;
   }
@@ -270,6 +282,10 @@ export class TraceEngine {
       notes.push('Some UDP traffic has remote "*": recv() without an address on an unconnected socket does not say who sent it.');
     if (lost.records > 0)
       notes.push('Ring-buffer records were lost: byte and call totals are still exact (read from kernel counters); time resolution and process details may be incomplete.');
+    if (this.tracer.retransmitsUnavailable !== null)
+      notes.push(`TCP retransmits not counted: tcp:tcp_retransmit_skb could not be attached (${this.tracer.retransmitsUnavailable}).`);
+    if (collector.names.cut > 0)
+      notes.push(`${collector.names.cut} DNS response(s) were longer than the kernel copies (1024 bytes): names in their later answers may be missing.`);
     if (collector.tree.list().some((p) => p.source === 'flow'))
       notes.push('Some processes are known only from their traffic (their fork record was lost).');
     return notes;

@@ -67,7 +67,19 @@ export type TraceRecord =
     }
   | { type: 'sockRelease'; tgid: number; tsNs: number; cookie: bigint }
   | { type: 'call'; tgid: number; tsNs: number; key: FlowKey; tid: number; bytes: number; direction: 'tx' | 'rx' }
-  | PacketRecord;
+  | PacketRecord
+  | DnsResponseRecord;
+
+/** A DNS response (IP packet, UDP from port 53) received by a traced socket. `data` views the batch. */
+export interface DnsResponseRecord {
+  type: 'dns';
+  /** Socket owner. */
+  tgid: number;
+  tsNs: number;
+  cookie: bigint;
+  originalLength: number;
+  data: Uint8Array;
+}
 
 /** A captured packet. `data` views the batch: valid only during the callback (copy to keep it). */
 export interface PacketRecord {
@@ -220,6 +232,18 @@ export function decodeRecord(view: DataView, bytes: Uint8Array, at: number, leng
         ifindex: view.getUint32(at + L.packet_record.ifindex, true),
         direction: view.getUint8(at + L.packet_record.direction) === 0 ? 'tx' : 'rx',
         data: bytes.subarray(dataAt, dataAt + Math.min(capLength, length - L.packet_record.size)),
+      };
+    }
+    case L.RECORD_DNS: {
+      const capLength = view.getUint32(at + L.dns_record.cap_len, true);
+      const dataAt = at + L.dns_record.size;
+      return {
+        type: 'dns',
+        tgid,
+        tsNs,
+        cookie: view.getBigUint64(at + L.dns_record.cookie, true),
+        originalLength: view.getUint32(at + L.dns_record.orig_len, true),
+        data: bytes.subarray(dataAt, dataAt + Math.max(0, Math.min(capLength, length - L.dns_record.size))),
       };
     }
     default:

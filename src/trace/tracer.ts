@@ -62,6 +62,10 @@ export interface TracerConfig {
   capture?: { snaplen: number };
   /** Start tracing processes that exec with this comm, or exec inside this cgroup (attach --comm/--cgroup). */
   match?: { comm?: string; cgroupId?: bigint };
+  /** Copy DNS responses received by traced sockets (RECORD_DNS) for remote names (default on). */
+  dnsNames?: boolean;
+  /** Count TCP retransmits of traced sockets (default on). */
+  retransmits?: boolean;
 }
 
 export interface BackendAttempt {
@@ -89,13 +93,18 @@ export interface KernelStats {
   flowTableFull: number;
   flowTableFullBytes: number;
   tracedTableFull: number;
+  retransmitTableFull: number;
 }
 
 const RECORD_NAMES: Record<number, string> = {
   [L.RECORD_FORK]: 'fork', [L.RECORD_EXEC]: 'exec', [L.RECORD_EXIT]: 'exit', [L.RECORD_FLOW_NEW]: 'flowNew',
   [L.RECORD_FLOW_UPDATE]: 'flowUpdate', [L.RECORD_SOCK_STATE]: 'sockState', [L.RECORD_SOCK_RELEASE]: 'sockRelease',
-  [L.RECORD_CALL]: 'call', [L.RECORD_PACKET]: 'packet',
+  [L.RECORD_CALL]: 'call', [L.RECORD_PACKET]: 'packet', [L.RECORD_DNS]: 'dns',
 };
+
+/** Optional features, each a program of its own: left out (not loaded) when turned off. */
+const DNS_PROGRAM = 'skb_ingress_dns';
+const RETRANSMIT_PROGRAM = 'tcp_retransmit_skb';
 
 function u64(buf: Buffer, at: number): number {
   return Number(buf.readBigUInt64LE(at));
@@ -117,10 +126,14 @@ export class BackendError extends Error {
 export class Tracer {
   readonly links: number[] = [];
 
+  /** Why retransmits are not counted, when they are not (the tracepoint would not attach). */
+  retransmitsUnavailable: string | null = null;
+
   private constructor(
     private readonly object: BpfObject,
     readonly backend: Backend,
     readonly attempts: BackendAttempt[],
+    private readonly config: TracerConfig,
   ) {}
 
   /** Opens, configures and loads the object with the first backend that loads and attaches. */
@@ -148,6 +161,8 @@ export class Tracer {
           else object.setAutoload(program, false);
         }
       }
+      if (config.dnsNames === false && present.has(DNS_PROGRAM)) object.setAutoload(DNS_PROGRAM, false);
+      if (config.retransmits === false && present.has(RETRANSMIT_PROGRAM)) object.setAutoload(RETRANSMIT_PROGRAM, false);
       try {
         configure(object, config);
         object.load();
@@ -156,7 +171,7 @@ export class Tracer {
         attempts.push({ backend, ok: false, loaded: false, reason: `refused at load: ${errorText(err)}` });
         continue;
       }
-      const tracer = new Tracer(object, backend, attempts);
+      const tracer = new Tracer(object, backend, attempts, config);
       try {
         for (const p of [...BACKEND_PROGRAMS[backend], ...optional]) tracer.links.push(object.attach(p));
       } catch (err) {
@@ -172,10 +187,19 @@ export class Tracer {
 
   attachTracing(): void {
     for (const p of TRACING_PROGRAMS) this.links.push(this.object.attach(p));
+    if (this.config.retransmits !== false) {
+      // An extra, not a reason to refuse tracing: a kernel without the tracepoint still traces the rest.
+      try {
+        this.links.push(this.object.attach(RETRANSMIT_PROGRAM));
+      } catch (err) {
+        this.retransmitsUnavailable = errorText(err);
+      }
+    }
   }
 
   attachCgroup(dir: string): void {
     for (const p of CGROUP_PROGRAMS) this.links.push(this.object.attachCgroup(p, dir));
+    if (this.config.dnsNames !== false) this.links.push(this.object.attachCgroup(DNS_PROGRAM, dir));
   }
 
   addTraced(pid: number, startTimeNs = 0n): void {
@@ -226,6 +250,23 @@ export class Tracer {
     return flows;
   }
 
+  /** A socket's retransmit total as last seen in kernel, removed from the kernel table (its socket was released). */
+  takeRetransmits(cookie: bigint): number {
+    const key = Buffer.alloc(8);
+    key.writeBigUInt64LE(cookie);
+    const value = this.object.mapLookupAndDelete('retransmits', key);
+    return value ? u64(value, 0) : 0;
+  }
+
+  dumpRetransmits(): Map<bigint, number> {
+    const dump = this.object.mapDump('retransmits');
+    const counts = new Map<bigint, number>();
+    for (let i = 0; i < dump.count; i++) {
+      counts.set(dump.keys.readBigUInt64LE(i * dump.keySize), u64(dump.values, i * dump.valueSize));
+    }
+    return counts;
+  }
+
   dumpPackets(): Map<number, PacketTotals> {
     const dump = this.object.mapDump('packets');
     const packets = new Map<number, PacketTotals>();
@@ -253,6 +294,7 @@ export class Tracer {
       flowTableFull: u64(bss, L.proctap_stats.flow_table_full),
       flowTableFullBytes: u64(bss, L.proctap_stats.flow_table_full_bytes),
       tracedTableFull: u64(bss, L.proctap_stats.traced_table_full),
+      retransmitTableFull: u64(bss, L.proctap_stats.retransmit_table_full),
     };
   }
 
@@ -272,6 +314,8 @@ function configure(object: BpfObject, config: TracerConfig): void {
   rodata.writeUInt32LE(config.capture?.snaplen ?? 0, L.proctap_config.snaplen);
   if (config.match?.comm) rodata.write(config.match.comm.slice(0, L.PROCTAP_COMM_LEN - 1), L.proctap_config.match_comm, 'utf8');
   rodata.writeBigUInt64LE(config.match?.cgroupId ?? 0n, L.proctap_config.match_cgroup_id);
+  rodata.writeUInt8(config.dnsNames === false ? 0 : 1, L.proctap_config.dns_names);
+  rodata.writeUInt8(config.retransmits === false ? 0 : 1, L.proctap_config.retransmits);
   object.setInitialValue('.rodata', rodata);
   object.setMapMaxEntries('events', config.ringBufferBytes);
 }

@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import type { Report } from '../../src/report/schema';
 import { PROCTAP, loadedProgramNames, proctapCgroups, tempDir } from './harness';
 
-const OURS = /^(sys_enter|tp_sock_send_le|tp_sock_recv_le|sched_process_|inet_sock_set_s|skb_egress|skb_ingress|sock_create|sock_release)/;
+const OURS = /^(sys_enter|tp_sock_send_le|tp_sock_recv_le|sched_process_|inet_sock_set_s|skb_egress|skb_ingress|sock_create|sock_release|tcp_retransmit_)/;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function cgroupMount(): string {

@@ -106,4 +106,9 @@ test('the report sums flows per process and protocol, groups endpoints and lists
   assert.deepEqual([udp.role, udp.outcome, udp.durationMs], ['udp', 'closed', 0.9]);
   const unknown = report.connections.find((c) => c.pid === 2 && c.proto === 'tcp')!;
   assert.equal(unknown.role, 'unknown');
+  assert.ok(report.connections.every((c) => c.retransmits === undefined), 'not counted: no field');
+
+  // retransmits per socket: TCP rows get their socket's count (0 when none), UDP rows none
+  const counted = buildReport({ ...input, retransmits: new Map([[1n, 7]]) });
+  assert.deepEqual(counted.connections.map((c) => [c.pid, c.proto, c.retransmits]), [[1, 'tcp', 7], [2, 'tcp', 0], [2, 'udp', undefined]]);
 });

@@ -105,3 +105,21 @@ test('argv splitting keeps empty arguments in the middle', () => {
   assert.deepEqual(splitArgs(Buffer.from('')), []);
   assert.deepEqual(splitArgs(Buffer.from('truncat')), ['truncat']);
 });
+
+test('a DNS record carries the packet bytes it says it captured, never the padding after them', () => {
+  const packet = Buffer.from([0x45, 0, 0, 30, 1, 2, 3, 4, 5]);
+  const r = header(L.dns_record.size + L.PROCTAP_DNS_SNAPLEN, L.RECORD_DNS, 77, 5n);
+  r.writeBigUInt64LE(9n, L.dns_record.cookie);
+  r.writeUInt32LE(300, L.dns_record.orig_len);
+  r.writeUInt32LE(packet.length, L.dns_record.cap_len);
+  packet.copy(r, L.dns_record.size);
+  const [rec] = decodeAll(batch([r]));
+  assert.ok(rec.type === 'dns');
+  if (rec.type !== 'dns') return;
+  assert.deepEqual([rec.tgid, rec.tsNs, rec.cookie, rec.originalLength], [77, 5, 9n, 300]);
+  assert.deepEqual(Buffer.from(rec.data), packet);
+  // a cap_len larger than the record is bounded by the record
+  r.writeUInt32LE(1 << 20, L.dns_record.cap_len);
+  const [big] = decodeAll(batch([r]));
+  assert.equal(big.type === 'dns' && big.data.length, L.PROCTAP_DNS_SNAPLEN);
+});

@@ -256,7 +256,7 @@ test('fits the width: no line longer than 100 (or 80) columns', () => {
     assert.ok(!conns.some((l) => l.includes('…')), conns.join('\n'));
     const row = block(conns, (l) => l.startsWith('1004'));
     assert.match(row.join('\n'), /\[2001:db8:/);
-    assert.match(row.join('\n'), width === 100 ? /timeout(.|\n)*\(ETIMEDOUT\)/ : /timeout/);
+    assert.match(row.join('\n'), width === 100 ? /timed out(.|\n)*\(ETIMEDOUT\)/ : /timed(.|\n)*out/);
     assert.match(text, /└─1004 /);
     assert.match(text, /note: Ring-buffer records were lost/);
     assert.ok(text.replace(/\n {6}/g, ' ').includes(`note: ${long.notes[0]}`), 'note wrapped whole');
@@ -283,4 +283,28 @@ test('patterns and statistics sections: after Connections, only when the report 
   assert.ok(!plain.includes('Patterns') && !plain.includes('Statistics'));
   const none = renderReport({ ...emptyReport(), patterns: [] }, { color: false, width: 100 });
   assert.ok(none.includes('Patterns: none'));
+});
+
+test('retransmits: a RETRANS column only when a connection had some; "-" for UDP rows', () => {
+  const counted = makeReport().connections.map((c) => (c.proto === 'tcp' ? { ...c, retransmits: 0 } : c));
+  assert.doesNotMatch(plain(makeReport({ connections: counted })), /RETRANS/);
+  counted[0] = { ...counted[0], retransmits: 1234 };
+  const conns = section(plain(makeReport({ connections: counted })), 'Connections');
+  assert.match(conns[1], /RETRANS\s+OUTCOME/);
+  assert.ok(conns.some((l) => /\s1,234\s+closed/.test(l)), conns.join('\n'));
+  assert.ok(conns.some((l) => l.startsWith('1002') && /\s-\s+open/.test(l)), conns.join('\n'));
+});
+
+test('remote names sit beside their address, within the width', () => {
+  const name = 'api.eu-west-1.example.com';
+  const report = makeReport();
+  report.endpoints = report.endpoints.map((e) => (e.remoteAddr === '93.184.216.34' ? { ...e, remoteName: name } : e));
+  report.connections = report.connections.map((c) => (c.remoteAddr === '93.184.216.34' ? { ...c, remoteName: name } : c));
+  for (const width of [100, 80]) {
+    const text = plain(report, { width });
+    for (const l of lines(text)) assert.ok(Array.from(l).length <= width, `${Array.from(l).length} > ${width}: ${l}`);
+    assert.ok(section(text, 'Remote endpoints').join('\n').includes(`(${name})`), text);
+    // squeezed to 80 columns the connection column splits addresses and names alike
+    if (width === 100) assert.ok(section(text, 'Connections').some((l) => l.includes(`(${name})`)), text);
+  }
 });

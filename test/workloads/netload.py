@@ -16,6 +16,13 @@ Counting rule (docs/schema.md): a call is counted when it returned >= 1 byte (TC
                                                   default: the default gateway (run --isolate's host end)
   netload.py patterns --out F --port P            a beacon, a bulk upload, a fan-out to closed ports and
                                                   request/response (needs the harness's servers)
+  netload.py resolve  --out F --port P --dns A --name N
+                                                  ask DNS server A (UDP port 53) for N's A and AAAA records
+                                                  itself, then TCP echo to every address answered
+  netload.py upload   --out F --host H --port P --size N [--port2 Q]
+                                                  N bytes to a sink at H:P that answers with an 8-byte count
+                                                  (and the same to H:Q)
+  netload.py connect  --out F --host H --port P   one connect() that is expected to time out
 """
 import argparse
 import json
@@ -225,11 +232,89 @@ def scenario_gateway(a):
     s.close()
 
 
+def dns_query(server, name, qtype):
+    """One UDP DNS query, sent by this process; returns the addresses of the answer's A/AAAA records."""
+    import random
+    import struct
+    qid = random.randrange(65536)
+    question = b"".join(bytes([len(l)]) + l.encode() for l in name.split(".")) + b"\0" + struct.pack("!HH", qtype, 1)
+    query = struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 0) + question
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(5)
+    send(s, query, "udp", (server, 53))
+    data, _ = s.recvfrom(65535)
+    counts["udp"]["rxCalls"] += 1
+    counts["udp"]["rxBytes"] += len(data)
+    s.close()
+
+    def skip_name(at):
+        while True:
+            n = data[at]
+            if n & 0xC0 == 0xC0:
+                return at + 2
+            if n == 0:
+                return at + 1
+            at += 1 + n
+
+    rid, flags, qd, an = struct.unpack("!HHHH", data[:8])
+    assert rid == qid and flags & 0x8000, "not an answer to our query"
+    at = 12
+    for _ in range(qd):
+        at = skip_name(at) + 4
+    addrs = []
+    for _ in range(an):
+        at = skip_name(at)
+        rtype, _, _, rdlen = struct.unpack("!HHIH", data[at:at + 10])
+        rdata = data[at + 10:at + 10 + rdlen]
+        if rtype == 1:
+            addrs.append(socket.inet_ntop(socket.AF_INET, rdata))
+        elif rtype == 28:
+            addrs.append(socket.inet_ntop(socket.AF_INET6, rdata))
+        at += 10 + rdlen
+    return addrs
+
+
+def scenario_resolve(a):
+    for qtype in (1, 28):
+        for addr in dns_query(a.dns, a.name, qtype):
+            tcp_echo(addr, a.port, 1000, 1000)
+
+
+def upload(host, port, size):
+    s = socket.create_connection((host, port))
+    sent = 0
+    while sent < size:
+        sent += send(s, b"r" * min(65536, size - sent))
+    s.shutdown(socket.SHUT_WR)
+    recv_exact(s, 8)
+    s.close()
+
+
+def scenario_upload(a):
+    upload(a.host, a.port, a.size)
+    if a.port2:
+        upload(a.host, a.port2, a.size)
+
+
+def scenario_connect(a):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.connect((a.host, a.port))
+        raise SystemExit("connect() succeeded, expected a timeout")
+    except (TimeoutError, OSError) as e:
+        if getattr(e, "errno", None) != 110:
+            raise
+    s.close()
+
+
 def main():
     global out_path
     p = argparse.ArgumentParser()
-    p.add_argument("scenario", choices=["tree", "udp", "sendfile", "short", "pair", "patterns", "gateway"])
+    p.add_argument("scenario", choices=["tree", "udp", "sendfile", "short", "pair", "patterns", "resolve", "upload", "connect", "gateway"])
+    p.add_argument("--dns")
+    p.add_argument("--name")
     p.add_argument("--host")
+    p.add_argument("--port2", type=int, default=0)
     p.add_argument("--out", required=True)
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--size", type=int, default=1 << 20)
