@@ -56,7 +56,7 @@ function startEchoServer(): Promise<EchoServer> {
     sock.on('close', () => sockets.delete(sock));
   });
   return new Promise((resolve) => {
-    server.listen(0, '0.0.0.0', () => {
+    server.listen(0, '::', () => { // dual stack: the namespace's IPv4 and IPv6 gateways
       const port = (server.address() as net.AddressInfo).port;
       resolve({
         port,
@@ -90,9 +90,9 @@ function readCounts(file: string): WorkloadCounts[] {
   return fs.existsSync(file) ? fs.readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as WorkloadCounts) : [];
 }
 
-async function isolatedGateway(name: string, count: number, size: number, extra: string[] = []) {
+async function isolatedGateway(name: string, count: number, size: number, extra: string[] = [], workloadArgs: string[] = []) {
   const out = path.join(dir, `${name}.jsonl`);
-  const run = await proctapRun(['-q', '--isolate', ...extra, '--', 'python3', NETLOAD, 'gateway', '--out', out, '--port', String(echo.port), '--count', String(count), '--size', String(size)]);
+  const run = await proctapRun(['-q', '--isolate', ...extra, '--', 'python3', NETLOAD, 'gateway', '--out', out, '--port', String(echo.port), '--count', String(count), '--size', String(size), ...workloadArgs]);
   const counts = readCounts(out);
   return { run, counts };
 }
@@ -126,6 +126,28 @@ test('--isolate: the command runs in its own netns behind NAT; bytes exact; forw
   assert.equal(conn.remoteAddr, iso.gateway);
   assert.equal(conn.txBytes, 30000);
   assert.equal(echo.received.at(-1), 30000, 'the server got what the workload counted');
+  assert.deepEqual(networkState(), stateBefore);
+});
+
+test('--isolate with IPv6: where the host has an IPv6 default route, the namespace gets a /64 and reaches the host over it', async (t) => {
+  const hasV6 = spawnSync('ip', ['-6', 'route', 'show', 'default'], { encoding: 'utf8' }).stdout.trim() !== '';
+  const stateBefore = networkState();
+  const { run, counts } = await isolatedGateway('v6', 5, 700, [], ['--ipv6']);
+  if (!hasV6) {
+    // No IPv6 on the host: the namespace has none either, and the workload's connect fails.
+    assert.equal(run.report!.isolation!.ipv6, undefined);
+    t.diagnostic('host has no IPv6 default route: checked that none is set up');
+    assert.deepEqual(networkState(), stateBefore);
+    return;
+  }
+  assert.equal(run.code, 0, run.stderr);
+  const iso = run.report!.isolation!;
+  assert.match(iso.ipv6!.subnet, /^fd70:7074:6170:[0-9a-f]+::\/64$/);
+  assertExact(run.report!, counts);
+  const conn = run.report!.connections.find((c) => c.pid === counts[0].pid && c.remotePort === echo.port)!;
+  assert.equal(conn.localAddr, iso.ipv6!.address);
+  assert.equal(conn.remoteAddr, iso.ipv6!.gateway);
+  assert.equal(conn.txBytes, 3500);
   assert.deepEqual(networkState(), stateBefore);
 });
 

@@ -11,7 +11,7 @@ Counting rule (docs/schema.md): a call is counted when it returned >= 1 byte (TC
   netload.py sendfile --out F --port P --size N   sendfile() of an N-byte file over TCP
   netload.py short    --out F --port P --count N  N short TCP request/response connections
   netload.py pair     --out F                     a child server and its parent client, both traced
-  netload.py gateway  --out F --port P [--host A] --count N --size S
+  netload.py gateway  --out F --port P [--host A | --ipv6] --count N --size S
                                                   N echo exchanges of S bytes on one TCP connection to A,
                                                   default: the default gateway (run --isolate's host end)
   netload.py patterns --out F --port P            a beacon, a bulk upload, a fan-out to closed ports and
@@ -222,8 +222,17 @@ def default_gateway():
     raise RuntimeError("no default route")
 
 
+def default_gateway6():
+    with open("/proc/net/ipv6_route") as f:
+        for line in f.read().splitlines():
+            fields = line.split()
+            if fields[0] == "0" * 32 and fields[1] == "00" and fields[4] != "0" * 32:
+                return socket.inet_ntop(socket.AF_INET6, bytes.fromhex(fields[4]))
+    raise RuntimeError("no IPv6 default route")
+
+
 def scenario_gateway(a):
-    host = a.host or default_gateway()
+    host = a.host or (default_gateway6() if a.ipv6 else default_gateway())
     s = socket.create_connection((host, a.port))
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     for i in range(a.count):
@@ -315,6 +324,7 @@ def main():
     p.add_argument("--name")
     p.add_argument("--host")
     p.add_argument("--port2", type=int, default=0)
+    p.add_argument("--ipv6", action="store_true", help="gateway: the IPv6 default gateway")
     p.add_argument("--out", required=True)
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--size", type=int, default=1 << 20)
