@@ -40,6 +40,7 @@ int main(void)
 	FIELD(record_header, cpu);
 	FIELD(record_header, tgid);
 	FIELD(record_header, ts_ns);
+	FIELD(record_header, start_time_ns);
 	END();
 
 	BEGIN(flow_key);
@@ -49,6 +50,7 @@ int main(void)
 	FIELD(flow_key, family);
 	FIELD(flow_key, proto);
 	FIELD(flow_key, raddr);
+	FIELD(flow_key, start_time_ns);
 	END();
 
 	BEGIN(flow_counters);
@@ -87,6 +89,7 @@ int main(void)
 
 	BEGIN(fork_record);
 	FIELD(fork_record, ppid);
+	FIELD(fork_record, nspid);
 	FIELD(fork_record, start_time_ns);
 	FIELD(fork_record, comm);
 	END();
@@ -132,6 +135,11 @@ int main(void)
 
 	BEGIN(traced_process);
 	FIELD(traced_process, start_time_ns);
+	END();
+
+	BEGIN(process_id);
+	FIELD(process_id, tgid);
+	FIELD(process_id, start_time_ns);
 	END();
 
 	BEGIN(packet_counters);

@@ -5,6 +5,7 @@
 import * as path from 'node:path';
 import {
   cgroup2Mount,
+  cgroupPids,
   createCgroup,
   isPopulated,
   killCgroup,
@@ -67,8 +68,9 @@ export async function runTraced(options: RunOptions): Promise<RunResult> {
   for (const dir of await removeStaleCgroups(mount)) options.log(`proctap: removed leftover cgroup ${dir}`);
 
   /* Load & verify BPF programs, pick the socket I/O backend */
-  const engine = new TraceEngine({ ...options, followChildren: true, countUnownedPackets: true });
   let cgroupDir: string | null = null;
+  const liveProcesses = { source: "the command's cgroup.procs", pids: () => (cgroupDir ? cgroupPids(cgroupDir) : []) };
+  const engine = new TraceEngine({ ...options, followChildren: true, countUnownedPackets: true, liveProcesses });
   let launched: LaunchedCommand | null = null;
   let reaper: Reaper | null = null;
   let removeStopHandlers = () => {};
