@@ -34,7 +34,7 @@ Napi::Value OpenObject(const Napi::CallbackInfo& info) {
 
 Napi::Value OpenProcConnector(const Napi::CallbackInfo& info) {
   auto* data = info.Env().GetInstanceData<AddonData>();
-  return data->proc_connector.New({info[0]});
+  return data->proc_connector.New({info[0], info.Length() > 1 ? info[1] : info.Env().Undefined()});
 }
 
 Napi::Value CompilePacketFilter(const Napi::CallbackInfo& info) {

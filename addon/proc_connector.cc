@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <vector>
@@ -105,12 +106,17 @@ void ParseDatagram(const uint8_t* buf, size_t len, std::vector<uint8_t>& batch) 
   }
 }
 
-void ReadLoop(BatchPump& pump, int sock) {
+void ReadLoop(BatchPump& pump, int sock, const std::atomic<bool>& paused) {
   alignas(nlmsghdr) static thread_local uint8_t buf[64 * 1024];
   pollfd fds[2] = {{sock, POLLIN, 0}, {pump.stop_fd(), POLLIN, 0}};
   std::vector<uint8_t> batch;
   for (;;) {
-    int n = poll(fds, 2, -1);
+    // Paused: the socket is not read (its queue fills up and overflows); only a stop is waited for.
+    int n = paused.load() ? poll(&fds[1], 1, 10) : poll(fds, 2, -1);
+    if (paused.load() && n >= 0) {
+      if (fds[1].revents & POLLIN) return;
+      continue;
+    }
     if (n < 0) {
       if (errno == EINTR) continue;
       return;
@@ -148,7 +154,13 @@ void ReadLoop(BatchPump& pump, int sock) {
 }  // namespace
 
 Napi::Function ProcConnector::Define(Napi::Env env) {
-  return DefineClass(env, "ProcConnector", {InstanceMethod<&ProcConnector::Close>("close")});
+  return DefineClass(env, "ProcConnector",
+                     {InstanceMethod<&ProcConnector::Close>("close"), InstanceMethod<&ProcConnector::SetPaused>("setPaused")});
+}
+
+void ProcConnector::SetPaused(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsBoolean()) ThrowTypeError(info.Env(), "setPaused(paused: boolean)");
+  paused_->store(info[0].As<Napi::Boolean>().Value());
 }
 
 ProcConnector::ProcConnector(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ProcConnector>(info) {
@@ -158,8 +170,9 @@ ProcConnector::ProcConnector(const Napi::CallbackInfo& info) : Napi::ObjectWrap<
   sock_ = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_CONNECTOR);
   if (sock_ < 0) ThrowErrno(env, errno, "socket(NETLINK_CONNECTOR)");
   // Fork storms outrun a default-sized queue; FORCE ignores rmem_max (needs CAP_NET_ADMIN,
-  // which subscribing needs anyway).
+  // which subscribing needs anyway). The caller may choose the size (a small one makes ENOBUFS testable).
   int rcvbuf = 4 << 20;
+  if (info.Length() > 1 && info[1].IsNumber()) rcvbuf = info[1].As<Napi::Number>().Int32Value();
   if (setsockopt(sock_, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof(rcvbuf)) < 0) {
     setsockopt(sock_, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
   }
@@ -178,9 +191,10 @@ ProcConnector::ProcConnector(const Napi::CallbackInfo& info) : Napi::ObjectWrap<
   }
   listening_ = true;
   int sock = sock_;
+  auto paused = paused_;
   try {
     pump_ = BatchPump::Start(env, info[0].As<Napi::Function>(), 64, Value(), "proctap.procConnector",
-                             [sock](BatchPump& pump) { ReadLoop(pump, sock); });
+                             [sock, paused](BatchPump& pump) { ReadLoop(pump, sock, *paused); });
   } catch (...) {
     CloseInternal();
     throw;

@@ -3,6 +3,7 @@
 
 #include <napi.h>
 
+#include <atomic>
 #include <memory>
 
 #include "batch_pump.h"
@@ -16,15 +17,18 @@ constexpr size_t kProcRecordSize = 40;
 class ProcConnector : public Napi::ObjectWrap<ProcConnector> {
  public:
   static Napi::Function Define(Napi::Env env);
-  explicit ProcConnector(const Napi::CallbackInfo& info);  // new ProcConnector(onBatch)
+  // new ProcConnector(onBatch, receiveBufferBytes?): without a size, 4 MiB.
+  explicit ProcConnector(const Napi::CallbackInfo& info);
   ~ProcConnector() override;
 
  private:
   void Close(const Napi::CallbackInfo& info);
+  void SetPaused(const Napi::CallbackInfo& info);  // setPaused(bool): stop/resume reading the socket
   void CloseInternal();
 
   int sock_ = -1;
   bool listening_ = false;
+  std::shared_ptr<std::atomic<bool>> paused_ = std::make_shared<std::atomic<bool>>(false);
   std::shared_ptr<BatchPump> pump_;
 };
 

@@ -22,6 +22,7 @@ static __always_inline void emit_flow(__u16 type, const struct flow_key *key, co
 
 	if (!r)
 		return;
+	r->header.start_time_ns = key->start_time_ns;
 	r->key = *key;
 	r->counters = v->counters;
 	r->first_ns = v->first_ns;
@@ -49,14 +50,16 @@ static __always_inline bool take_pending_peer(__u32 tid, struct flow_key *key)
 }
 
 /* Record that a traced process used a socket, so hooks without process context know the owner. */
-static __always_inline void claim_socket(struct sock *sk, __u32 tgid, __u64 now)
+static __always_inline void claim_socket(struct sock *sk, __u32 tgid, __u64 start_time_ns, __u64 now)
 {
 	struct sock_meta *m = bpf_sk_storage_get(&sock_meta, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 
 	if (!m)
 		return;
-	if (m->owner_tgid != tgid)
+	if (m->owner_tgid != tgid || m->owner_start_time_ns != start_time_ns) {
 		m->owner_tgid = tgid;
+		m->owner_start_time_ns = start_time_ns;
+	}
 	if (!m->start_ns)
 		m->start_ns = now;
 }
@@ -142,12 +145,17 @@ static __always_inline void account_io(struct sock *sk, int bytes, __u8 directio
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32, tid = (__u32)id;
 	struct flow_key key = {};
+	struct traced_process *tp;
 	struct flow_value *v;
 	__u64 now, bucket;
 	__u8 family = 0, proto;
 
-	if (bytes < 0 || !is_traced(tgid))
+	if (bytes < 0)
 		return;
+	tp = traced_current(tgid);
+	if (!tp)
+		return;
+	key.start_time_ns = tp->start_time_ns;
 	proto = inet_proto(sk, &family);
 	if (!proto)
 		return;
@@ -189,7 +197,7 @@ static __always_inline void account_io(struct sock *sk, int bytes, __u8 directio
 		if (!err)
 			emit_flow(RECORD_FLOW_NEW, &key, v, now);
 		if (tracing_ctx)
-			claim_socket(sk, tgid, now);
+			claim_socket(sk, tgid, key.start_time_ns, now);
 	}
 	bucket = verifier_bounded_bucket(size_bucket(bytes));
 	if (direction == DIRECTION_TX) {
@@ -212,6 +220,7 @@ static __always_inline void account_io(struct sock *sk, int bytes, __u8 directio
 		struct call_record *c = reserve_record(sizeof(*c), RECORD_CALL, tgid, now);
 
 		if (c) {
+			c->header.start_time_ns = key.start_time_ns;
 			c->key = key;
 			c->tid = tid;
 			c->bytes = bytes;
@@ -367,6 +376,18 @@ int BPF_KRETPROBE(kretprobe_tcp_sendpage, int ret)
 
 /* ---- processes ------------------------------------------------------------------------------- */
 
+/* pid as the task's own PID namespace numbers it (NSpid's last field): a container's view. */
+static __always_inline __u32 pid_in_own_namespace(struct task_struct *task)
+{
+	struct pid *pid = BPF_CORE_READ(task, thread_pid);
+	unsigned int level = BPF_CORE_READ(pid, level);
+	struct upid upid = {};
+
+	/* pid namespaces nest at most 32 deep (MAX_PID_NS_LEVEL) */
+	bpf_core_read(&upid, sizeof(upid), &pid->numbers[level & 31]);
+	return upid.nr;
+}
+
 SEC("tp_btf/sched_process_fork")
 int BPF_PROG(sched_process_fork, struct task_struct *parent, struct task_struct *child)
 {
@@ -386,7 +407,9 @@ int BPF_PROG(sched_process_fork, struct task_struct *parent, struct task_struct 
 	r = reserve_record(sizeof(*r), RECORD_FORK, tgid, now);
 	if (!r)
 		return 0;
+	r->header.start_time_ns = tp.start_time_ns;
 	r->ppid = ptgid;
+	r->nspid = pid_in_own_namespace(child);
 	r->start_time_ns = tp.start_time_ns;
 	BPF_CORE_READ_STR_INTO(&r->comm, child, comm);
 	submit_record(r);
@@ -417,14 +440,19 @@ int BPF_PROG(sched_process_exec, struct task_struct *p, pid_t old_pid, struct li
 	struct exec_record *r;
 	char comm[PROCTAP_COMM_LEN];
 	__u32 matched = 0;
+	/* de_thread() gave an exec'ing thread its leader's start time: p's is the process's */
+	__u64 start_time_ns = BPF_CORE_READ(p, start_time);
+	struct traced_process *known = bpf_map_lookup_elem(&traced, &tgid);
 
-	if (!is_traced(tgid)) {
+	if (known && !known->start_time_ns)
+		known->start_time_ns = start_time_ns;
+	if (!known) {
 		struct traced_process tp = {};
 
 		bpf_get_current_comm(&comm, sizeof(comm));
 		if (!matches_target(comm))
 			return 0;
-		tp.start_time_ns = BPF_CORE_READ(p, start_time);
+		tp.start_time_ns = start_time_ns;
 		if (bpf_map_update_elem(&traced, &tgid, &tp, BPF_ANY)) {
 			__sync_fetch_and_add(&stats.traced_table_full, 1);
 			return 0;
@@ -434,6 +462,7 @@ int BPF_PROG(sched_process_exec, struct task_struct *p, pid_t old_pid, struct li
 	r = reserve_record(sizeof(*r), RECORD_EXEC, tgid, bpf_ktime_get_ns());
 	if (!r)
 		return 0;
+	r->header.start_time_ns = start_time_ns;
 	r->matched = matched;
 	r->ppid = BPF_CORE_READ(p, real_parent, tgid);
 	bpf_get_current_comm(&r->comm, sizeof(r->comm));
@@ -467,6 +496,7 @@ int BPF_PROG(sched_process_exit, struct task_struct *p)
 	r = reserve_record(sizeof(*r), RECORD_EXIT, tgid, bpf_ktime_get_ns());
 	if (!r)
 		return 0;
+	r->header.start_time_ns = BPF_CORE_READ(p, group_leader, start_time);
 	r->exit_code = BPF_CORE_READ(p, exit_code);
 	submit_record(r);
 	return 0;
@@ -474,13 +504,15 @@ int BPF_PROG(sched_process_exit, struct task_struct *p)
 
 /* ---- TCP connection lifecycle ---------------------------------------------------------------- */
 
-static __always_inline void emit_sock_state(struct sock *sk, __u32 tgid, __u8 family, int oldstate,
-					    int newstate, __u32 flags, __u64 ts)
+static __always_inline void emit_sock_state(struct sock *sk, const struct sock_meta *m, __u8 family,
+					    int oldstate, int newstate, __u64 ts)
 {
-	struct sock_state_record *r = reserve_record(sizeof(*r), RECORD_SOCK_STATE, tgid, ts);
+	struct sock_state_record *r = reserve_record(sizeof(*r), RECORD_SOCK_STATE, m->owner_tgid, ts);
+	__u32 flags = m->flags;
 
 	if (!r)
 		return;
+	r->header.start_time_ns = m->owner_start_time_ns;
 	r->cookie = bpf_get_socket_cookie(sk);
 	r->family = family;
 	r->proto = IPPROTO_TCP;
@@ -505,13 +537,15 @@ int BPF_PROG(inet_sock_set_state, struct sock *sk, int oldstate, int newstate)
 	if (newstate == TCP_SYN_SENT || newstate == TCP_LISTEN) {
 		/* connect() and listen() run in the owner's context: here "current" can be trusted. */
 		__u32 tgid = current_tgid();
+		struct traced_process *tp = traced_current(tgid);
 
-		if (!is_traced(tgid))
+		if (!tp)
 			return 0;
 		m = bpf_sk_storage_get(&sock_meta, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 		if (!m)
 			return 0;
 		m->owner_tgid = tgid;
+		m->owner_start_time_ns = tp->start_time_ns;
 		if (newstate == TCP_SYN_SENT) {
 			m->flags = SOCK_META_ACTIVE;
 			m->start_ns = now;
@@ -532,9 +566,9 @@ int BPF_PROG(inet_sock_set_state, struct sock *sk, int oldstate, int newstate)
 			return 0;
 		}
 		if (release_held_syn_recv(m))
-			emit_sock_state(sk, m->owner_tgid, family, TCP_LISTEN, TCP_SYN_RECV, m->flags, m->start_ns);
+			emit_sock_state(sk, m, family, TCP_LISTEN, TCP_SYN_RECV, m->start_ns);
 	}
-	emit_sock_state(sk, m->owner_tgid, family, oldstate, newstate, m->flags, now);
+	emit_sock_state(sk, m, family, oldstate, newstate, now);
 	return 0;
 }
 
@@ -544,15 +578,20 @@ SEC("cgroup/sock_create")
 int sock_create(struct bpf_sock *ctx)
 {
 	__u32 tgid = current_tgid();
+	struct traced_process *tp;
 	struct sock_meta *m;
 
 	if (ctx->family != AF_INET && ctx->family != AF_INET6)
 		return 1;
-	if (!is_traced(tgid))
+	/* no task access from a cgroup program: an attach target's start time may still be 0 here */
+	tp = bpf_map_lookup_elem(&traced, &tgid);
+	if (!tp)
 		return 1;
 	m = bpf_sk_storage_get(&sock_meta, ctx, 0, BPF_SK_STORAGE_GET_F_CREATE);
-	if (m)
+	if (m) {
 		m->owner_tgid = tgid;
+		m->owner_start_time_ns = tp->start_time_ns;
+	}
 	bpf_get_socket_cookie(ctx); /* assigns the cookie now, so kprobes can read it from the socket */
 	return 1;
 }
@@ -569,6 +608,7 @@ int sock_release(struct bpf_sock *ctx)
 	r = reserve_record(sizeof(*r), RECORD_SOCK_RELEASE, m->owner_tgid, bpf_ktime_get_ns());
 	if (!r)
 		return 1;
+	r->header.start_time_ns = m->owner_start_time_ns;
 	r->cookie = bpf_get_socket_cookie(ctx);
 	submit_record(r);
 	return 1;
@@ -647,7 +687,8 @@ int udp_recvmsg6(struct bpf_sock_addr *ctx)
 		goto reserved;                                                                       \
 	}
 
-static __always_inline void capture_packet(struct __sk_buff *skb, __u32 owner, __u64 cookie, __u8 direction)
+static __always_inline void capture_packet(struct __sk_buff *skb, const struct process_id *owner, __u64 cookie,
+					   __u8 direction)
 {
 	struct packet_record *r = NULL;
 	__u32 cap = skb->len;
@@ -668,8 +709,9 @@ reserved:
 	}
 	r->header.type = RECORD_PACKET;
 	r->header.cpu = bpf_get_smp_processor_id();
-	r->header.tgid = owner;
+	r->header.tgid = owner->tgid;
 	r->header.ts_ns = bpf_ktime_get_ns();
+	r->header.start_time_ns = owner->start_time_ns;
 	r->cookie = cookie;
 	r->orig_len = skb->len;
 	r->cap_len = cap;
@@ -684,7 +726,7 @@ static __always_inline void count_packet(struct __sk_buff *skb, __u8 direction)
 	struct bpf_sock *sk = skb->sk;
 	struct packet_counters *c, zero = {};
 	struct sock_meta *m = NULL;
-	__u32 owner = 0;
+	struct process_id owner = {};
 
 	if (sk) {
 		struct bpf_sock *full = bpf_sk_fullsock(sk);
@@ -694,12 +736,13 @@ static __always_inline void count_packet(struct __sk_buff *skb, __u8 direction)
 		if (full)
 			m = bpf_sk_storage_get(&sock_meta, full, 0, 0);
 	}
-	if (m)
-		owner = m->owner_tgid;
-	else if (!proctap_cfg.count_unowned_packets)
+	if (m) {
+		owner.tgid = m->owner_tgid;
+		owner.start_time_ns = m->owner_start_time_ns;
+	} else if (!proctap_cfg.count_unowned_packets)
 		return;
 	if (proctap_cfg.capture)
-		capture_packet(skb, owner, bpf_get_socket_cookie(skb), direction);
+		capture_packet(skb, &owner, bpf_get_socket_cookie(skb), direction);
 	c = bpf_map_lookup_elem(&packets, &owner);
 	if (!c) {
 		bpf_map_update_elem(&packets, &owner, &zero, BPF_NOEXIST);
@@ -774,6 +817,7 @@ static __always_inline void copy_dns_response(struct __sk_buff *skb)
 	r = reserve_record(sizeof(*r) + PROCTAP_DNS_SNAPLEN, RECORD_DNS, m->owner_tgid, bpf_ktime_get_ns());
 	if (!r)
 		return;
+	r->header.start_time_ns = m->owner_start_time_ns;
 	cap = skb->len < PROCTAP_DNS_SNAPLEN ? skb->len : PROCTAP_DNS_SNAPLEN;
 	if (cap > 0) {
 		__u64 len = cap - 1;

@@ -71,13 +71,30 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);
-	__type(key, __u32); /* owner tgid; 0 = no owner */
+	__type(key, struct process_id); /* owner; tgid 0 = no owner */
 	__type(value, struct packet_counters);
 } packets SEC(".maps");
 
 static __always_inline bool is_traced(__u32 tgid)
 {
 	return bpf_map_lookup_elem(&traced, &tgid) != NULL;
+}
+
+/*
+ * The traced entry of the current process (NULL: not traced). Its start time, with the tgid the process's
+ * identity across PID reuse, is set at fork; an attach target's entry starts at 0 (user space cannot read
+ * the kernel's start time) and gets it here, from its own context. Tracing and kprobe programs only.
+ */
+static __always_inline struct traced_process *traced_current(__u32 tgid)
+{
+	struct traced_process *tp = bpf_map_lookup_elem(&traced, &tgid);
+
+	if (tp && !tp->start_time_ns) {
+		struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+
+		tp->start_time_ns = BPF_CORE_READ(task, group_leader, start_time);
+	}
+	return tp;
 }
 
 static __always_inline __u32 current_tgid(void)
@@ -98,6 +115,7 @@ static __always_inline void *reserve_record(__u32 size, __u16 type, __u32 tgid, 
 	h->cpu = bpf_get_smp_processor_id();
 	h->tgid = tgid;
 	h->ts_ns = now;
+	h->start_time_ns = 0;
 	return h;
 }
 

@@ -41,6 +41,8 @@ struct record_header {
 	__u16 cpu;
 	__u32 tgid;   /* the process the record is about (owner for socket records) */
 	__u64 ts_ns;  /* CLOCK_MONOTONIC (bpf_ktime_get_ns) */
+	__u64 start_time_ns; /* that process's task start time (CLOCK_MONOTONIC): with tgid, its identity
+			      * across PID reuse; 0 when unknown (an attach target not seen in its own context yet) */
 };
 
 /* One flow: what one process exchanged with one remote endpoint over one socket. */
@@ -51,6 +53,7 @@ struct flow_key {
 	__u8 family;      /* AF_INET or AF_INET6 */
 	__u8 proto;       /* IPPROTO_TCP or IPPROTO_UDP */
 	__u8 raddr[16];   /* network byte order; IPv4 in the first 4 bytes */
+	__u64 start_time_ns; /* the process's task start time: a reused tgid is another flow */
 };
 
 struct flow_counters {
@@ -86,7 +89,7 @@ struct flow_record {
 struct fork_record {
 	struct record_header header; /* tgid = child */
 	__u32 ppid;                  /* parent process (tgid) */
-	__u32 _pad;
+	__u32 nspid;                 /* the child's pid in its own (innermost) PID namespace */
 	__u64 start_time_ns;         /* task start time: pid + start time identify a process */
 	char comm[PROCTAP_COMM_LEN];
 };
@@ -168,14 +171,22 @@ struct sock_meta {
 	__u32 owner_tgid;
 	__u32 flags;
 	__u64 start_ns;
+	__u64 owner_start_time_ns; /* the owner's task start time (0 = unknown) */
 };
 
-/* A traced process, keyed by tgid. */
+/* A traced process, keyed by tgid. start_time_ns is 0 for an attach target until a hook runs in its context. */
 struct traced_process {
 	__u64 start_time_ns;
 };
 
-/* Per-process packet counters from the cgroup_skb hooks (key: owner tgid, 0 = no owner found). */
+/* One process instance: tgid + task start time (key of the packets map). */
+struct process_id {
+	__u32 tgid;
+	__u32 _pad;
+	__u64 start_time_ns;
+};
+
+/* Per-process packet counters from the cgroup_skb hooks (key: owner process_id, tgid 0 = no owner found). */
 struct packet_counters {
 	__u64 tx_packets;
 	__u64 rx_packets;

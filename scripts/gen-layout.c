@@ -42,6 +42,7 @@ int main(void)
 	FIELD(record_header, cpu);
 	FIELD(record_header, tgid);
 	FIELD(record_header, ts_ns);
+	FIELD(record_header, start_time_ns);
 	END();
 
 	BEGIN(flow_key);
@@ -51,6 +52,7 @@ int main(void)
 	FIELD(flow_key, family);
 	FIELD(flow_key, proto);
 	FIELD(flow_key, raddr);
+	FIELD(flow_key, start_time_ns);
 	END();
 
 	BEGIN(flow_counters);
@@ -95,6 +97,7 @@ int main(void)
 
 	BEGIN(fork_record);
 	FIELD(fork_record, ppid);
+	FIELD(fork_record, nspid);
 	FIELD(fork_record, start_time_ns);
 	FIELD(fork_record, comm);
 	END();
@@ -140,6 +143,11 @@ int main(void)
 
 	BEGIN(traced_process);
 	FIELD(traced_process, start_time_ns);
+	END();
+
+	BEGIN(process_id);
+	FIELD(process_id, tgid);
+	FIELD(process_id, start_time_ns);
 	END();
 
 	BEGIN(packet_counters);

@@ -26,6 +26,8 @@ const EPIPE = 32;
 export interface TcpConnection {
   cookie: bigint;
   pid: number;
+  /** The owner's kernel start time (0n unknown): pid + start time identify it. */
+  startTime: bigint;
   role: 'active' | 'passive' | 'listen';
   localAddr: string;
   localPort: number;
@@ -40,6 +42,7 @@ export interface TcpConnection {
 
 export interface SockStateEvent {
   tgid: number;
+  startTime?: bigint;
   tsNs: number;
   cookie: bigint;
   oldState: number;
@@ -83,6 +86,7 @@ export class ConnectionTracker {
       c = {
         cookie: e.cookie,
         pid: e.tgid,
+        startTime: e.startTime ?? 0n,
         role,
         localAddr: e.localAddr,
         localPort: e.localPort,

@@ -2,7 +2,7 @@
 // Builds the JSON report (schemaVersion 1) from what a trace collected. Pure: data in, data out.
 import type { Flow } from './flows';
 import type { TcpConnection } from './connections';
-import { decodeWaitStatus, type ProcessNode } from '../proc/tree';
+import { decodeWaitStatus, processId, type ProcessNode } from '../proc/tree';
 import {
   SCHEMA_VERSION,
   type Backend,
@@ -38,8 +38,8 @@ export interface ReportInputs {
   connections: TcpConnection[];
   /** TCP retransmits per socket cookie (sockets without any are absent); undefined = not counted. */
   retransmits?: Map<bigint, number>;
-  /** Per owner tgid; key 0 holds packets whose owner could not be told. */
-  packets: Map<number, PacketTotals>;
+  /** Per owner processId(tgid, start time); tgid 0 ("0/0") holds packets whose owner could not be told. */
+  packets: Map<string, PacketTotals>;
   lost: LostCounters;
   notes: string[];
 }
@@ -79,7 +79,7 @@ export function buildReport(input: ReportInputs): Report {
     }
     addPackets(totals.packets, p.packets);
   }
-  const unowned = input.packets.get(0);
+  const unowned = input.packets.get(processId(0, 0n));
   return {
     schemaVersion: SCHEMA_VERSION,
     tool: { name: 'proctap', version: input.version },
@@ -99,23 +99,44 @@ export function buildReport(input: ReportInputs): Report {
   };
 }
 
+/** The process a (pid, start time) pair is about: that instance; without a start time, the pid's latest. */
+export function processResolver(processes: ProcessNode[]): (pid: number, startTime: bigint) => ProcessNode | undefined {
+  const byId = new Map<string, ProcessNode>();
+  const latest = new Map<number, ProcessNode>();
+  for (const p of processes) {
+    if (p.startTime !== null) byId.set(processId(p.pid, p.startTime), p);
+    const l = latest.get(p.pid);
+    if (!l || (p.startTime ?? 0n) >= (l.startTime ?? 0n)) latest.set(p.pid, p);
+  }
+  return (pid, startTime) => (startTime ? byId.get(processId(pid, startTime)) : latest.get(pid));
+}
+
 function buildProcesses(input: ReportInputs, offset: (ns: number | null) => number | null): ProcessReport[] {
-  const traffic = new Map<number, { tcp: Traffic; udp: Traffic }>();
+  const owner = processResolver(input.processes);
+  const traffic = new Map<ProcessNode, { tcp: Traffic; udp: Traffic }>();
   for (const flow of input.flows) {
-    let t = traffic.get(flow.key.tgid);
-    if (!t) traffic.set(flow.key.tgid, (t = { tcp: zeroTraffic(), udp: zeroTraffic() }));
+    const node = owner(flow.key.tgid, flow.key.startTime);
+    if (!node) continue;
+    let t = traffic.get(node);
+    if (!t) traffic.set(node, (t = { tcp: zeroTraffic(), udp: zeroTraffic() }));
     addTraffic(t[protoName(flow.key.proto)], flow);
   }
+  const packetsOf = new Map<ProcessNode, PacketTotals[]>();
+  for (const [id, p] of input.packets) {
+    const [pid, start] = id.split('/');
+    const node = Number(pid) ? owner(Number(pid), BigInt(start)) : undefined;
+    if (node) packetsOf.set(node, [...(packetsOf.get(node) ?? []), p]);
+  }
   return [...input.processes]
-    .sort((a, b) => (a.startNs ?? -Infinity) - (b.startNs ?? -Infinity) || a.pid - b.pid)
+    .sort((a, b) => (a.startNs ?? -Infinity) - (b.startNs ?? -Infinity) || a.pid - b.pid || Number((a.startTime ?? 0n) - (b.startTime ?? 0n)))
     .map((node) => {
       const { exitCode, exitSignal } = decodeWaitStatus(node.waitStatus);
-      const t = traffic.get(node.pid);
+      const t = traffic.get(node);
       const packets = zeroPackets();
-      const p = input.packets.get(node.pid);
-      if (p) addPackets(packets, p);
+      for (const p of packetsOf.get(node) ?? []) addPackets(packets, p);
       const report: ProcessReport = {
         pid: node.pid,
+        ...(node.startTime !== null ? { startTimeNs: Number(node.startTime) } : {}),
         ppid: node.ppid,
         comm: node.comm,
         argv: node.argv,
@@ -168,8 +189,9 @@ function buildConnections(
     const released = flows.map((f) => f.releasedNs).find((ns) => ns !== null) ?? null;
     const endNs = c.endNs ?? released;
     const outcome = c.endNs === null && released !== null ? 'closed' : c.outcome;
-    const base = (pid: number) => ({
+    const base = (pid: number, startTime: bigint) => ({
       pid,
+      ...(startTime ? { startTimeNs: Number(startTime) } : {}),
       proto: 'tcp' as const,
       role: c.role === 'passive' ? ('passive' as const) : ('active' as const),
       localAddr: c.localAddr,
@@ -181,8 +203,8 @@ function buildConnections(
       outcome,
       error: c.error,
     });
-    if (flows.length === 0) rows.push(row(null, base(c.pid), c.cookie));
-    for (const flow of flows) rows.push(row(flow, base(flow.key.tgid), c.cookie));
+    if (flows.length === 0) rows.push(row(null, base(c.pid, c.startTime), c.cookie));
+    for (const flow of flows) rows.push(row(flow, base(flow.key.tgid, flow.key.startTime), c.cookie));
   }
   for (const flow of input.flows) {
     const isTcp = flow.key.proto === 6;
@@ -190,6 +212,7 @@ function buildConnections(
     rows.push(
       row(flow, {
         pid: flow.key.tgid,
+        ...(flow.key.startTime ? { startTimeNs: Number(flow.key.startTime) } : {}),
         proto: protoName(flow.key.proto),
         role: isTcp ? 'unknown' : 'udp',
         localAddr: flow.localAddr,

@@ -16,6 +16,8 @@ export interface FlowSample {
 /** One flow = one (socket, process, remote endpoint). Samples are cumulative, in time order; the last one is final. */
 export interface FlowSeries {
   pid: number;
+  /** The process's kernel start time (ns) where known: pid + start time identify it. */
+  startTimeNs?: number;
   proto: 'tcp' | 'udp';
   socket: string;
   remoteAddr: string;

@@ -24,6 +24,7 @@ export function flowSeries(flows: Flow[], context: SeriesContext): FlowSeries[] 
     samples.push({ tMs: Math.min(ms(endNs, context.originNs), context.durationMs), ...flow.counters });
     return {
       pid: flow.key.tgid,
+      ...(flow.key.startTime ? { startTimeNs: Number(flow.key.startTime) } : {}),
       proto: protoName(flow.key.proto),
       socket: flow.key.cookie.toString(),
       remoteAddr: flow.key.remoteAddr,

@@ -47,10 +47,17 @@ export function buildTimeSeries(series: FlowSeries[], durationMs: number, interv
   const n = bucketCount(durationMs, intervalMs);
   const tx = new Array<number>(n).fill(0);
   const rx = new Array<number>(n).fill(0);
-  const perPid = new Map<number, { tx: number[]; rx: number[] }>();
+  // One row per process instance: a pid reused during the trace is another process.
+  const perProcess: TimeSeries['perProcess'] = [];
+  const rows = new Map<string, TimeSeries['perProcess'][number]>();
   for (const flow of series) {
-    let own = perPid.get(flow.pid);
-    if (!own) perPid.set(flow.pid, (own = { tx: new Array<number>(n).fill(0), rx: new Array<number>(n).fill(0) }));
+    const id = `${flow.pid}/${flow.startTimeNs ?? 0}`;
+    let own = rows.get(id);
+    if (!own) {
+      own = { pid: flow.pid, ...(flow.startTimeNs ? { startTimeNs: flow.startTimeNs } : {}), tx: new Array<number>(n).fill(0), rx: new Array<number>(n).fill(0) };
+      rows.set(id, own);
+      perProcess.push(own);
+    }
     for (const d of flowDeltas(flow)) {
       const b = bucketOf(d.tMs, intervalMs, n);
       tx[b] += d.txBytes;
@@ -59,6 +66,6 @@ export function buildTimeSeries(series: FlowSeries[], durationMs: number, interv
       own.rx[b] += d.rxBytes;
     }
   }
-  const perProcess = [...perPid.entries()].sort(([a], [b]) => a - b).map(([pid, v]) => ({ pid, tx: v.tx, rx: v.rx }));
+  perProcess.sort((a, b) => a.pid - b.pid || (a.startTimeNs ?? 0) - (b.startTimeNs ?? 0));
   return { intervalMs, startMs: 0, tx, rx, perProcess };
 }

@@ -64,6 +64,12 @@ export function parsePid(text: string): number {
   return Number(text);
 }
 
+function parseConnectorBuffer(text: string): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || n < 1 || n > 256 * 1024 * 1024) throw new InvalidArgumentError(`not a buffer size in bytes (1 to 268435456): '${text}'`);
+  return n;
+}
+
 export function parseMilliseconds(text: string): number {
   const m = /^(\d+(?:\.\d+)?)(ms|s)?$/.exec(text.trim());
   if (!m || Number(m[1]) <= 0) throw new InvalidArgumentError(`not a duration: '${text}' (e.g. 100ms, 1s)`);
@@ -110,7 +116,10 @@ function addTraceOptions(command: Command): Command {
     .option('--no-retransmits', 'do not count TCP retransmits per connection')
     .option('--force', 'overwrite existing output files (never through a symbolic link)')
     .option('-q, --quiet', 'no terminal report')
-    .option('--no-color', 'no colors in the terminal report');
+    .option('--no-color', 'no colors in the terminal report')
+    // A small proc connector queue overflows under a fork storm: how the tests make ENOBUFS happen.
+    .addOption(new Option('--proc-connector-buffer <bytes>', 'proc connector receive queue').argParser(parseConnectorBuffer).hideHelp())
+    .addOption(new Option('--proc-connector-pause <ms>', 'do not read the proc connector for the first MS').argParser(parseMilliseconds).hideHelp());
 }
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -120,6 +129,8 @@ function engineOptions(opts: any, events: EventStream | null, outputs: Outputs) 
     intervalMs: opts.flowInterval as number,
     seriesIntervalMs: opts.interval as number | undefined,
     ringBufferBytes: opts.ringBuffer as number,
+    procConnectorBufferBytes: opts.procConnectorBuffer as number | undefined,
+    procConnectorPauseMs: opts.procConnectorPause as number | undefined,
     version: VERSION,
     detailCalls: opts.detail === true,
     dnsNames: opts.dnsNames !== false,

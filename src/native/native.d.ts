@@ -81,6 +81,8 @@ export interface BpfObject {
 export interface ProcConnector {
   /** PROC_CN_MCAST_IGNORE, stop and join the reader thread. Batches not yet delivered are dropped. Idempotent. */
   close(): void;
+  /** Stops (true) or resumes (false) reading the socket: while stopped, its queue fills and overflows (ENOBUFS). */
+  setPaused(paused: boolean): void;
 }
 
 /** A compiled tcpdump filter expression (libpcap). */
@@ -201,7 +203,8 @@ export interface NativeModule {
    * u32 parentPid, u32 parentTgid, u32 exitCode (wait status), u32 exitSignal, u32 reserved,
    * u64 timestampNs (CLOCK_MONOTONIC as the kernel stamps proc events).
    */
-  openProcConnector(onBatch: (batch: ArrayBuffer) => void): ProcConnector;
+  /** receiveBufferBytes: the socket's receive queue (SO_RCVBUFFORCE; the kernel doubles it); default 4 MiB. */
+  openProcConnector(onBatch: (batch: ArrayBuffer) => void, receiveBufferBytes?: number): ProcConnector;
   /** Starts a live capture (see LiveCapture). */
   LiveCapture: new (options: LiveCaptureOptions, onBatch: (batch: ArrayBuffer) => void) => LiveCapture;
   /** pcap_findalldevs, on a thread inside netnsPath when given. */

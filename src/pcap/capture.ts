@@ -52,7 +52,7 @@ export class PacketCapture {
 
   constructor(
     private readonly writer: PacketWriter,
-    private readonly describe: (pid: number) => PacketOwner | undefined,
+    private readonly describe: (pid: number, startTime?: bigint) => PacketOwner | undefined,
   ) {}
 
   /** Packets reaching here passed the filter already (the addon drops the others). */
@@ -63,7 +63,7 @@ export class PacketCapture {
       data: p.data,
       originalLength: p.originalLength,
       direction: p.direction === 'tx' ? 'outbound' : 'inbound',
-      comment: packetComment(p.tgid, p.tgid ? this.describe(p.tgid) : undefined),
+      comment: packetComment(p.tgid, p.tgid ? this.describe(p.tgid, p.startTime) : undefined),
     });
     this.stats.written++;
   }
@@ -97,7 +97,7 @@ export function captureSink(options: Pick<CaptureOptions, 'path' | 'fd'>): ByteS
       : fileSink(options.path);
 }
 
-export function openCapture(options: CaptureOptions, describe: (pid: number) => PacketOwner | undefined): PacketCapture {
+export function openCapture(options: CaptureOptions, describe: (pid: number, startTime?: bigint) => PacketOwner | undefined): PacketCapture {
   const sink = captureSink(options);
   const writer =
     options.format === 'pcap'

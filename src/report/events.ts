@@ -7,7 +7,13 @@ import { protoName } from '../util/net';
 
 /** The NDJSON form of a record; `tMs` is ms since `originNs`. */
 export function eventOf(record: TraceRecord, originNs: number): Record<string, unknown> {
-  const base = { type: record.type, tMs: Math.round((record.tsNs - originNs) / 1000) / 1000, pid: record.tgid };
+  const base = {
+    type: record.type,
+    tMs: Math.round((record.tsNs - originNs) / 1000) / 1000,
+    pid: record.tgid,
+    // with pid, the process's identity across PID reuse (ProcessReport.startTimeNs)
+    ...(record.startTime ? { startTimeNs: Number(record.startTime) } : {}),
+  };
   switch (record.type) {
     case 'fork':
       return { ...base, ppid: record.ppid, comm: record.comm };

@@ -25,6 +25,9 @@ export interface Packets {
 
 export interface ProcessReport {
   pid: number;
+  /** Kernel task start time (CLOCK_MONOTONIC ns) where known: with pid, the process's identity across PID
+   *  reuse (two entries with one pid are two processes). Not a clock reading to compare with wall time. */
+  startTimeNs?: number;
   ppid: number;
   comm: string;
   argv: string[];
@@ -65,6 +68,8 @@ export type Outcome = 'open' | 'closed' | 'refused' | 'reset' | 'timeout' | 'fai
 
 export interface ConnectionReport {
   pid: number;
+  /** The process's startTimeNs (see ProcessReport), where known. */
+  startTimeNs?: number;
   proto: Proto;
   /** "active" (connect), "passive" (accept), "udp" (datagram peer), "unknown" (opened before the trace). */
   role: 'active' | 'passive' | 'udp' | 'unknown';
@@ -222,8 +227,8 @@ export interface TimeSeries {
   /** Bytes sent in each bucket (not a rate: divide by intervalMs/1000 for bytes/s). */
   tx: number[];
   rx: number[];
-  /** The same per process, ascending pid. */
-  perProcess: Array<{ pid: number; tx: number[]; rx: number[] }>;
+  /** The same per process (pid + startTimeNs where known), ascending pid then start. */
+  perProcess: Array<{ pid: number; startTimeNs?: number; tx: number[]; rx: number[] }>;
 }
 
 /** log2 message-size histogram of send or receive calls. */

@@ -236,28 +236,36 @@ function sortByStart(processes: ProcessReport[]): ProcessReport[] {
   return [...processes].sort((a, b) => (a.startOffsetMs ?? -Infinity) - (b.startOffsetMs ?? -Infinity) || a.pid - b.pid);
 }
 
-/** Depth-first tree order with the "├─"/"└─" prefix of each process. */
+/** Depth-first tree order with the "├─"/"└─" prefix of each process. A recycled pid is several
+ *  entries: a child hangs under the instance of its parent pid that had started when it did. */
 export function processTree(processes: ProcessReport[]): Array<{ proc: ProcessReport; prefix: string }> {
   const sorted = sortByStart(processes);
-  const ids = new Set(sorted.map((p) => p.pid));
-  const children = new Map<number, ProcessReport[]>();
+  const instances = new Map<number, ProcessReport[]>();
+  for (const p of sorted) instances.set(p.pid, [...(instances.get(p.pid) ?? []), p]);
+  const parentOf = (p: ProcessReport): ProcessReport | undefined => {
+    if (p.ppid === p.pid) return undefined;
+    const candidates = instances.get(p.ppid) ?? [];
+    const started = candidates.filter((c) => (c.startOffsetMs ?? -Infinity) <= (p.startOffsetMs ?? -Infinity));
+    return started[started.length - 1] ?? candidates[0];
+  };
+  const children = new Map<ProcessReport, ProcessReport[]>();
+  const roots: ProcessReport[] = [];
   for (const p of sorted) {
-    if (!ids.has(p.ppid) || p.ppid === p.pid) continue;
-    const list = children.get(p.ppid) ?? [];
-    list.push(p);
-    children.set(p.ppid, list);
+    const parent = parentOf(p);
+    if (!parent) roots.push(p);
+    else children.set(parent, [...(children.get(parent) ?? []), p]);
   }
   const out: Array<{ proc: ProcessReport; prefix: string }> = [];
-  const seen = new Set<number>();
+  const seen = new Set<ProcessReport>();
   const walk = (p: ProcessReport, lead: string, branch: string) => {
-    if (seen.has(p.pid)) return;
-    seen.add(p.pid);
+    if (seen.has(p)) return;
+    seen.add(p);
     out.push({ proc: p, prefix: lead + branch });
-    const kids = (children.get(p.pid) ?? []).filter((k) => !seen.has(k.pid));
+    const kids = (children.get(p) ?? []).filter((k) => !seen.has(k));
     const next = lead + (branch === '├─' ? '│ ' : branch === '└─' ? '  ' : '');
     kids.forEach((k, i) => walk(k, next, i === kids.length - 1 ? '└─' : '├─'));
   };
-  for (const p of sorted) if (!ids.has(p.ppid) || p.ppid === p.pid) walk(p, '', '');
+  for (const p of roots) walk(p, '', '');
   for (const p of sorted) walk(p, '', ''); // a ppid cycle has no root: show it rather than drop it
   return out;
 }
@@ -292,7 +300,7 @@ function renderProcesses(report: Report, opts: { color: boolean; width: number }
   const rows = tree.map(({ proc: p, prefix }) => {
     const calls = sumTraffic(p.tcp, p.udp);
     return [
-      `${prefix}${p.pid}`,
+      `${prefix}${p.pid}${p.nspid !== undefined ? ` (ns ${p.nspid})` : ''}`,
       processCommand(p),
       p.startOffsetMs === null ? 'before' : formatDuration(p.startOffsetMs),
       exitCell(p),

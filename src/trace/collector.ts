@@ -31,20 +31,25 @@ export class TraceCollector {
   onRecord(record: TraceRecord): void {
     switch (record.type) {
       case 'fork':
-        this.tree.onFork(record.tgid, record.ppid, record.comm, record.tsNs);
+        this.tree.onFork(record.tgid, record.ppid, record.comm, record.tsNs, 'kernel', record.startTimeNs);
+        // Where the child lives in another PID namespace (a container), its own view of its pid.
+        if (record.nspid && record.nspid !== record.tgid) {
+          const node = this.tree.get(record.tgid, record.startTimeNs);
+          if (node) node.nspid = record.nspid;
+        }
         break;
       case 'exec':
         if (record.matched && !this.tree.has(record.tgid)) {
-          this.tree.addRoot(record.tgid, record.ppid, record.comm, record.argv, record.tsNs);
+          this.tree.addRoot(record.tgid, record.ppid, record.comm, record.argv, record.tsNs, record.startTime || null);
         }
-        this.tree.onExec(record.tgid, record.comm, record.argv);
+        this.tree.onExec(record.tgid, record.comm, record.argv, record.startTime);
         break;
       case 'exit':
-        this.tree.onExit(record.tgid, record.tsNs, record.waitStatus);
+        this.tree.onExit(record.tgid, record.tsNs, record.waitStatus, 'kernel', record.startTime);
         break;
       case 'flow':
         this.flows.sample(record.key, record.counters, record.firstNs, record.tsNs, record.localAddr, record.localPort);
-        if (!this.tree.has(record.tgid)) this.tree.ensure(record.tgid);
+        this.tree.ensure(record.tgid, record.key.startTime);
         break;
       case 'sockState':
         this.connections.onState(record);
@@ -73,8 +78,10 @@ export class TraceCollector {
     return released;
   }
 
-  /** Proc connector batch: fills in what kernel records missed (lost records); never overrides them. */
-  onProcBatch(batch: ArrayBuffer): void {
+  /** Proc connector batch: fills in what kernel records missed (lost records); never overrides them.
+   *  Returns how many overflows (ENOBUFS: events lost) the batch reported. */
+  onProcBatch(batch: ArrayBuffer): number {
+    let overflows = 0;
     const view = new DataView(batch);
     for (let at = 0; at + PROC_RECORD_SIZE <= batch.byteLength; at += PROC_RECORD_SIZE) {
       const kind = view.getUint32(at, true);
@@ -85,11 +92,13 @@ export class TraceCollector {
       const tsNs = Number(view.getBigUint64(at + 32, true));
       if (kind === PROC_KIND.overflow) {
         this.connectorOverflows++;
+        overflows++;
       } else if (kind === PROC_KIND.fork && pid === tgid && this.tree.has(parentTgid) && !this.tree.has(tgid)) {
         this.tree.onFork(tgid, parentTgid, '', tsNs, 'connector');
       } else if (kind === PROC_KIND.exit && pid === tgid && this.tree.has(tgid)) {
         this.tree.onExit(tgid, tsNs, exitCode, 'connector');
       }
     }
+    return overflows;
   }
 }

@@ -4,6 +4,7 @@
 // processes come to be (a gated launch, or existing targets) and when the trace ends.
 import * as path from 'node:path';
 import { loadNative } from '../native';
+import { readArgv, readStatus } from '../proc/procfs';
 import type { PacketFilter, ProcConnector } from '../native/native';
 import { buildReport } from '../aggregate/report';
 import { addRemoteNames } from '../aggregate/names';
@@ -57,6 +58,13 @@ export interface EngineOptions {
   log: (line: string) => void;
   /** Time-series bucket width; default chosen from the trace length. */
   seriesIntervalMs?: number;
+  /** Processes that should be in the tree now, where to find them after lost proc connector events:
+   *  run mode reads its cgroup's cgroup.procs; by default, the kernel's traced set. */
+  liveProcesses?: { source: string; pids: () => number[] };
+  /** Proc connector socket receive queue in bytes (default 4 MiB), and a time (ms) the reader is
+   *  stopped at the start: together they make an overflow happen in tests. */
+  procConnectorBufferBytes?: number;
+  procConnectorPauseMs?: number;
   /** While tracing: a status line on a terminal's stderr, or with `live` a refreshing top-like view. */
   display?: { live: boolean; intervalMs: number };
 }
@@ -149,7 +157,7 @@ export class TraceEngine {
     } else if (capture) {
       this.capture = openCapture(
         { ...capture, userAppl: `proctap ${this.options.version}`, interfaceName: captureInterface },
-        (pid) => this.collector.tree.get(pid),
+        (pid, startTime) => this.collector.tree.get(pid, startTime ?? null),
       );
     }
     this.tracer.start((batch) => {
@@ -158,7 +166,14 @@ export class TraceEngine {
       this.finalizeReleased();
     }, this.filter);
     this.ringRunning = true;
-    this.connector = loadNative().openProcConnector((batch) => this.collector.onProcBatch(batch));
+    this.connector = loadNative().openProcConnector((batch) => {
+      if (this.collector.onProcBatch(batch) > 0) this.rebuildTree();
+    }, this.options.procConnectorBufferBytes);
+    const pauseMs = this.options.procConnectorPauseMs;
+    if (pauseMs) {
+      this.connector.setPaused(true);
+      this.resumeConnector = setTimeout(() => this.connector?.setPaused(false), pauseMs);
+    }
     if (this.options.display) {
       this.stopDisplay = startLiveDisplay(
         {
@@ -173,6 +188,30 @@ export class TraceEngine {
   }
 
   private stopDisplay = () => {};
+  private resumeConnector: NodeJS.Timeout | null = null;
+  private lastOverflowWarningMs = -Infinity;
+
+  /**
+   * The proc connector overflowed (ENOBUFS): fork/exit events are gone. Every process that is alive and
+   * traced now (cgroup.procs in run mode, the kernel's traced set otherwise) goes into the tree if it is
+   * not there yet; exits still come from the kernel's records. Warns at most once a second.
+   */
+  private rebuildTree(): void {
+    const live = this.options.liveProcesses ?? { source: "the kernel's traced set", pids: () => this.tracer.tracedPids() };
+    const alive: Array<{ pid: number; ppid: number; comm: string; argv: string[] }> = [];
+    for (const pid of live.pids()) {
+      const status = readStatus(pid);
+      if (status) alive.push({ pid, ppid: status.ppid, comm: status.name, argv: readArgv(pid) });
+    }
+    const added = this.collector.tree.rebuild(alive, monotonicNs());
+    const now = Date.now();
+    if (now - this.lastOverflowWarningMs < 1000) return;
+    this.lastOverflowWarningMs = now;
+    this.options.log(
+      `proctap: warning: proc connector overflow (ENOBUFS, ${this.collector.connectorOverflows} so far): process events were lost; ` +
+        `process tree rebuilt from ${live.source} and /proc (${added.length} added)`,
+    );
+  }
 
   /** Reads the last counters of released sockets and drops them from the kernel table (bounded memory). */
   private finalizeReleased(): void {
@@ -195,12 +234,17 @@ export class TraceEngine {
     this.ringRunning = false;
     this.finalizeReleased();
     for (const f of tracer.dumpFlows()) collector.flows.finalize(f.key, f.counters, f.firstNs, f.lastNs, f.localAddr, f.localPort, f.sizes);
+    if (this.resumeConnector) clearTimeout(this.resumeConnector);
     this.connector?.close();
     this.connector = null;
     if (this.options.retransmits !== false) for (const [cookie, n] of tracer.dumpRetransmits()) collector.onRetransmits(cookie, n);
     const packets = tracer.dumpPackets();
     const stats = tracer.readStats();
-    for (const flow of collector.flows.list()) collector.tree.ensure(flow.key.tgid);
+    for (const flow of collector.flows.list()) collector.tree.ensure(flow.key.tgid, flow.key.startTime);
+    for (const owner of packets.keys()) {
+      const [pid, startTime] = owner.split('/');
+      if (Number(pid)) collector.tree.ensure(Number(pid), BigInt(startTime));
+    }
 
     const lost = lostCounters(stats, collector.connectorOverflows);
     const captureSummary = this.live ? await this.closeLiveCapture() : this.closeCapture(stats);
@@ -288,6 +332,8 @@ export class TraceEngine {
       notes.push(`${collector.names.cut} DNS response(s) were longer than the kernel copies (1024 bytes): names in their later answers may be missing.`);
     if (collector.tree.list().some((p) => p.source === 'flow'))
       notes.push('Some processes are known only from their traffic (their fork record was lost).');
+    if (lost.procConnectorOverflows > 0)
+      notes.push('The proc connector overflowed: the process tree was rebuilt from the live processes (those that started and ended unseen in between may be missing).');
     return notes;
   }
 
@@ -297,6 +343,7 @@ export class TraceEngine {
     this.closed = true;
     this.stopDisplay();
     if (this.ringRunning) await this.tracer.stop().catch(() => {});
+    if (this.resumeConnector) clearTimeout(this.resumeConnector);
     this.connector?.close();
     this.capture?.close(0);
     this.live?.run.close();

@@ -5,10 +5,12 @@ import * as L from '../native/layout.generated';
 import { formatAddress } from '../util/net';
 
 export interface FlowKey {
-  /** Stable identity of the flow: cookie, tgid, proto, remote. */
+  /** Stable identity of the flow: cookie, tgid, start time, proto, remote. */
   id: string;
   cookie: bigint;
   tgid: number;
+  /** The process's task start time (CLOCK_MONOTONIC ns): with tgid, its identity across PID reuse; 0n unknown. */
+  startTime: bigint;
   family: number;
   proto: number;
   remoteAddr: string;
@@ -24,8 +26,9 @@ export interface FlowCounters {
   rxCalls: number;
 }
 
-export type TraceRecord =
-  | { type: 'fork'; tgid: number; tsNs: number; ppid: number; startTimeNs: bigint; comm: string }
+/** Every record names a process instance: tgid plus its task start time (0n when the kernel did not know it). */
+export type TraceRecord = { startTime: bigint } & (
+  | { type: 'fork'; tgid: number; tsNs: number; ppid: number; nspid: number; startTimeNs: bigint; comm: string }
   | {
       type: 'exec';
       tgid: number;
@@ -68,7 +71,8 @@ export type TraceRecord =
   | { type: 'sockRelease'; tgid: number; tsNs: number; cookie: bigint }
   | { type: 'call'; tgid: number; tsNs: number; key: FlowKey; tid: number; bytes: number; direction: 'tx' | 'rx' }
   | PacketRecord
-  | DnsResponseRecord;
+  | DnsResponseRecord
+);
 
 /** A DNS response (IP packet, UDP from port 53) received by a traced socket. `data` views the batch. */
 export interface DnsResponseRecord {
@@ -87,6 +91,7 @@ export interface PacketRecord {
   /** Socket owner, 0 when unknown. */
   tgid: number;
   tsNs: number;
+  startTime: bigint;
   cookie: bigint;
   originalLength: number;
   ifindex: number;
@@ -106,15 +111,22 @@ function u64(view: DataView, offset: number): number {
   return view.getUint32(offset, true) + view.getUint32(offset + 4, true) * 0x1_0000_0000;
 }
 
+/** The 16-byte address field at `at` (network byte order; IPv4 in its first 4 bytes). */
+function address(bytes: Uint8Array, family: number, at: number): string {
+  return formatAddress(family, bytes.subarray(at, at + 16));
+}
+
 export function decodeFlowKey(view: DataView, bytes: Uint8Array, at: number): FlowKey {
   const cookie = view.getBigUint64(at + L.flow_key.cookie, true);
   const tgid = view.getUint32(at + L.flow_key.tgid, true);
+  const startTime = view.getBigUint64(at + L.flow_key.start_time_ns, true);
   const family = view.getUint8(at + L.flow_key.family);
   const proto = view.getUint8(at + L.flow_key.proto);
   const remotePort = view.getUint16(at + L.flow_key.rport, true);
-  const remoteAddr = formatAddress(family, bytes.subarray(at + L.flow_key.raddr, at + L.flow_key.raddr + 16));
+  const remoteAddr = address(bytes, family, at + L.flow_key.raddr);
   const raw = bytes.slice(at, at + L.flow_key.size);
-  return { id: `${cookie}/${tgid}/${proto}/${remoteAddr}/${remotePort}`, cookie, tgid, family, proto, remoteAddr, remotePort, raw };
+  const id = `${cookie}/${tgid}/${startTime}/${proto}/${remoteAddr}/${remotePort}`;
+  return { id, cookie, tgid, startTime, family, proto, remoteAddr, remotePort, raw };
 }
 
 export function decodeFlowCounters(view: DataView, at: number): FlowCounters {
@@ -145,13 +157,16 @@ export function decodeRecord(view: DataView, bytes: Uint8Array, at: number, leng
   const type = view.getUint16(at + L.record_header.type, true);
   const tgid = view.getUint32(at + L.record_header.tgid, true);
   const tsNs = u64(view, at + L.record_header.ts_ns);
+  const startTime = view.getBigUint64(at + L.record_header.start_time_ns, true);
   switch (type) {
     case L.RECORD_FORK:
       return {
         type: 'fork',
         tgid,
         tsNs,
+        startTime,
         ppid: view.getUint32(at + L.fork_record.ppid, true),
+        nspid: view.getUint32(at + L.fork_record.nspid, true),
         startTimeNs: view.getBigUint64(at + L.fork_record.start_time_ns, true),
         comm: cString(bytes, at + L.fork_record.comm, L.PROCTAP_COMM_LEN),
       };
@@ -162,6 +177,7 @@ export function decodeRecord(view: DataView, bytes: Uint8Array, at: number, leng
         type: 'exec',
         tgid,
         tsNs,
+        startTime,
         ppid: view.getUint32(at + L.exec_record.ppid, true),
         matched: view.getUint32(at + L.exec_record.matched, true) !== 0,
         comm: cString(bytes, at + L.exec_record.comm, L.PROCTAP_COMM_LEN),
@@ -171,50 +187,50 @@ export function decodeRecord(view: DataView, bytes: Uint8Array, at: number, leng
       };
     }
     case L.RECORD_EXIT:
-      return { type: 'exit', tgid, tsNs, waitStatus: view.getUint32(at + L.exit_record.exit_code, true) };
+      return { type: 'exit', tgid, tsNs, startTime, waitStatus: view.getUint32(at + L.exit_record.exit_code, true) };
     case L.RECORD_FLOW_NEW:
     case L.RECORD_FLOW_UPDATE: {
       const key = decodeFlowKey(view, bytes, at + L.flow_record.key);
-      const laddr = at + L.flow_record.laddr;
       return {
         type: 'flow',
         isNew: type === L.RECORD_FLOW_NEW,
         tgid,
         tsNs,
+        startTime,
         key,
         counters: decodeFlowCounters(view, at + L.flow_record.counters),
         firstNs: u64(view, at + L.flow_record.first_ns),
-        localAddr: formatAddress(key.family, bytes.subarray(laddr, laddr + 16)),
+        localAddr: address(bytes, key.family, at + L.flow_record.laddr),
         localPort: view.getUint16(at + L.flow_record.lport, true),
       };
     }
     case L.RECORD_SOCK_STATE: {
       const family = view.getUint8(at + L.sock_state_record.family);
-      const laddr = at + L.sock_state_record.laddr;
-      const raddr = at + L.sock_state_record.raddr;
       return {
         type: 'sockState',
         tgid,
         tsNs,
+        startTime,
         cookie: view.getBigUint64(at + L.sock_state_record.cookie, true),
         family,
         oldState: view.getUint8(at + L.sock_state_record.old_state),
         newState: view.getUint8(at + L.sock_state_record.new_state),
         error: view.getUint32(at + L.sock_state_record.error, true),
         flags: view.getUint32(at + L.sock_state_record.flags, true),
-        localAddr: formatAddress(family, bytes.subarray(laddr, laddr + 16)),
+        localAddr: address(bytes, family, at + L.sock_state_record.laddr),
         localPort: view.getUint16(at + L.sock_state_record.lport, true),
-        remoteAddr: formatAddress(family, bytes.subarray(raddr, raddr + 16)),
+        remoteAddr: address(bytes, family, at + L.sock_state_record.raddr),
         remotePort: view.getUint16(at + L.sock_state_record.rport, true),
       };
     }
     case L.RECORD_SOCK_RELEASE:
-      return { type: 'sockRelease', tgid, tsNs, cookie: view.getBigUint64(at + L.sock_release_record.cookie, true) };
+      return { type: 'sockRelease', tgid, tsNs, startTime, cookie: view.getBigUint64(at + L.sock_release_record.cookie, true) };
     case L.RECORD_CALL:
       return {
         type: 'call',
         tgid,
         tsNs,
+        startTime,
         key: decodeFlowKey(view, bytes, at + L.call_record.key),
         tid: view.getUint32(at + L.call_record.tid, true),
         bytes: view.getInt32(at + L.call_record.bytes, true),
@@ -227,6 +243,7 @@ export function decodeRecord(view: DataView, bytes: Uint8Array, at: number, leng
         type: 'packet',
         tgid,
         tsNs,
+        startTime,
         cookie: view.getBigUint64(at + L.packet_record.cookie, true),
         originalLength: view.getUint32(at + L.packet_record.orig_len, true),
         ifindex: view.getUint32(at + L.packet_record.ifindex, true),
@@ -241,6 +258,7 @@ export function decodeRecord(view: DataView, bytes: Uint8Array, at: number, leng
         type: 'dns',
         tgid,
         tsNs,
+        startTime,
         cookie: view.getBigUint64(at + L.dns_record.cookie, true),
         originalLength: view.getUint32(at + L.dns_record.orig_len, true),
         data: bytes.subarray(dataAt, dataAt + Math.max(0, Math.min(capLength, length - L.dns_record.size))),

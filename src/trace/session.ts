@@ -5,6 +5,7 @@
 import * as path from 'node:path';
 import {
   cgroup2Mount,
+  cgroupPids,
   createCgroup,
   isPopulated,
   killCgroup,
@@ -120,8 +121,9 @@ export async function runTraced(options: RunOptions): Promise<RunResult> {
   /* Load & verify BPF programs, pick the socket I/O backend */
   // --isolate captures with libpcap on the namespace end of the veth: every packet there is the tree's.
   const capture = options.capture && options.isolate ? { ...options.capture, live: true } : options.capture;
-  const engine = new TraceEngine({ ...options, capture, followChildren: true, countUnownedPackets: true });
   let cgroupDir: string | null = null;
+  const liveProcesses = { source: "the command's cgroup.procs", pids: () => (cgroupDir ? cgroupPids(cgroupDir) : []) };
+  const engine = new TraceEngine({ ...options, capture, followChildren: true, countUnownedPackets: true, liveProcesses });
   let launched: LaunchedCommand | null = null;
   let reaper: Reaper | null = null;
   let isolation: Isolation | null = null;

@@ -10,6 +10,7 @@ import type { Backend } from '../report/schema';
 import { decodeFlowCounters, decodeFlowKey, type FlowCounters, type FlowKey } from './records';
 import { formatAddress } from '../util/net';
 import type { PacketTotals } from '../aggregate/report';
+import { processId } from '../proc/tree';
 
 /** Socket I/O programs of each backend, cheapest first (the auto-selection order). */
 export const BACKEND_PROGRAMS: Record<Backend, string[]> = {
@@ -202,6 +203,14 @@ export class Tracer {
     if (this.config.dnsNames !== false) this.links.push(this.object.attachCgroup(DNS_PROGRAM, dir));
   }
 
+  /** Processes in the kernel's traced set (alive: the exit hook removes them). */
+  tracedPids(): number[] {
+    const dump = this.object.mapDump('traced');
+    const pids: number[] = [];
+    for (let i = 0; i < dump.count; i++) pids.push(dump.keys.readUInt32LE(i * dump.keySize));
+    return pids;
+  }
+
   addTraced(pid: number, startTimeNs = 0n): void {
     const key = Buffer.alloc(4);
     key.writeUInt32LE(pid);
@@ -267,12 +276,15 @@ export class Tracer {
     return counts;
   }
 
-  dumpPackets(): Map<number, PacketTotals> {
+  /** Packet counters per owner, keyed by processId(tgid, start time). */
+  dumpPackets(): Map<string, PacketTotals> {
     const dump = this.object.mapDump('packets');
-    const packets = new Map<number, PacketTotals>();
+    const packets = new Map<string, PacketTotals>();
     for (let i = 0; i < dump.count; i++) {
       const v = dump.values.subarray(i * dump.valueSize);
-      packets.set(dump.keys.readUInt32LE(i * dump.keySize), {
+      const k = i * dump.keySize;
+      const owner = processId(dump.keys.readUInt32LE(k + L.process_id.tgid), dump.keys.readBigUInt64LE(k + L.process_id.start_time_ns));
+      packets.set(owner, {
         txPackets: u64(v, L.packet_counters.tx_packets),
         rxPackets: u64(v, L.packet_counters.rx_packets),
         txBytes: u64(v, L.packet_counters.tx_bytes),

@@ -7,8 +7,9 @@ import { buildReport, type ReportInputs } from '../../src/aggregate/report';
 import { ProcessTree, decodeWaitStatus } from '../../src/proc/tree';
 import type { FlowKey } from '../../src/trace/records';
 
-function key(tgid: number, cookie: bigint, proto: number, remoteAddr: string, remotePort: number): FlowKey {
-  return { id: `${cookie}/${tgid}/${proto}/${remoteAddr}/${remotePort}`, cookie, tgid, family: 2, proto, remoteAddr, remotePort, raw: new Uint8Array(32) };
+function key(tgid: number, cookie: bigint, proto: number, remoteAddr: string, remotePort: number, startTime = 0n): FlowKey {
+  const id = `${cookie}/${tgid}/${startTime}/${proto}/${remoteAddr}/${remotePort}`;
+  return { id, cookie, tgid, startTime, family: 2, proto, remoteAddr, remotePort, raw: new Uint8Array(40) };
 }
 const counters = (txBytes: number, rxBytes: number, txCalls: number, rxCalls: number) => ({ txBytes, rxBytes, txCalls, rxCalls });
 
@@ -85,7 +86,7 @@ test('the report sums flows per process and protocol, groups endpoints and lists
   const input: ReportInputs = {
     version: '0.0.0', mode: 'run', backend: 'tracepoint', command: ['app'], exitCode: 0, startedAt: new Date(0),
     durationMs: 10, originNs: 1_000_000, processes: tree.list(), flows: flows.list(), connections: tracker.list(),
-    packets: new Map([[1, { txPackets: 4, rxPackets: 5, txBytes: 400, rxBytes: 500 }], [0, { txPackets: 1, rxPackets: 0, txBytes: 60, rxBytes: 0 }]]),
+    packets: new Map([['1/0', { txPackets: 4, rxPackets: 5, txBytes: 400, rxBytes: 500 }], ['0/0', { txPackets: 1, rxPackets: 0, txBytes: 60, rxBytes: 0 }]]),
     lost: { records: 0, recordsByKind: {}, flowTableFullCalls: 0, flowTableFullBytes: 0, tracedTableFull: 0, procConnectorOverflows: 0 },
     notes: [],
   };

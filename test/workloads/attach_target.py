@@ -20,7 +20,10 @@ def counts():
 
 
 def report(out, c):
-    line = json.dumps({"pid": os.getpid(), "ppid": os.getppid(), **c}) + "\n"
+    # NSpid from the host's /proc: the host pid first, the pid in the process's own namespace last
+    with open("/proc/self/status") as f:
+        nspid = [int(x) for x in f.read().split("NSpid:")[1].split("\n")[0].split()]
+    line = json.dumps({"pid": nspid[0], "nsPid": nspid[-1], "ppid": os.getppid(), **c}) + "\n"
     fd = os.open(out, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
     os.write(fd, line.encode())
     os.close(fd)
