@@ -168,11 +168,15 @@ test('five concurrent --isolate runs: distinct subnets and namespaces, exact per
   assert.deepEqual(networkState(), stateBefore);
 });
 
-test('--use-public-dns: the namespace sees public nameservers, the host\'s resolv.conf is untouched', async () => {
+test('--use-public-dns -u nobody: the namespace sees public nameservers, the command runs unprivileged, the host\'s resolv.conf is untouched', async () => {
   const hostResolv = fs.readFileSync('/etc/resolv.conf', 'utf8');
   const stateBefore = networkState();
-  const run = await proctapRun(['-q', '--isolate', '--use-public-dns', '--', 'cat', '/etc/resolv.conf']);
+  const run = await proctapRun(['-q', '--isolate', '--use-public-dns', '-u', 'nobody', '--', 'sh', '-c', 'id -u; grep CapEff /proc/self/status; readlink /proc/self/ns/net; cat /etc/resolv.conf']);
   assert.equal(run.code, 0, run.stderr);
+  const nobody = spawnSync('id', ['-u', 'nobody'], { encoding: 'utf8' }).stdout.trim();
+  assert.match(run.stdout, new RegExp(`^${nobody}$`, 'm'));
+  assert.match(run.stdout, /^CapEff:\s+0+$/m);
+  assert.notEqual(/net:\[\d+\]/.exec(run.stdout)?.[0], fs.readlinkSync('/proc/self/ns/net'), 'in a network namespace of its own');
   assert.match(run.stdout, /^nameserver 9\.9\.9\.9$/m);
   assert.match(run.stdout, /^nameserver 1\.1\.1\.1$/m);
   assert.equal(run.report!.isolation!.dns, 'public');
