@@ -68,6 +68,17 @@ export function lostCounters(stats: KernelStats, connectorOverflows: number): Lo
   };
 }
 
+/** The stderr warning when the ring buffer overflowed (also with -q): what was lost, and that totals hold. */
+export function lostRecordsWarning(lost: LostCounters): string | null {
+  if (lost.records === 0) return null;
+  const kinds = Object.entries(lost.recordsByKind)
+    .filter(([, n]) => n > 0)
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([kind, n]) => `${kind} ${n}`)
+    .join(', ');
+  return `proctap: warning: ring buffer full: ${lost.records} records lost (${kinds}); byte and call totals are still exact (kernel counters); a larger --ring-buffer keeps them`;
+}
+
 export class TraceEngine {
   readonly collector = new TraceCollector();
   readonly tracer: Tracer;
@@ -163,6 +174,8 @@ export class TraceEngine {
     for (const flow of collector.flows.list()) collector.tree.ensure(flow.key.tgid);
 
     const lost = lostCounters(stats, collector.connectorOverflows);
+    const lostLine = lostRecordsWarning(lost);
+    if (lostLine) this.options.log(lostLine);
     const captureSummary = this.closeCapture(stats);
     const report = buildReport({
       version: this.options.version,

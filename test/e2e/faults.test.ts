@@ -8,6 +8,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Report } from '../../src/report/schema';
+import { formatCount } from '../../src/report/format';
 import { PROCTAP, loadedProgramNames, proctapCgroups, tempDir } from './harness';
 
 const OURS = /^(sys_enter|tp_sock_send_le|tp_sock_recv_le|sched_process_|inet_sock_set_s|skb_egress|skb_ingress|sock_create|sock_release)/;
@@ -120,4 +121,77 @@ test('least privilege: under sudo the command runs as the caller with no capabil
   assert.match(caps, /^CapEff:\s+0+$/);
   const root = spawnSync(PROCTAP, ['run', '-q', '--user', 'root', '--', 'id', '-u'], { encoding: 'utf8', env });
   assert.equal(root.stdout.trim(), '0');
+});
+
+/** A UDP flood that waits for `go` before sending, counts its own calls and bytes, and writes them to `out`. */
+const FLOOD = `
+import json, os, socket, sys, time
+ready, go, out, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+rx.bind(("127.0.0.1", 0))
+rx.setblocking(False)
+tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+open(ready, "w").close()
+while not os.path.exists(go):
+    time.sleep(0.01)
+c = {"txBytes": 0, "rxBytes": 0, "txCalls": 0, "rxCalls": 0}
+for i in range(n):
+    c["txBytes"] += tx.sendto(b"f" * (1 + i % 300), rx.getsockname())
+    c["txCalls"] += 1
+    if i % 32 == 31:
+        while True:
+            try:
+                d = rx.recv(4096)
+            except BlockingIOError:
+                break
+            c["rxCalls"] += 1
+            c["rxBytes"] += len(d)
+with open(out + ".tmp", "w") as f:
+    json.dump({"pid": os.getpid(), "udp": c}, f)
+os.rename(out + ".tmp", out)
+`;
+
+test('ring-buffer overflow: a 4K buffer, a stopped consumer, a flood: lost records counted and shown, delivered + lost = calls, totals exact', async () => {
+  const dir = tempDir();
+  fs.chmodSync(dir, 0o777);
+  const [ready, go, out, json, events] = ['ready', 'go', 'counts.json', 'r.json', 'events.ndjson'].map((f) => path.join(dir, f));
+  const calls = 20000;
+  const proctap = spawn(PROCTAP, ['run', '--ring-buffer', '4K', '--json', json, '--events', events, '--detail', '--no-color', '--',
+    'python3', '-c', FLOOD, ready, go, out, String(calls)], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  proctap.stderr!.on('data', (d) => (stderr += d));
+  const closed = new Promise((resolve) => proctap.on('close', resolve));
+  await until('the workload to start', 10000, () => fs.existsSync(ready));
+  // The consumer stops (proctap is frozen: its poll thread too) while the workload floods.
+  proctap.kill('SIGSTOP');
+  try {
+    fs.writeFileSync(go, '');
+    await until('the workload to finish its flood', 60000, () => fs.existsSync(out));
+  } finally {
+    proctap.kill('SIGCONT');
+  }
+  assert.equal(await closed, 0, stderr);
+  const { pid, udp: counts } = JSON.parse(fs.readFileSync(out, 'utf8'));
+  const report: Report = JSON.parse(fs.readFileSync(json, 'utf8'));
+  const workload = report.processes.find((p) => p.pid === pid);
+  assert.ok(workload, `pid ${pid} is in the report`);
+  // Byte and call totals come from kernel counters: exact, whatever the ring buffer lost.
+  assert.deepEqual(workload.udp, counts);
+  assert.deepEqual(report.totals.udp, counts);
+  assert.equal(counts.txCalls, calls);
+  // Each counted send/recv call tried to reserve one `call` record: delivered ones are in the event
+  // stream, the others were counted as lost in kernel. Nothing is lost in user space.
+  const delivered = fs.readFileSync(events, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((e) => e.type === 'call').length;
+  const lostCalls = report.lost.recordsByKind.call ?? 0;
+  process.stderr.write(`# ${counts.txCalls + counts.rxCalls} calls: ${delivered} call records delivered, ${lostCalls} lost; ${report.lost.records} records lost in all\n`);
+  assert.ok(lostCalls > 0, 'the 4K ring buffer overflowed');
+  assert.ok(delivered > 0, 'records before the buffer filled were delivered');
+  assert.equal(delivered + lostCalls, counts.txCalls + counts.rxCalls);
+  assert.equal(report.lost.records, Object.values(report.lost.recordsByKind).reduce((a, b) => a + b, 0));
+  // Said on stderr: a warning line (also with -q) and the report's LOST line.
+  assert.match(stderr, new RegExp(`^proctap: warning: ring buffer full: ${report.lost.records} records lost \\(.*call ${lostCalls}.*\\); byte and call totals are still exact`, 'm'));
+  assert.ok(stderr.includes(`LOST: ${formatCount(report.lost.records)} ring-buffer records dropped`), stderr);
+  assert.ok(report.notes.some((n) => /Ring-buffer records were lost/.test(n)));
+  assert.deepEqual(proctapCgroups(), []);
+  fs.rmSync(dir, { recursive: true, force: true });
 });
