@@ -2,15 +2,15 @@
 // The command line. Importable from tests: nothing runs at import time; bin/proctap calls main().
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { Command, CommanderError, InvalidArgumentError, Option, type OptionValues } from 'commander';
 import type { Backend, Report } from '../report/schema';
 import { renderReport } from '../report/table';
 import { OutputFileError, createOutputFile, sudoOwner } from '../util/output';
 import { renderCharts } from '../report/charts';
-import { openEventStream, type EventStream } from '../report/events';
+import { errnoText, openEventStream, type EventStream } from '../report/events';
 import type { TraceRecord } from '../trace/records';
-import { DLT_RAW, MAX_SNAPLEN } from '../pcap/capture';
-import { loadNative } from '../native';
+import { MAX_SNAPLEN, type CaptureFormat } from '../pcap/capture';
+import { compileCaptureFilter, type CaptureOptions, type EngineOptions } from '../trace/engine';
 import { cgroup2Mount, removeStaleCgroups } from '../proc/cgroup';
 import { runTraced } from '../trace/session';
 import { AttachError, attachTraced } from '../trace/attach';
@@ -65,13 +65,27 @@ export function parseMilliseconds(text: string): number {
   return Number(m[1]) * (m[2] === 's' ? 1000 : 1);
 }
 
-function writeJson(report: Report, target: OutputTarget): void {
+/** An output that could not be written (disk full, ...): proctap's failure, reported in one line. */
+export class OutputWriteError extends Error {}
+
+/** Writes the whole report or nothing: a partial JSON file (disk full) is removed, not left unreadable. */
+function writeJson(report: Report, target: OutputTarget, file: string): void {
   const text = `${JSON.stringify(report, null, 2)}\n`;
-  if (target === '-') process.stdout.write(text);
-  else {
-    fs.writeSync(target, text);
-    fs.closeSync(target);
+  if (target === '-') {
+    process.stdout.write(text);
+    return;
   }
+  try {
+    const bytes = Buffer.from(text);
+    for (let at = 0; at < bytes.length; ) at += fs.writeSync(target, bytes, at, bytes.length - at);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const regular = fs.fstatSync(target).isFile();
+    fs.closeSync(target);
+    if (regular) fs.rmSync(file, { force: true });
+    throw new OutputWriteError(`cannot write the JSON report to ${file}: ${errnoText(err)}${code ? ` (${code})` : ''}${regular ? '; the partial file was removed' : ''}`);
+  }
+  fs.closeSync(target);
 }
 
 /** An output: "-" for stdout, or a file descriptor opened (and created) up front. */
@@ -81,6 +95,8 @@ interface Outputs {
   json: OutputTarget | null;
   events: OutputTarget | null;
   pcap: OutputTarget | null;
+  /** --pcap-filter, compiled once, here: a bad one is refused before anything starts. */
+  filter: CaptureOptions['filter'];
   /** Removes the files created for this run: called when it fails before writing them. */
   discard(): void;
 }
@@ -106,13 +122,49 @@ function addTraceOptions(command: Command): Command {
     .option('--no-color', 'no colors in the terminal report');
 }
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-function engineOptions(opts: any, events: EventStream | null, outputs: Outputs) {
+/** The options of run and attach, as commander parsed them (its values are untyped). */
+export interface TraceCliOptions {
+  json?: string;
+  chart?: string;
+  events?: string;
+  detail?: boolean;
+  interval?: number;
+  live?: boolean;
+  backend: Backend | 'auto';
+  flowInterval: number;
+  ringBuffer: number;
+  pcap?: string;
+  pcapFormat: CaptureFormat;
+  pcapFilter?: string;
+  snaplen: number;
+  force?: boolean;
+  quiet?: boolean;
+  color: boolean;
+}
+
+/** Commander's untyped option values as TraceCliOptions; a value of the wrong type is a bug here, not bad input. */
+export function traceCliOptions(raw: OptionValues): TraceCliOptions {
+  const is = (key: string, type: 'string' | 'number' | 'boolean', required = false) => {
+    const v = raw[key];
+    if ((v !== undefined || required) && typeof v !== type) throw new TypeError(`option ${key}: expected a ${type}, got ${typeof v}`);
+  };
+  for (const k of ['json', 'chart', 'events', 'pcap', 'pcapFilter']) is(k, 'string');
+  for (const k of ['detail', 'live', 'force', 'quiet']) is(k, 'boolean');
+  is('interval', 'number');
+  for (const k of ['flowInterval', 'ringBuffer', 'snaplen']) is(k, 'number', true);
+  for (const k of ['backend', 'pcapFormat']) is(k, 'string', true);
+  is('color', 'boolean', true);
+  return raw as TraceCliOptions;
+}
+
+type SharedEngineOptions = Omit<EngineOptions, 'followChildren' | 'countUnownedPackets' | 'match'>;
+
+function engineOptions(opts: TraceCliOptions, events: EventStream | null, outputs: Outputs): SharedEngineOptions {
   return {
-    backend: opts.backend as Backend | 'auto',
-    intervalMs: opts.flowInterval as number,
-    seriesIntervalMs: opts.interval as number | undefined,
-    ringBufferBytes: opts.ringBuffer as number,
+    backend: opts.backend,
+    intervalMs: opts.flowInterval,
+    seriesIntervalMs: opts.interval,
+    ringBufferBytes: opts.ringBuffer,
     version: VERSION,
     detailCalls: opts.detail === true,
     onRecord: events ? (record: TraceRecord) => events.write(record) : undefined,
@@ -124,35 +176,23 @@ function engineOptions(opts: any, events: EventStream | null, outputs: Outputs) 
           fd: typeof outputs.pcap === 'number' ? outputs.pcap : undefined,
           format: opts.pcapFormat,
           snaplen: opts.snaplen,
-          filter: opts.pcapFilter ?? null,
+          filter: outputs.filter,
         }
       : undefined,
   };
 }
 
-interface OutputOptions {
-  force?: boolean;
-  chart?: string;
-  events?: string;
-  detail?: boolean;
-  json?: string;
-  pcap?: string;
-  pcapFilter?: string;
-  snaplen: number;
-  quiet?: boolean;
-  color: boolean;
-}
-
 /** Output options that contradict each other, a filter that does not compile, files that cannot be
  *  created: all refused before anything starts. */
-function prepareOutputs(opts: OutputOptions): Outputs {
+function prepareOutputs(opts: TraceCliOptions): Outputs {
   const stdout = [opts.json, opts.pcap, opts.events].filter((t) => t === '-');
   if (stdout.length > 1) throw new UsageError('only one of --json, --pcap and --events can use standard output');
   if (opts.detail && !opts.events) throw new UsageError('--detail needs --events FILE');
   if (opts.pcapFilter !== undefined && !opts.pcap) throw new UsageError('--pcap-filter needs --pcap FILE');
+  let filter: Outputs['filter'] = null;
   if (opts.pcapFilter !== undefined) {
     try {
-      loadNative().compilePacketFilter(opts.pcapFilter, DLT_RAW, opts.snaplen);
+      filter = compileCaptureFilter(opts.pcapFilter, opts.snaplen);
     } catch (err) {
       throw new UsageError((err as Error).message);
     }
@@ -180,18 +220,48 @@ function prepareOutputs(opts: OutputOptions): Outputs {
       fs.rmSync(file, { force: true });
     }
   };
-  return { json: open(opts.json), events: open(opts.events), pcap: open(opts.pcap), discard };
+  return { json: open(opts.json), events: open(opts.events), pcap: open(opts.pcap), filter, discard };
 }
 
-/** The JSON report where asked, and the terminal report on stderr (the command's stdout stays its own). */
-async function emitReport(report: Report, opts: OutputOptions, outputs: Outputs): Promise<void> {
-  if (outputs.json !== null) writeJson(report, outputs.json);
+/** The JSON report where asked, and the terminal report on stderr (the command's stdout stays its own).
+ *  An output that failed during the trace (`failure`), or the JSON report failing now, is thrown at the
+ *  end as one OutputWriteError, once every other output had its chance. */
+async function emitReport(report: Report, opts: TraceCliOptions, outputs: Outputs, events: EventStream | null, failure: Error | null): Promise<void> {
+  const failures = failure ? [failure.message] : [];
+  try {
+    events?.close();
+  } catch (err) {
+    if (!failures.includes((err as Error).message)) failures.push((err as Error).message);
+  }
+  if (outputs.json !== null) {
+    try {
+      writeJson(report, outputs.json, opts.json ?? '-');
+    } catch (err) {
+      failures.push((err as Error).message);
+    }
+  }
   if (opts.chart) {
     const files = await renderCharts(report, opts.chart);
     process.stderr.write(`proctap: charts: ${files.join(', ')}\n`);
   }
   if (!opts.quiet && opts.json !== '-' && opts.events !== '-') {
     process.stderr.write(`${renderReport(report, { color: opts.color && process.stderr.isTTY === true })}\n`);
+  }
+  if (failures.length) throw new OutputWriteError(failures.join('; '));
+}
+
+function openEvents(opts: TraceCliOptions, outputs: Outputs): EventStream | null {
+  if (outputs.events === null) return null;
+  const startNs = Number(process.hrtime.bigint());
+  return outputs.events === '-' ? openEventStream(1, () => startNs) : openEventStream(outputs.events, () => startNs, opts.events);
+}
+
+/** Closes the event stream of a trace that failed anyway: its own error would only hide that one. */
+function closeQuietly(events: EventStream | null): void {
+  try {
+    events?.close();
+  } catch {
+    /* reported: the trace's own failure */
   }
 }
 
@@ -210,22 +280,21 @@ export function buildProgram(io: { exit: (code: number) => void }): Command {
     .argument('<command...>', 'command and arguments (put -- before it)')
     .option('-u, --user <name|uid>', 'run the command as this user (default: the sudo caller; "root" to keep root)');
   addTraceOptions(run)
-    .action(async (argv: string[], opts) => {
+    .action(async (argv: string[], raw: OptionValues) => {
+      const opts = traceCliOptions(raw);
       checkPrivileges();
-      const credentials = resolveCredentials(opts.user, process.env, readPasswd());
+      const credentials = resolveCredentials(raw.user, process.env, readPasswd());
       const outputs = prepareOutputs(opts);
-      const startNs = Number(process.hrtime.bigint());
-      const events = outputs.events !== null ? openEventStream(outputs.events === '-' ? 1 : outputs.events, () => startNs) : null;
+      const events = openEvents(opts, outputs);
       let result;
       try {
         result = await runTraced({ argv, credentials, ...engineOptions(opts, events, outputs) });
       } catch (err) {
-        events?.close();
+        closeQuietly(events);
         outputs.discard();
         throw err;
       }
-      events?.close();
-      await emitReport(result.report, opts, outputs);
+      await emitReport(result.report, opts, outputs, events, result.outputError);
       io.exit(result.exitCode);
     });
 
@@ -239,7 +308,8 @@ export function buildProgram(io: { exit: (code: number) => void }): Command {
     .option('--duration <time>', 'stop after this long (e.g. 30s, 2m)', parseDuration)
     .option('--no-children', 'do not follow children forked after the attach');
   addTraceOptions(attach)
-    .action(async (pidArgs: string[], opts) => {
+    .action(async (pidArgs: string[], raw: OptionValues) => {
+      const opts = traceCliOptions(raw);
       const pids = pidArgs.map((p) => {
         try {
           return parsePid(p);
@@ -247,31 +317,29 @@ export function buildProgram(io: { exit: (code: number) => void }): Command {
           throw new UsageError((err as Error).message);
         }
       });
-      if (pids.length === 0 && opts.comm === undefined && opts.cgroup === undefined) {
+      if (pids.length === 0 && raw.comm === undefined && raw.cgroup === undefined) {
         throw new UsageError('attach needs PIDs, --comm NAME or --cgroup PATH');
       }
       checkPrivileges();
       const outputs = prepareOutputs(opts);
-      let report: Report;
-      const startNs = Number(process.hrtime.bigint());
-      const events = outputs.events !== null ? openEventStream(outputs.events === '-' ? 1 : outputs.events, () => startNs) : null;
+      const events = openEvents(opts, outputs);
+      let result;
       try {
-        report = await attachTraced({
+        result = await attachTraced({
           pids,
-          comm: opts.comm,
-          cgroup: opts.cgroup,
-          durationMs: opts.duration,
-          followChildren: opts.children,
+          comm: raw.comm as string | undefined,
+          cgroup: raw.cgroup as string | undefined,
+          durationMs: raw.duration as number | undefined,
+          followChildren: raw.children !== false,
           ...engineOptions(opts, events, outputs),
         });
       } catch (err) {
-        events?.close();
+        closeQuietly(events);
         outputs.discard();
         if (err instanceof AttachError) throw new UsageError(err.message);
         throw err;
       }
-      events?.close();
-      await emitReport(report, opts, outputs);
+      await emitReport(result.report, opts, outputs, events, result.outputError);
       io.exit(0);
     });
 

@@ -79,21 +79,28 @@ export function outermost(dirs: string[]): string[] {
 }
 
 /** Stops on Ctrl-C/SIGTERM/SIGHUP without touching the targets. */
-function stopSignal(log: (line: string) => void): { promise: Promise<void>; dispose: () => void } {
+function stopSignal(log: (line: string) => void): { promise: Promise<void>; stop: (why: string) => void; dispose: () => void } {
   let resolve = () => {};
   const promise = new Promise<void>((r) => (resolve = r));
-  const onSignal = (signal: NodeJS.Signals) => {
-    log(`proctap: ${signal}: detaching`);
+  const stop = (why: string) => {
+    log(`proctap: ${why}: detaching`);
     resolve();
   };
+  const onSignal = (signal: NodeJS.Signals) => stop(signal);
   const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
   for (const s of signals) process.on(s, onSignal);
-  return { promise, dispose: () => signals.forEach((s) => process.off(s, onSignal)) };
+  return { promise, stop, dispose: () => signals.forEach((s) => process.off(s, onSignal)) };
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-export async function attachTraced(options: AttachOptions): Promise<Report> {
+export interface AttachResult {
+  report: Report;
+  /** An output (capture file, event stream) failed to write: the trace was stopped early. */
+  outputError: Error | null;
+}
+
+export async function attachTraced(options: AttachOptions): Promise<AttachResult> {
   const mount = cgroup2Mount();
   const resolved = resolveTargets(options, mount);
   const waiting = options.comm !== undefined || options.cgroup !== undefined;
@@ -107,6 +114,7 @@ export async function attachTraced(options: AttachOptions): Promise<Report> {
     match: resolved.match,
   });
   const stop = stopSignal(options.log);
+  engine.onOutputError = () => stop.stop('an output failed');
   try {
     engine.attach(resolved.cgroupDirs);
     engine.start(resolved.cgroupDirs.length === 1 ? `cgroup ${resolved.cgroupDirs[0]}` : 'cgroups of the targets');
@@ -145,7 +153,7 @@ export async function attachTraced(options: AttachOptions): Promise<Report> {
     report.targets = resolved.targets;
     markPreexisting(report, preexisting);
     annotateNamespaces(report);
-    return report;
+    return { report, outputError: engine.outputError };
   } finally {
     stop.dispose();
     await engine.close();

@@ -20,7 +20,13 @@ export interface CaptureOptions {
   fd?: number;
   format: CaptureFormat;
   snaplen: number;
-  filter: string | null;
+  /** The tcpdump expression (for the report) and its program, compiled up front (compileCaptureFilter). */
+  filter: { expression: string; program: PacketFilter } | null;
+}
+
+/** Compiles a --pcap-filter expression for the capture's packets; throws "invalid filter ..." */
+export function compileCaptureFilter(expression: string, snaplen: number): { expression: string; program: PacketFilter } {
+  return { expression, program: loadNative().compilePacketFilter(expression, DLT_RAW, snaplen) };
 }
 
 export interface EngineOptions {
@@ -82,18 +88,18 @@ export function lostRecordsWarning(lost: LostCounters): string | null {
 export class TraceEngine {
   readonly collector = new TraceCollector();
   readonly tracer: Tracer;
-  private readonly filter: PacketFilter | null;
   private capture: PacketCapture | null = null;
   private connector: ProcConnector | null = null;
   private ringRunning = false;
   private closed = false;
+  private eventsFailed = false;
+  /** The first write error of an output (capture file, event stream); the trace goes on to its report. */
+  outputError: Error | null = null;
+  /** Called once, at the first output write error: the caller stops the trace (as on Ctrl-C). */
+  onOutputError: (err: Error) => void = () => {};
 
-  /** Compiles the filter (a bad one fails before anything is loaded), loads and verifies the programs. */
+  /** Loads and verifies the programs. */
   constructor(private readonly options: EngineOptions) {
-    const native = loadNative();
-    this.filter = options.capture?.filter
-      ? native.compilePacketFilter(options.capture.filter, DLT_RAW, options.capture.snaplen)
-      : null;
     this.tracer = Tracer.open({
       backend: options.backend,
       intervalMs: options.intervalMs,
@@ -105,8 +111,15 @@ export class TraceEngine {
       match: options.match,
     });
     this.collector.onRecordTap = (record) => {
-      if (record.type === 'packet') this.capture?.onPacket(record);
-      options.onRecord?.(record);
+      if (record.type === 'packet' && this.capture) this.toCapture((c) => c.onPacket(record));
+      if (options.onRecord && !this.eventsFailed) {
+        try {
+          options.onRecord(record);
+        } catch (err) {
+          this.eventsFailed = true;
+          this.failOutput(err);
+        }
+      }
     };
   }
 
@@ -127,9 +140,9 @@ export class TraceEngine {
     }
     this.tracer.start((batch) => {
       this.collector.onBatch(batch);
-      this.capture?.flush();
+      this.toCapture((c) => c.flush());
       this.finalizeReleased();
-    }, this.filter);
+    }, this.options.capture?.filter?.program ?? null);
     this.ringRunning = true;
     this.connector = loadNative().openProcConnector((batch) => this.collector.onProcBatch(batch));
     if (this.options.display) {
@@ -146,6 +159,29 @@ export class TraceEngine {
   }
 
   private stopDisplay = () => {};
+
+  /** A capture write that fails (disk full) ends the capture: the file keeps its complete blocks. */
+  private toCapture(write: (capture: PacketCapture) => void): void {
+    const capture = this.capture;
+    if (!capture) return;
+    try {
+      write(capture);
+    } catch (err) {
+      this.capture = null;
+      try {
+        capture.close(0);
+      } catch {
+        /* the first error is the one to report */
+      }
+      this.failOutput(err);
+    }
+  }
+
+  private failOutput(err: unknown): void {
+    if (this.outputError) return;
+    this.outputError = err instanceof Error ? err : new Error(String(err));
+    this.onOutputError(this.outputError);
+  }
 
   /** Reads the last counters of released sockets and drops them from the kernel table (bounded memory). */
   private finalizeReleased(): void {
@@ -205,7 +241,12 @@ export class TraceEngine {
     this.capture = null;
     const dropped = stats.lostRecords.packet ?? 0;
     capture.stats.filteredOut = this.tracer.packetsFilteredOut();
-    capture.close(dropped);
+    try {
+      capture.close(dropped);
+    } catch (err) {
+      this.failOutput(err);
+      return undefined;
+    }
     const where = options.path === '-' ? 'standard output' : options.path;
     const hint = dropped ? ' (ring buffer full: try --ring-buffer 64M)' : '';
     this.options.log(`proctap: ${capture.stats.written} packets written to ${where}, ${dropped} dropped${hint}`);
@@ -213,7 +254,7 @@ export class TraceEngine {
       path: options.path,
       format: options.format,
       snaplen: options.snaplen,
-      filter: options.filter,
+      filter: options.filter?.expression ?? null,
       packets: capture.stats.written,
       dropped,
       filteredOut: capture.stats.filteredOut,

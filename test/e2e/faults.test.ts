@@ -195,3 +195,48 @@ test('ring-buffer overflow: a 4K buffer, a stopped consumer, a flood: lost recor
   assert.deepEqual(proctapCgroups(), []);
   fs.rmSync(dir, { recursive: true, force: true });
 });
+
+test('disk full (64K tmpfs) while writing a capture, an event stream and a JSON report: one clear line, exit 125, what was written stays readable', async () => {
+  const dir = tempDir();
+  const mnt = path.join(dir, 'full');
+  fs.mkdirSync(mnt);
+  const mount = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=64k,mode=0777', 'proctap-faults-tmpfs', mnt], { encoding: 'utf8' });
+  assert.equal(mount.status, 0, mount.stderr);
+  try {
+    const [pcap, events, json] = ['c.pcapng', 'e.ndjson', 'r.json'].map((f) => path.join(mnt, f));
+    // 400 datagrams of 1000 bytes to a socket of its own: far more than 64K of capture
+    const flood = 'import socket, time\nr = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nr.bind(("127.0.0.1", 0))\n' +
+      'u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nfor i in range(400):\n  u.sendto(b"d" * 1000, r.getsockname())\n  time.sleep(0.002)\ntime.sleep(30)';
+    const r = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      const child = spawn(PROCTAP, ['run', '-q', '--pcap', pcap, '--events', events, '--json', json, '--', 'python3', '-c', flood], { stdio: ['ignore', 'ignore', 'pipe'] });
+      let stderr = '';
+      child.stderr!.on('data', (d) => (stderr += d));
+      child.on('close', (code) => resolve({ code, stderr }));
+    });
+    assert.equal(r.code, 125, r.stderr);
+    assert.doesNotMatch(r.stderr, /^\s+at /m, 'no stack trace');
+    const errors = r.stderr.split('\n').filter((l) => /^proctap: cannot write/.test(l));
+    assert.equal(errors.length, 1, r.stderr);
+    assert.match(errors[0], /^proctap: cannot write (capture|the event stream|the JSON report) to .*: no space left on device \(ENOSPC\)/);
+    assert.match(r.stderr, /an output failed: stopping the traced command/, 'the trace stopped at once (the command sleeps 30 s)');
+    // The capture ends at a block boundary: tshark reads every packet in it without complaint.
+    const read = spawnSync('tshark', ['-r', pcap, '-T', 'fields', '-e', 'frame.len'], { encoding: 'utf8' });
+    assert.equal(read.status, 0, read.stderr);
+    assert.doesNotMatch(read.stderr, /damaged|corrupt|cut short/, read.stderr);
+    const packets = read.stdout.trim().split('\n').filter(Boolean);
+    assert.ok(packets.every((len) => len === '1028'), packets.join(' '));
+    // The event stream ends at a line boundary: every line is JSON.
+    const lines = fs.readFileSync(events, 'utf8');
+    assert.ok(lines === '' || lines.endsWith('\n'));
+    for (const line of lines.split('\n').filter(Boolean)) JSON.parse(line);
+    // The JSON report is whole or absent, never cut.
+    if (fs.existsSync(json)) assert.equal(JSON.parse(fs.readFileSync(json, 'utf8')).schemaVersion, 1);
+    else assert.match(r.stderr, /the partial file was removed|cannot write (capture|the event stream)/);
+    process.stderr.write(`# disk full: ${errors[0]}; ${packets.length} packets readable, ${lines.split('\n').length - 1} event lines\n`);
+    assert.deepEqual(proctapCgroups(), []);
+  } finally {
+    const umount = spawnSync('umount', [mnt], { encoding: 'utf8' });
+    fs.rmSync(dir, { recursive: true, force: true });
+    assert.equal(umount.status, 0, umount.stderr);
+  }
+});
