@@ -240,3 +240,29 @@ test('disk full (64K tmpfs) while writing a capture, an event stream and a JSON 
     assert.equal(umount.status, 0, umount.stderr);
   }
 });
+
+test('NODE_OPTIONS, NODE_PATH and OPENSSL_CONF are ignored by the privileged process, and given back to the traced command', () => {
+  const dir = tempDir();
+  const marker = path.join(dir, 'marker');
+  const preload = path.join(dir, 'x.js');
+  fs.writeFileSync(preload, `require('fs').appendFileSync(${JSON.stringify(marker)}, process.pid + ' ' + process.argv.join(' ') + '\\n');\n`);
+  const env: NodeJS.ProcessEnv = { ...process.env, NODE_OPTIONS: `--require ${preload}`, NODE_PATH: dir, OPENSSL_CONF: path.join(dir, 'openssl.cnf') };
+  for (const args of [['--version'], ['doctor'], ['run', '-q', '--', 'true']]) {
+    const r = spawnSync(PROCTAP, args, { encoding: 'utf8', env });
+    assert.ok(r.status === 0 || (args[0] === 'doctor' && r.status === 1), `${args.join(' ')}: ${r.stderr}`);
+    assert.equal(fs.existsSync(marker), false, `proctap ${args.join(' ')} ran the NODE_OPTIONS preload: ${fs.existsSync(marker) && fs.readFileSync(marker, 'utf8')}`);
+  }
+  // The traced command runs with the environment it was given: the variables come back under their names.
+  const r = spawnSync(PROCTAP, ['run', '-q', '--user', 'root', '--', 'sh', '-c', 'env | grep -E "^(NODE_|OPENSSL_|PROCTAP_)" | sort'], { encoding: 'utf8', env });
+  assert.equal(r.status, 0, r.stderr);
+  const lines = r.stdout.trim().split('\n');
+  for (const name of ['NODE_OPTIONS', 'NODE_PATH', 'OPENSSL_CONF']) assert.ok(lines.includes(`${name}=${env[name]}`), r.stdout);
+  assert.ok(!lines.some((l) => l.startsWith('PROCTAP_SAVED_')), r.stdout);
+  // ...so a node program traced by proctap still gets its NODE_OPTIONS: the preload runs there, as the command.
+  const traced = spawnSync(PROCTAP, ['run', '-q', '--user', 'root', '--', process.execPath, '-e', '0'], { encoding: 'utf8', env });
+  assert.equal(traced.status, 0, traced.stderr);
+  const ran = fs.readFileSync(marker, 'utf8').trim().split('\n');
+  assert.equal(ran.length, 1, ran.join('\n'));
+  assert.doesNotMatch(ran[0], /proctap/);
+  fs.rmSync(dir, { recursive: true, force: true });
+});
