@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseMilliseconds, parseRingBufferSize, parseSize } from '../../src/cli/main';
+import { parseMilliseconds, parseRingBufferSize, parseSize } from '../../src/cli/program';
 import { missingCapabilities, parsePasswd, resolveCredentials } from '../../src/cli/privileges';
 import { cgroupOwner, findCgroup2Mount } from '../../src/proc/cgroup';
 import { formatAddress } from '../../src/util/net';
