@@ -6,6 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Report } from '../../src/report/schema';
 import { formatCount } from '../../src/report/format';
@@ -265,4 +266,31 @@ test('NODE_OPTIONS, NODE_PATH and OPENSSL_CONF are ignored by the privileged pro
   assert.equal(ran.length, 1, ran.join('\n'));
   assert.doesNotMatch(ran[0], /proctap/);
   fs.rmSync(dir, { recursive: true, force: true });
+});
+
+test('bad input: unwritable output paths and a non-root user: one line naming the cause, non-zero exit, nothing created', () => {
+  const cases: Array<[string[], RegExp]> = [
+    [['--json', '/sys/proctap-faults.json'], /^proctap: cannot create \/sys\/proctap-faults.json: permission denied$/],
+    [['--pcap', '/nonexistent-proctap-faults/x.pcapng'], /^proctap: cannot create \/nonexistent-proctap-faults\/x.pcapng: no such file or directory$/],
+    [['--force', '--events', os.tmpdir()], new RegExp(`^proctap: cannot create ${os.tmpdir()}: illegal operation on a directory$`)],
+  ];
+  for (const [args, message] of cases) {
+    const r = spawnSync(PROCTAP, ['run', '-q', ...args, '--', 'true'], { encoding: 'utf8' });
+    assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr.trimEnd(), message);
+  }
+  assert.equal(fs.existsSync('/sys/proctap-faults.json'), false);
+  // An unprivileged user: the message names every capability proctap needs, for every command.
+  const nobody = ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all'];
+  const all = /^proctap: missing capabilities CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN, CAP_SYS_ADMIN: proctap needs root \(run it with sudo\)$/;
+  for (const [args, code] of [[['run', '-q', '--', 'true'], 125], [['attach', '1'], 1], [['doctor'], 1], [['cleanup'], 1]] as const) {
+    const r = spawnSync(nobody[0], [...nobody.slice(1), PROCTAP, ...args], { encoding: 'utf8' });
+    assert.equal(r.status, code, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr.trimEnd(), all, args.join(' '));
+  }
+  // root without some of them (bounding set dropped): exactly the missing ones are named
+  const partial = spawnSync('setpriv', ['--bounding-set=-bpf,-perfmon', '--inh-caps=-all', PROCTAP, 'run', '-q', '--', 'true'], { encoding: 'utf8' });
+  assert.equal(partial.status, 125, partial.stderr);
+  assert.match(partial.stderr.trimEnd(), /^proctap: missing capabilities CAP_BPF, CAP_PERFMON: proctap needs root/);
+  assert.deepEqual(proctapCgroups(), []);
 });
