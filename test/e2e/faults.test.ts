@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: MIT
-// Faults and bad output paths: a killed proctap leaves nothing behind (no cgroup, no traced process, no
-// BPF program), signals stop the trace with a complete report, output files are never written through
-// symlinks or over existing files.
+// Faults and bad input: a killed proctap leaves nothing behind (no cgroup, no traced process, no BPF
+// program), signals stop the trace with a complete report, output files are never written through
+// symlinks or over existing files, a ring-buffer overflow is counted exactly, a full disk stops the trace
+// with readable files, NODE_OPTIONS never reaches the privileged process, bad paths and a non-root user
+// get one clear line.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
