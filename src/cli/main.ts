@@ -65,6 +65,7 @@ function engineOptions(opts: TraceCliOptions, events: EventStream | null, output
     version: VERSION,
     detailCalls: opts.detail === true,
     onRecord: events ? (record: TraceRecord) => events.write(record) : undefined,
+    onBatchEnd: events ? () => events.flush() : undefined,
     log: (line: string) => process.stderr.write(`${line}\n`),
     display: opts.quiet && !opts.live ? undefined : { live: opts.live === true, intervalMs: opts.live ? (opts.interval ?? 1000) : 1000 },
     capture: opts.pcap

@@ -44,11 +44,14 @@ export function eventOf(record: TraceRecord, originNs: number): Record<string, u
 export interface EventStream {
   /** Throws the stream's write error (then and on every later call): the caller stops the trace. */
   write(record: TraceRecord): void;
+  /** Writes what is buffered (after every ring-buffer batch: a reader following the file sees records
+   *  within one poll); throws like write(). */
+  flush(): void;
   /** Flushes and closes; throws the write error if there was one. */
   close(): void;
 }
 
-/** Buffered NDJSON writer to an open file descriptor (1 for stdout), flushed every 64 KiB, every 200 ms
+/** Buffered NDJSON writer to an open file descriptor (1 for stdout), flushed every 64 KiB, on flush()
  *  and at close. A write that fails (ENOSPC) cuts a regular file back to its last complete line. */
 export function openEventStream(fd: number, originNs: () => number, label = fd === 1 ? 'standard output' : `fd ${fd}`): EventStream {
   let pending = '';
@@ -81,9 +84,6 @@ export function openEventStream(fd: number, originNs: () => number, label = fd =
       failure = new Error(`cannot write the event stream to ${label}: ${errnoText(err)}${code ? ` (${code})` : ''}`);
     }
   };
-  // a reader following the stream sees records within 200 ms
-  const timer = setInterval(flush, 200);
-  timer.unref();
   return {
     write(record) {
       if (failure) throw failure;
@@ -91,8 +91,11 @@ export function openEventStream(fd: number, originNs: () => number, label = fd =
       if (pending.length > 65536) flush();
       if (failure) throw failure;
     },
+    flush() {
+      flush();
+      if (failure) throw failure;
+    },
     close() {
-      clearInterval(timer);
       flush();
       if (fd !== 1) fs.closeSync(fd);
       if (failure) throw failure;

@@ -43,6 +43,8 @@ export interface EngineOptions {
   capture?: CaptureOptions;
   detailCalls?: boolean;
   onRecord?: (record: TraceRecord) => void;
+  /** After every ring-buffer batch (the event stream flushes there). */
+  onBatchEnd?: () => void;
   log: (line: string) => void;
   /** Time-series bucket width; default chosen from the trace length. */
   seriesIntervalMs?: number;
@@ -112,14 +114,7 @@ export class TraceEngine {
     });
     this.collector.onRecordTap = (record) => {
       if (record.type === 'packet' && this.capture) this.toCapture((c) => c.onPacket(record));
-      if (options.onRecord && !this.eventsFailed) {
-        try {
-          options.onRecord(record);
-        } catch (err) {
-          this.eventsFailed = true;
-          this.failOutput(err);
-        }
-      }
+      if (options.onRecord) this.toEvents(() => options.onRecord?.(record));
     };
   }
 
@@ -141,6 +136,7 @@ export class TraceEngine {
     this.tracer.start((batch) => {
       this.collector.onBatch(batch);
       this.toCapture((c) => c.flush());
+      if (this.options.onBatchEnd) this.toEvents(() => this.options.onBatchEnd?.());
       this.finalizeReleased();
     }, this.options.capture?.filter?.program ?? null);
     this.ringRunning = true;
@@ -173,6 +169,17 @@ export class TraceEngine {
       } catch {
         /* the first error is the one to report */
       }
+      this.failOutput(err);
+    }
+  }
+
+  /** An event stream write that fails ends the stream (it keeps its complete lines). */
+  private toEvents(write: () => void): void {
+    if (this.eventsFailed) return;
+    try {
+      write();
+    } catch (err) {
+      this.eventsFailed = true;
       this.failOutput(err);
     }
   }
