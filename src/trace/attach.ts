@@ -149,6 +149,7 @@ export async function attachTraced(options: AttachOptions): Promise<AttachResult
     }
     const durationMs = (monotonicNs() - originNs) / 1e6;
 
+    engine.onOutputError = () => {}; // the trace is over: a failing last write is only reported
     const report = await engine.finish({ mode: 'attach', command: [], exitCode: null, startedAt, originNs, durationMs });
     report.targets = resolved.targets;
     markPreexisting(report, preexisting);

@@ -109,6 +109,7 @@ export async function runTraced(options: RunOptions): Promise<RunResult> {
     const durationMs = (monotonicNs() - originNs) / 1e6;
 
     /* Drain, read the kernel's final counters, report */
+    engine.onOutputError = () => {}; // the trace is over: a failing last write is only reported
     const report = await engine.finish({ mode: 'run', command: options.argv, exitCode: exit.exitCode, startedAt, originNs, durationMs });
     return { report, exitCode: exit.exitCode, outputError: engine.outputError };
   } finally {
