@@ -154,8 +154,9 @@ with open(out + ".tmp", "w") as f:
 os.rename(out + ".tmp", out)
 `;
 
-test('ring-buffer overflow: a 4K buffer, a stopped consumer, a flood: lost records counted and shown, delivered + lost = calls, totals exact', async () => {
+test('ring-buffer overflow: a 4K buffer, a stopped consumer, a flood: lost records counted and shown, delivered + lost = calls, totals exact', async (t) => {
   const dir = tempDir();
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
   fs.chmodSync(dir, 0o777);
   const [ready, go, out, json, events] = ['ready', 'go', 'counts.json', 'r.json', 'events.ndjson'].map((f) => path.join(dir, f));
   const calls = 20000;
@@ -196,7 +197,6 @@ test('ring-buffer overflow: a 4K buffer, a stopped consumer, a flood: lost recor
   assert.ok(stderr.includes(`LOST: ${formatCount(report.lost.records)} ring-buffer records dropped`), stderr);
   assert.ok(report.notes.some((n) => /Ring-buffer records were lost/.test(n)));
   assert.deepEqual(proctapCgroups(), []);
-  fs.rmSync(dir, { recursive: true, force: true });
 });
 
 test('disk full (256K tmpfs) while writing a capture, an event stream and a JSON report: one clear line, exit 125, what was written stays readable', async () => {
@@ -244,8 +244,9 @@ test('disk full (256K tmpfs) while writing a capture, an event stream and a JSON
   }
 });
 
-test('NODE_OPTIONS, NODE_PATH and OPENSSL_CONF are ignored by the privileged process, and given back to the traced command', () => {
+test('NODE_OPTIONS, NODE_PATH and OPENSSL_CONF are ignored by the privileged process, and given back to the traced command', (t) => {
   const dir = tempDir();
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
   const marker = path.join(dir, 'marker');
   const preload = path.join(dir, 'x.js');
   fs.writeFileSync(preload, `require('fs').appendFileSync(${JSON.stringify(marker)}, process.pid + ' ' + process.argv.join(' ') + '\\n');\n`);
@@ -267,7 +268,6 @@ test('NODE_OPTIONS, NODE_PATH and OPENSSL_CONF are ignored by the privileged pro
   const ran = fs.readFileSync(marker, 'utf8').trim().split('\n');
   assert.equal(ran.length, 1, ran.join('\n'));
   assert.doesNotMatch(ran[0], /proctap/);
-  fs.rmSync(dir, { recursive: true, force: true });
 });
 
 test('bad input: unwritable output paths and a non-root user: one line naming the cause, non-zero exit, nothing created', () => {
