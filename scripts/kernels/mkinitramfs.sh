@@ -40,7 +40,7 @@ libs_of() {
 binaries=(
   /usr/bin/node /usr/bin/python3.11 /usr/sbin/bpftool /usr/sbin/ip
   /usr/bin/dash /usr/bin/mount /usr/bin/true /usr/bin/cat /usr/bin/sleep /usr/bin/env /usr/bin/uname /usr/bin/cut /usr/bin/tail /usr/bin/head /usr/bin/grep /usr/bin/sed
-  /usr/bin/mkdir /usr/bin/rm /usr/bin/ls /usr/bin/date
+  /usr/bin/mkdir /usr/bin/rm /usr/bin/ls /usr/bin/date /usr/bin/readlink
 )
 for b in "${binaries[@]}"; do
   [ -x "$b" ] || { echo "mkinitramfs: $b is missing on this machine" >&2; exit 1; }

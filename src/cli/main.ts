@@ -1,88 +1,49 @@
 // SPDX-License-Identifier: MIT
-// The command line. Importable from tests: nothing runs at import time; bin/proctap calls main().
+// The command line's actions: what run, attach, report, doctor and cleanup do once program.ts has parsed
+// and checked their arguments. Importable: nothing runs at import time; bin/proctap.js calls main().
 import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import type { Backend, Report } from '../report/schema';
+import type { Report } from '../report/schema';
 import { renderReport } from '../report/table';
 import { OutputFileError, createOutputFile, sudoOwner } from '../util/output';
 import { renderCharts } from '../report/charts';
-import { openEventStream, type EventStream } from '../report/events';
+import { errnoText, openEventStream, type EventStream } from '../report/events';
 import type { TraceRecord } from '../trace/records';
-import { DLT_RAW, MAX_SNAPLEN } from '../pcap/capture';
-import { loadNative } from '../native';
+import { compileCaptureFilter, type CaptureOptions, type EngineOptions } from '../trace/engine';
 import { cgroup2Mount, removeStaleCgroups } from '../proc/cgroup';
 import { runTraced } from '../trace/session';
-import { checkInterfaceName } from '../isolate/plan';
-import { removeStaleIsolation } from '../isolate/system';
 import { AttachError, attachTraced } from '../trace/attach';
 import { renderDoctor, runDoctor } from './doctor';
 import { checkPrivileges, readPasswd, resolveCredentials } from './privileges';
-
-export const VERSION: string = JSON.parse(fs.readFileSync(path.resolve(__dirname, '../../../package.json'), 'utf8')).version;
-
-/** Exit code for proctap's own failures in `run` (the command's own codes pass through unchanged). */
-export const EXIT_PROCTAP_FAILED = 125;
-export const EXIT_USAGE = 2;
-
-export class UsageError extends Error {}
+import { UsageError, VERSION, runCli, type AttachTargets, type CliActions, type IsolateCliOptions, type TraceCliOptions } from './program';
+import { removeStaleIsolation } from '../isolate/system';
+import { DLT_RAW } from '../pcap/capture';
 
 const DLT_EN10MB = 1;
 const DLT_LINUX_SLL2 = 276;
 
-export function parseSize(text: string): number {
-  const m = /^(\d+)([kKmMgG]?)i?[bB]?$/.exec(text.trim());
-  if (!m) throw new InvalidArgumentError(`not a size: '${text}' (e.g. 8M, 512K)`);
-  const unit = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[m[2].toLowerCase() as '' | 'k' | 'm' | 'g'];
-  return Number(m[1]) * unit;
-}
+export { EXIT_PROCTAP_FAILED, EXIT_USAGE, UsageError, VERSION } from './program';
 
-/** Ring buffer size: a power of two, at least one page. */
-export function parseRingBufferSize(text: string): number {
-  const n = parseSize(text);
-  if (n < 4096 || (n & (n - 1)) !== 0 || n > 1024 ** 3) {
-    throw new InvalidArgumentError(`ring buffer size must be a power of two between 4K and 1G, got '${text}'`);
-  }
-  return n;
-}
+/** An output that could not be written (disk full, ...): proctap's failure, reported in one line. */
+export class OutputWriteError extends Error {}
 
-export function parseSnaplen(text: string): number {
-  const n = Number(text);
-  if (!/^\d+$/.test(text) || n < 1 || n > MAX_SNAPLEN) throw new InvalidArgumentError(`snaplen must be 1..${MAX_SNAPLEN}, got '${text}'`);
-  return n;
-}
-
-/** 30s, 500ms, 2m, 1h, or plain seconds. */
-export function parseDuration(text: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
-  if (!m || Number(m[1]) <= 0) throw new InvalidArgumentError(`not a duration: '${text}' (e.g. 30s, 500ms, 2m)`);
-  return Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(m[2] ?? 's') as 'ms' | 's' | 'm' | 'h'];
-}
-
-export function parsePid(text: string): number {
-  if (!/^\d+$/.test(text) || Number(text) < 1 || Number(text) > 4194304) throw new InvalidArgumentError(`not a pid: '${text}'`);
-  return Number(text);
-}
-
-function parseConnectorBuffer(text: string): number {
-  const n = Number(text);
-  if (!/^\d+$/.test(text) || n < 1 || n > 256 * 1024 * 1024) throw new InvalidArgumentError(`not a buffer size in bytes (1 to 268435456): '${text}'`);
-  return n;
-}
-
-export function parseMilliseconds(text: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s)?$/.exec(text.trim());
-  if (!m || Number(m[1]) <= 0) throw new InvalidArgumentError(`not a duration: '${text}' (e.g. 100ms, 1s)`);
-  return Number(m[1]) * (m[2] === 's' ? 1000 : 1);
-}
-
-function writeJson(report: Report, target: OutputTarget): void {
+/** Writes the whole report or nothing: a partial JSON file (disk full) is removed, not left unreadable. */
+function writeJson(report: Report, target: OutputTarget, file: string): void {
   const text = `${JSON.stringify(report, null, 2)}\n`;
-  if (target === '-') process.stdout.write(text);
-  else {
-    fs.writeSync(target, text);
-    fs.closeSync(target);
+  if (target === '-') {
+    process.stdout.write(text);
+    return;
   }
+  try {
+    const bytes = Buffer.from(text);
+    for (let at = 0; at < bytes.length; ) at += fs.writeSync(target, bytes, at, bytes.length - at);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const regular = fs.fstatSync(target).isFile();
+    fs.closeSync(target);
+    if (regular) fs.rmSync(file, { force: true });
+    throw new OutputWriteError(`cannot write the JSON report to ${file}: ${errnoText(err)}${code ? ` (${code})` : ''}${regular ? '; the partial file was removed' : ''}`);
+  }
+  fs.closeSync(target);
 }
 
 /** An output: "-" for stdout, or a file descriptor opened (and created) up front. */
@@ -92,51 +53,29 @@ interface Outputs {
   json: OutputTarget | null;
   events: OutputTarget | null;
   pcap: OutputTarget | null;
+  /** --pcap-filter, compiled once, here: a bad one is refused before anything starts. */
+  filter: CaptureOptions['filter'];
   /** Removes the files created for this run: called when it fails before writing them. */
   discard(): void;
 }
 
-/** Options shared by run and attach. */
-function addTraceOptions(command: Command): Command {
-  return command
-    .option('--json <file>', 'write the JSON report (schemaVersion 1) to FILE, "-" for stdout')
-    .option('--chart <dir>', 'write PNG charts (throughput, message sizes, endpoints, connections) to DIR')
-    .option('--events <file>', 'NDJSON stream of records as they arrive, "-" for stdout')
-    .option('--detail', 'with --events: one record per send/recv call')
-    .option('--interval <ms>', 'time-series bucket width (default: from the trace length); with a terminal, refresh period of --live', parseMilliseconds)
-    .option('--live', 'a refreshing top-like view of per-process and per-endpoint rates while tracing (terminal only)')
-    .addOption(new Option('--backend <name>', 'socket I/O hooks').choices(['auto', 'tracepoint', 'fentry', 'kprobe']).default('auto'))
-    .option('--flow-interval <ms>', 'minimum time between two kernel updates of one flow', parseMilliseconds, 100)
-    .option('--ring-buffer <size>', 'kernel ring buffer size (power of two)', parseRingBufferSize, 8 * 1024 * 1024)
-    .option('-o, --pcap <file>', 'capture the traced processes\' packets to FILE ("-" for stdout)')
-    .addOption(new Option('--pcap-format <format>', 'capture file format').choices(['pcapng', 'pcap']).default('pcapng'))
-    .option('-f, --pcap-filter <expr>', 'tcpdump filter for the capture, e.g. "tcp port 443"')
-    .option('--snaplen <bytes>', 'bytes kept per packet (default: whole packet, up to 262144)', parseSnaplen, MAX_SNAPLEN)
-    .option('--no-dns-names', 'do not learn remote names from the DNS answers the traced processes receive')
-    .option('--no-retransmits', 'do not count TCP retransmits per connection')
-    .option('--force', 'overwrite existing output files (never through a symbolic link)')
-    .option('-q, --quiet', 'no terminal report')
-    .option('--no-color', 'no colors in the terminal report')
-    // A small proc connector queue overflows under a fork storm: how the tests make ENOBUFS happen.
-    .addOption(new Option('--proc-connector-buffer <bytes>', 'proc connector receive queue').argParser(parseConnectorBuffer).hideHelp())
-    .addOption(new Option('--proc-connector-pause <ms>', 'do not read the proc connector for the first MS').argParser(parseMilliseconds).hideHelp());
-}
+type SharedEngineOptions = Omit<EngineOptions, 'followChildren' | 'countUnownedPackets' | 'match'>;
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-function engineOptions(opts: any, events: EventStream | null, outputs: Outputs) {
+function engineOptions(opts: TraceCliOptions, events: EventStream | null, outputs: Outputs): SharedEngineOptions {
   return {
-    backend: opts.backend as Backend | 'auto',
-    intervalMs: opts.flowInterval as number,
-    seriesIntervalMs: opts.interval as number | undefined,
-    ringBufferBytes: opts.ringBuffer as number,
-    procConnectorBufferBytes: opts.procConnectorBuffer as number | undefined,
-    procConnectorPauseMs: opts.procConnectorPause as number | undefined,
+    backend: opts.backend,
+    intervalMs: opts.flowInterval,
+    seriesIntervalMs: opts.interval,
+    ringBufferBytes: opts.ringBuffer,
     version: VERSION,
     detailCalls: opts.detail === true,
+    onRecord: events ? (record: TraceRecord) => events.write(record) : undefined,
+    onBatchEnd: events ? () => events.flush() : undefined,
+    log: (line: string) => process.stderr.write(`${line}\n`),
     dnsNames: opts.dnsNames !== false,
     retransmits: opts.retransmits !== false,
-    onRecord: events ? (record: TraceRecord) => events.write(record) : undefined,
-    log: (line: string) => process.stderr.write(`${line}\n`),
+    procConnectorBufferBytes: opts.procConnectorBuffer,
+    procConnectorPauseMs: opts.procConnectorPause,
     display: opts.quiet && !opts.live ? undefined : { live: opts.live === true, intervalMs: opts.live ? (opts.interval ?? 1000) : 1000 },
     capture: opts.pcap
       ? {
@@ -144,37 +83,19 @@ function engineOptions(opts: any, events: EventStream | null, outputs: Outputs) 
           fd: typeof outputs.pcap === 'number' ? outputs.pcap : undefined,
           format: opts.pcapFormat,
           snaplen: opts.snaplen,
-          filter: opts.pcapFilter ?? null,
+          filter: outputs.filter,
         }
       : undefined,
   };
 }
 
-interface OutputOptions {
-  /** Link type the capture filter is compiled for: DLT_RAW for the eBPF hook, Ethernet/SLL2 for libpcap. */
-  linkType?: number;
-  force?: boolean;
-  chart?: string;
-  events?: string;
-  detail?: boolean;
-  json?: string;
-  pcap?: string;
-  pcapFilter?: string;
-  snaplen: number;
-  quiet?: boolean;
-  color: boolean;
-}
-
-/** Output options that contradict each other, a filter that does not compile, files that cannot be
- *  created: all refused before anything starts. */
-function prepareOutputs(opts: OutputOptions): Outputs {
-  const stdout = [opts.json, opts.pcap, opts.events].filter((t) => t === '-');
-  if (stdout.length > 1) throw new UsageError('only one of --json, --pcap and --events can use standard output');
-  if (opts.detail && !opts.events) throw new UsageError('--detail needs --events FILE');
-  if (opts.pcapFilter !== undefined && !opts.pcap) throw new UsageError('--pcap-filter needs --pcap FILE');
+/** A filter that does not compile, files that cannot be created: refused before anything starts
+ *  (contradicting options were refused by program.ts already). */
+function prepareOutputs(opts: TraceCliOptions, linkType = DLT_RAW): Outputs {
+  let filter: Outputs['filter'] = null;
   if (opts.pcapFilter !== undefined) {
     try {
-      loadNative().compilePacketFilter(opts.pcapFilter, opts.linkType ?? DLT_RAW, opts.snaplen);
+      filter = compileCaptureFilter(opts.pcapFilter, opts.snaplen, linkType);
     } catch (err) {
       throw new UsageError((err as Error).message);
     }
@@ -202,12 +123,26 @@ function prepareOutputs(opts: OutputOptions): Outputs {
       fs.rmSync(file, { force: true });
     }
   };
-  return { json: open(opts.json), events: open(opts.events), pcap: open(opts.pcap), discard };
+  return { json: open(opts.json), events: open(opts.events), pcap: open(opts.pcap), filter, discard };
 }
 
-/** The JSON report where asked, and the terminal report on stderr (the command's stdout stays its own). */
-async function emitReport(report: Report, opts: OutputOptions, outputs: Outputs): Promise<void> {
-  if (outputs.json !== null) writeJson(report, outputs.json);
+/** The JSON report where asked, and the terminal report on stderr (the command's stdout stays its own).
+ *  An output that failed during the trace (`failure`), or the JSON report failing now, is thrown at the
+ *  end as one OutputWriteError, once every other output had its chance. */
+async function emitReport(report: Report, opts: TraceCliOptions, outputs: Outputs, events: EventStream | null, failure: Error | null): Promise<void> {
+  const failures = failure ? [failure.message] : [];
+  try {
+    events?.close();
+  } catch (err) {
+    if (!failures.includes((err as Error).message)) failures.push((err as Error).message);
+  }
+  if (outputs.json !== null) {
+    try {
+      writeJson(report, outputs.json, opts.json ?? '-');
+    } catch (err) {
+      failures.push((err as Error).message);
+    }
+  }
   if (opts.chart) {
     const files = await renderCharts(report, opts.chart);
     process.stderr.write(`proctap: charts: ${files.join(', ')}\n`);
@@ -215,169 +150,90 @@ async function emitReport(report: Report, opts: OutputOptions, outputs: Outputs)
   if (!opts.quiet && opts.json !== '-' && opts.events !== '-') {
     process.stderr.write(`${renderReport(report, { color: opts.color && process.stderr.isTTY === true })}\n`);
   }
+  if (failures.length) throw new OutputWriteError(failures.join('; '));
 }
 
-/** --isolate and its options: refused when they come without it, device names checked up front. */
-export function isolateOptions(opts: { isolate?: boolean; device?: string; usePublicDns?: boolean; ipForward?: boolean }) {
-  if (!opts.isolate) {
-    const stray = [opts.device !== undefined && '--device', opts.usePublicDns && '--use-public-dns', opts.ipForward === false && '--no-ip-forward'].filter(Boolean);
-    if (stray.length) throw new UsageError(`${stray.join(', ')} needs --isolate`);
-    return undefined;
+function openEvents(opts: TraceCliOptions, outputs: Outputs): EventStream | null {
+  if (outputs.events === null) return null;
+  const startNs = Number(process.hrtime.bigint());
+  return outputs.events === '-' ? openEventStream(1, () => startNs) : openEventStream(outputs.events, () => startNs, opts.events);
+}
+
+/** Closes the event stream of a trace that failed anyway: its own error would only hide that one. */
+function closeQuietly(events: EventStream | null): void {
+  try {
+    events?.close();
+  } catch {
+    /* reported: the trace's own failure */
   }
-  if (opts.device !== undefined) {
+}
+
+/** The real actions: privileges checked, files created, BPF loaded. */
+export const liveActions: CliActions = {
+  async run(command: string[], opts: TraceCliOptions, user: string | undefined, isolate?: IsolateCliOptions): Promise<number> {
+    checkPrivileges();
+    const credentials = resolveCredentials(user, process.env, readPasswd());
+    // --isolate captures Ethernet frames with libpcap: its filter is compiled for that link type.
+    const outputs = prepareOutputs(opts, isolate ? DLT_EN10MB : DLT_RAW);
+    const events = openEvents(opts, outputs);
+    let result;
     try {
-      checkInterfaceName(opts.device);
+      result = await runTraced({ argv: command, credentials, isolate, ...engineOptions(opts, events, outputs) });
     } catch (err) {
-      throw new UsageError((err as Error).message);
+      closeQuietly(events);
+      outputs.discard();
+      throw err;
     }
-  }
-  return { device: opts.device, forwarding: opts.ipForward !== false, publicDns: opts.usePublicDns === true };
-}
+    await emitReport(result.report, opts, outputs, events, result.outputError);
+    return result.exitCode;
+  },
 
-export function buildProgram(io: { exit: (code: number) => void }): Command {
-  const program = new Command('proctap')
-    .description('eBPF per-process network tracer: what a process tree talks to, how much, in what pattern')
-    .version(VERSION)
-    .showHelpAfterError('(run with --help for usage)')
-    .exitOverride()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+  async attach(targets: AttachTargets, opts: TraceCliOptions): Promise<number> {
+    checkPrivileges();
+    const outputs = prepareOutputs(opts, targets.netnsCapture ? DLT_LINUX_SLL2 : DLT_RAW);
+    const events = openEvents(opts, outputs);
+    let result;
+    try {
+      result = await attachTraced({ ...targets, ...engineOptions(opts, events, outputs) });
+    } catch (err) {
+      closeQuietly(events);
+      outputs.discard();
+      if (err instanceof AttachError) throw new UsageError(err.message);
+      throw err;
+    }
+    await emitReport(result.report, opts, outputs, events, result.outputError);
+    return 0;
+  },
 
-  const run = program
-    .command('run')
-    .description('trace a launched command and every descendant; exits with the command\'s exit code')
-    .usage('[options] -- COMMAND [ARGS...]')
-    .argument('<command...>', 'command and arguments (put -- before it)')
-    .option('-u, --user <name|uid>', 'run the command as this user (default: the sudo caller; "root" to keep root)')
-    .option('--isolate', 'run the command in a network namespace of its own (veth pair + NAT), as nsntrace does')
-    .option('-d, --device <name>', 'with --isolate: NAT out of this device (default: the default route\'s)')
-    .option('--use-public-dns', 'with --isolate: public nameservers in the namespace\'s resolv.conf')
-    .option('--no-ip-forward', 'with --isolate: do not turn on IP forwarding (refuse if it is off)');
-  addTraceOptions(run)
-    .action(async (argv: string[], opts) => {
-      const isolate = isolateOptions(opts);
-      checkPrivileges();
-      const credentials = resolveCredentials(opts.user, process.env, readPasswd());
-      const outputs = prepareOutputs({ ...opts, linkType: isolate ? DLT_EN10MB : DLT_RAW });
-      const startNs = Number(process.hrtime.bigint());
-      const events = outputs.events !== null ? openEventStream(outputs.events === '-' ? 1 : outputs.events, () => startNs) : null;
-      let result;
-      try {
-        result = await runTraced({ argv, credentials, isolate, ...engineOptions(opts, events, outputs) });
-      } catch (err) {
-        events?.close();
-        outputs.discard();
-        throw err;
-      }
-      events?.close();
-      await emitReport(result.report, opts, outputs);
-      io.exit(result.exitCode);
-    });
+  async report(file: string, opts: { chart?: string; color: boolean }): Promise<number> {
+    let report: Report;
+    try {
+      report = JSON.parse(fs.readFileSync(file, 'utf8'));
+    } catch (err) {
+      throw new UsageError(`cannot read report ${file}: ${(err as Error).message.split('\n')[0]}`);
+    }
+    if (report?.schemaVersion !== 1) throw new UsageError(`${file} is not a proctap report (schemaVersion 1)`);
+    process.stdout.write(`${renderReport(report, { color: opts.color && process.stdout.isTTY === true })}\n`);
+    if (opts.chart) process.stderr.write(`proctap: charts: ${(await renderCharts(report, opts.chart)).join(', ')}\n`);
+    return 0;
+  },
 
-  const attach = program
-    .command('attach')
-    .description('trace running processes and their future children, until they exit, Ctrl-C or --duration')
-    .usage('[options] PID... | --comm NAME | --cgroup PATH')
-    .argument('[pids...]', 'processes to trace')
-    .option('--comm <name>', 'every process whose comm is NAME, now and later')
-    .option('--cgroup <path>', 'every process in this cgroup v2 (path below the cgroup2 mount), now and later')
-    .option('--duration <time>', 'stop after this long (e.g. 30s, 2m)', parseDuration)
-    .option('--no-children', 'do not follow children forked after the attach')
-    .option('--netns-capture', 'with -o: capture every interface of the targets\' network namespaces (libpcap), not only their sockets\' packets');
-  addTraceOptions(attach)
-    .action(async (pidArgs: string[], opts) => {
-      const pids = pidArgs.map((p) => {
-        try {
-          return parsePid(p);
-        } catch (err) {
-          throw new UsageError((err as Error).message);
-        }
-      });
-      if (pids.length === 0 && opts.comm === undefined && opts.cgroup === undefined) {
-        throw new UsageError('attach needs PIDs, --comm NAME or --cgroup PATH');
-      }
-      if (opts.netnsCapture && !opts.pcap) throw new UsageError('--netns-capture needs -o/--pcap FILE');
-      checkPrivileges();
-      const outputs = prepareOutputs({ ...opts, linkType: opts.netnsCapture ? DLT_LINUX_SLL2 : DLT_RAW });
-      let report: Report;
-      const startNs = Number(process.hrtime.bigint());
-      const events = outputs.events !== null ? openEventStream(outputs.events === '-' ? 1 : outputs.events, () => startNs) : null;
-      try {
-        report = await attachTraced({
-          pids,
-          comm: opts.comm,
-          cgroup: opts.cgroup,
-          durationMs: opts.duration,
-          followChildren: opts.children,
-          netnsCapture: opts.netnsCapture === true,
-          ...engineOptions(opts, events, outputs),
-        });
-      } catch (err) {
-        events?.close();
-        outputs.discard();
-        if (err instanceof AttachError) throw new UsageError(err.message);
-        throw err;
-      }
-      events?.close();
-      await emitReport(report, opts, outputs);
-      io.exit(0);
-    });
+  async doctor(opts: { json: boolean }): Promise<number> {
+    checkPrivileges();
+    const result = await runDoctor();
+    process.stdout.write(opts.json ? `${JSON.stringify(result, null, 2)}\n` : `${renderDoctor(result)}\n`);
+    return result.selectedBackend ? 0 : 1;
+  },
 
-  program
-    .command('report')
-    .description('re-render a saved JSON report')
-    .argument('<file>', 'report written by --json')
-    .option('--chart <dir>', 'also write the PNG charts to DIR')
-    .option('--no-color', 'no colors')
-    .action(async (file: string, opts) => {
-      let report: Report;
-      try {
-        report = JSON.parse(fs.readFileSync(file, 'utf8'));
-      } catch (err) {
-        throw new UsageError(`cannot read report ${file}: ${(err as Error).message.split('\n')[0]}`);
-      }
-      if (report?.schemaVersion !== 1) throw new UsageError(`${file} is not a proctap report (schemaVersion 1)`);
-      process.stdout.write(`${renderReport(report, { color: opts.color && process.stdout.isTTY === true })}\n`);
-      if (opts.chart) process.stderr.write(`proctap: charts: ${(await renderCharts(report, opts.chart)).join(', ')}\n`);
-      io.exit(0);
-    });
-
-  program
-    .command('doctor')
-    .description('what this kernel allows: hooks, backends, cgroup v2, BTF, proc connector')
-    .option('--json', 'machine-readable output')
-    .action(async (opts) => {
-      checkPrivileges();
-      const result = await runDoctor();
-      process.stdout.write(opts.json ? `${JSON.stringify(result, null, 2)}\n` : `${renderDoctor(result)}\n`);
-      io.exit(result.selectedBackend ? 0 : 1);
-    });
-
-  program
-    .command('cleanup')
-    .description('remove what a killed proctap left behind (cgroups, netns, veth, nft tables named after its pid)')
-    .action(async () => {
-      checkPrivileges();
-      const removed = [...(await removeStaleCgroups(cgroup2Mount())), ...removeStaleIsolation()];
-      process.stdout.write(removed.length ? `removed ${removed.join(', ')}\n` : 'nothing to clean up\n');
-      io.exit(0);
-    });
-  return program;
-}
+  async cleanup(): Promise<number> {
+    checkPrivileges();
+    const removed = [...(await removeStaleCgroups(cgroup2Mount())), ...removeStaleIsolation()];
+    process.stdout.write(removed.length ? `removed ${removed.join(', ')}\n` : 'nothing to clean up\n');
+    return 0;
+  },
+};
 
 /** Runs the CLI; resolves to the process exit code. */
-export async function main(argv: string[]): Promise<number> {
-  let code = 0;
-  const program = buildProgram({ exit: (c) => (code = c) });
-  const subcommand = argv[2];
-  try {
-    await program.parseAsync(argv);
-    return code;
-  } catch (err) {
-    if (err instanceof CommanderError) {
-      return err.exitCode === 0 ? 0 : EXIT_USAGE;
-    }
-    process.stderr.write(`proctap: ${(err as Error).message.split('\n')[0]}\n`);
-    if (err instanceof UsageError) return EXIT_USAGE;
-    return subcommand === 'run' ? EXIT_PROCTAP_FAILED : 1;
-  }
+export function main(argv: string[]): Promise<number> {
+  return runCli(argv, liveActions);
 }

@@ -57,7 +57,7 @@ export function resolveCredentials(user: string | undefined, env: NodeJS.Process
 
 export function checkPrivileges(): void {
   const missing = missingCapabilities(fs.readFileSync('/proc/self/status', 'utf8'));
-  if (missing.length > 0) throw new Error(`needs root: missing ${missing.join(', ')} (run it with sudo)`);
+  if (missing.length > 0) throw new Error(`missing capabilities ${missing.join(', ')}: proctap needs root (run it with sudo)`);
 }
 
 export function readPasswd(): PasswdEntry[] {

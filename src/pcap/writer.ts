@@ -84,19 +84,25 @@ export interface FdSinkOptions {
 }
 
 /** A sink writing synchronously to `fd`, retrying partial writes and EAGAIN (a non-blocking pipe
- *  such as stdout under a slow reader), and throwing PcapWriteError on real errors. */
+ *  such as stdout under a slow reader), and throwing PcapWriteError on real errors. Each write() is
+ *  whole blocks: when one fails part-way (ENOSPC), a regular file is cut back to the end of the last
+ *  complete write, so it stays readable up to there. */
 export function fdSink(fd: number, opts: FdSinkOptions = {}): ByteSink {
   const label = opts.label ?? `fd ${fd}`;
   const closeFd = opts.closeFd ?? fd > 2;
   let closed = false;
+  // regular files are written at explicit positions: a failed write is cut back and nothing lands past it
+  let committed = fileOffset(fd);
+  let failure: PcapWriteError | null = null;
   return {
     write(buf: Buffer): void {
       if (closed) throw new PcapWriteError(`cannot write capture to ${label}: sink is closed`, undefined, undefined);
+      if (failure) throw failure;
       let offset = 0;
       let backoff = 1;
       while (offset < buf.length) {
         try {
-          offset += fs.writeSync(fd, buf, offset, buf.length - offset);
+          offset += fs.writeSync(fd, buf, offset, buf.length - offset, committed === null ? null : committed + offset);
           backoff = 1;
         } catch (err) {
           const code = (err as NodeJS.ErrnoException).code;
@@ -105,9 +111,12 @@ export function fdSink(fd: number, opts: FdSinkOptions = {}): ByteSink {
             backoff = Math.min(backoff * 2, 50);
             continue;
           }
-          throw new PcapWriteError(`cannot write capture to ${label}: ${describeErrno(code)} (${code ?? String(err)})`, code, err);
+          if (committed !== null) cutBack(fd, committed);
+          failure = new PcapWriteError(`cannot write capture to ${label}: ${describeErrno(code)} (${code ?? String(err)})`, code, err);
+          throw failure;
         }
       }
+      if (committed !== null) committed += buf.length;
     },
     flush(): void {
       // writeSync already handed the bytes to the kernel; nothing is held in user space.
@@ -118,6 +127,26 @@ export function fdSink(fd: number, opts: FdSinkOptions = {}): ByteSink {
       if (closeFd) fs.closeSync(fd);
     },
   };
+}
+
+/** Where writes to a regular file land (its size: output files are written from the start, in order);
+ *  null for pipes, terminals and devices. */
+function fileOffset(fd: number): number | null {
+  try {
+    const st = fs.fstatSync(fd);
+    return st.isFile() ? st.size : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Drops the partial tail of a failed write (truncating frees space, so it works on a full disk). */
+function cutBack(fd: number, length: number): void {
+  try {
+    fs.ftruncateSync(fd, length);
+  } catch {
+    /* the error being reported is the write's */
+  }
 }
 
 /** Create (truncate) `path` and return a sink for it. */

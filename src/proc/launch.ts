@@ -35,6 +35,20 @@ export interface LaunchedCommand {
   exited: Promise<CommandExit>;
 }
 
+const SAVED = 'PROCTAP_SAVED_';
+
+/** The traced command's environment: proctap's own, with the NODE_* and OPENSSL_* variables that
+ *  bin/proctap set aside (so that the privileged node process ignores them) back under their names. */
+export function commandEnvironment(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const out: NodeJS.ProcessEnv = {};
+  for (const [key, value] of Object.entries(env)) if (!key.startsWith(SAVED)) out[key] = value;
+  for (const [key, value] of Object.entries(env)) {
+    const name = key.slice(SAVED.length);
+    if (key.startsWith(SAVED) && /^(NODE|OPENSSL)_[A-Za-z0-9_]+$/.test(name)) out[name] = value;
+  }
+  return out;
+}
+
 export function launchGated(options: LaunchOptions): LaunchedCommand {
   const args = ['--cgroup', options.cgroupDir, '--gate-fd', '3'];
   if (options.netnsPath) args.push('--netns', options.netnsPath);
@@ -43,7 +57,7 @@ export function launchGated(options: LaunchOptions): LaunchedCommand {
   args.push('--', ...options.argv);
   const child = spawn(options.launcher, args, {
     stdio: ['inherit', options.stdoutToStderr ? 2 : 'inherit', 'inherit', 'pipe'],
-    env: options.env ?? process.env,
+    env: options.env ?? commandEnvironment(process.env),
   });
   const gate = child.stdio[3] as Writable;
   gate.on('error', () => {

@@ -50,31 +50,69 @@ export function eventOf(record: TraceRecord, originNs: number): Record<string, u
 }
 
 export interface EventStream {
+  /** Throws the stream's write error (then and on every later call): the caller stops the trace. */
   write(record: TraceRecord): void;
+  /** Writes what is buffered (after every ring-buffer batch: a reader following the file sees records
+   *  within one poll); throws like write(). */
+  flush(): void;
+  /** Flushes and closes; throws the write error if there was one. */
   close(): void;
 }
 
-/** Buffered NDJSON writer to an open file descriptor (1 for stdout), flushed every 64 KiB, every 200 ms
- *  and at close. */
-export function openEventStream(fd: number, originNs: () => number): EventStream {
+/** Buffered NDJSON writer to an open file descriptor (1 for stdout), flushed every 64 KiB, on flush()
+ *  and at close. A write that fails (ENOSPC) cuts a regular file back to its last complete line. */
+export function openEventStream(fd: number, originNs: () => number, label = fd === 1 ? 'standard output' : `fd ${fd}`): EventStream {
   let pending = '';
+  let failure: Error | null = null;
+  const regular = (() => {
+    try {
+      return fs.fstatSync(fd).isFile();
+    } catch {
+      return false;
+    }
+  })();
+  let committed = regular ? fs.fstatSync(fd).size : 0;
   const flush = () => {
-    if (!pending) return;
-    fs.writeSync(fd, pending);
+    if (!pending || failure) return;
+    const bytes = Buffer.from(pending);
     pending = '';
+    try {
+      // a regular file at explicit positions: after a cut-back nothing lands past its end
+      for (let at = 0; at < bytes.length; ) at += fs.writeSync(fd, bytes, at, bytes.length - at, regular ? committed + at : null);
+      committed += bytes.length;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (regular) {
+        try {
+          fs.ftruncateSync(fd, committed);
+        } catch {
+          /* the write's error is the one to report */
+        }
+      }
+      failure = new Error(`cannot write the event stream to ${label}: ${errnoText(err)}${code ? ` (${code})` : ''}`);
+    }
   };
-  // a reader following the stream sees records within 200 ms
-  const timer = setInterval(flush, 200);
-  timer.unref();
   return {
     write(record) {
+      if (failure) throw failure;
       pending += `${JSON.stringify(eventOf(record, originNs()))}\n`;
       if (pending.length > 65536) flush();
+      if (failure) throw failure;
+    },
+    flush() {
+      flush();
+      if (failure) throw failure;
     },
     close() {
-      clearInterval(timer);
       flush();
       if (fd !== 1) fs.closeSync(fd);
+      if (failure) throw failure;
     },
   };
+}
+
+/** "no space left on device" from an errno error (Node's message without its code prefix and syscall). */
+export function errnoText(err: unknown): string {
+  const message = (err as Error).message ?? String(err);
+  return message.replace(/^[A-Z]+: /, '').split(',')[0];
 }

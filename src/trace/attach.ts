@@ -99,21 +99,28 @@ export function outermost(dirs: string[]): string[] {
 }
 
 /** Stops on Ctrl-C/SIGTERM/SIGHUP without touching the targets. */
-function stopSignal(log: (line: string) => void): { promise: Promise<void>; dispose: () => void } {
+function stopSignal(log: (line: string) => void): { promise: Promise<void>; stop: (why: string) => void; dispose: () => void } {
   let resolve = () => {};
   const promise = new Promise<void>((r) => (resolve = r));
-  const onSignal = (signal: NodeJS.Signals) => {
-    log(`proctap: ${signal}: detaching`);
+  const stop = (why: string) => {
+    log(`proctap: ${why}: detaching`);
     resolve();
   };
+  const onSignal = (signal: NodeJS.Signals) => stop(signal);
   const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
   for (const s of signals) process.on(s, onSignal);
-  return { promise, dispose: () => signals.forEach((s) => process.off(s, onSignal)) };
+  return { promise, stop, dispose: () => signals.forEach((s) => process.off(s, onSignal)) };
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-export async function attachTraced(options: AttachOptions): Promise<Report> {
+export interface AttachResult {
+  report: Report;
+  /** An output (capture file, event stream) failed to write: the trace was stopped early. */
+  outputError: Error | null;
+}
+
+export async function attachTraced(options: AttachOptions): Promise<AttachResult> {
   const mount = cgroup2Mount();
   const resolved = resolveTargets(options, mount);
   const waiting = options.comm !== undefined || options.cgroup !== undefined;
@@ -129,6 +136,7 @@ export async function attachTraced(options: AttachOptions): Promise<Report> {
     match: resolved.match,
   });
   const stop = stopSignal(options.log);
+  engine.onOutputError = () => stop.stop('an output failed');
   try {
     engine.attach(resolved.cgroupDirs);
     engine.start(resolved.cgroupDirs.length === 1 ? `cgroup ${resolved.cgroupDirs[0]}` : 'cgroups of the targets', liveDevices);
@@ -163,11 +171,12 @@ export async function attachTraced(options: AttachOptions): Promise<Report> {
     }
     const durationMs = (monotonicNs() - originNs) / 1e6;
 
+    engine.onOutputError = () => {}; // the trace is over: a failing last write is only reported
     const report = await engine.finish({ mode: 'attach', command: [], exitCode: null, startedAt, originNs, durationMs });
     report.targets = resolved.targets;
     markPreexisting(report, preexisting);
     annotateNamespaces(report);
-    return report;
+    return { report, outputError: engine.outputError };
   } finally {
     stop.dispose();
     await engine.close();

@@ -23,7 +23,8 @@ export interface CaptureOptions {
   fd?: number;
   format: CaptureFormat;
   snaplen: number;
-  filter: string | null;
+  /** The tcpdump expression (for the report) and its program, compiled up front (compileCaptureFilter). */
+  filter: { expression: string; program: PacketFilter } | null;
   /** Capture with libpcap on network devices (given to start()) instead of the eBPF packet hook. */
   live?: boolean;
 }
@@ -35,6 +36,12 @@ export interface LiveDevice {
   /** pcapng if_name / report text, e.g. "pt123n (netns proctap-123)". */
   name: string;
   description: string;
+}
+
+/** Compiles a --pcap-filter expression for the capture's packets (link type: DLT_RAW for the eBPF hook,
+ *  Ethernet / LINUX_SLL2 for libpcap captures); throws "invalid filter ..." */
+export function compileCaptureFilter(expression: string, snaplen: number, linkType = DLT_RAW): { expression: string; program: PacketFilter } {
+  return { expression, program: loadNative().compilePacketFilter(expression, linkType, snaplen) };
 }
 
 export interface EngineOptions {
@@ -55,6 +62,8 @@ export interface EngineOptions {
   /** TCP retransmits per connection (default on). */
   retransmits?: boolean;
   onRecord?: (record: TraceRecord) => void;
+  /** After every ring-buffer batch (the event stream flushes there). */
+  onBatchEnd?: () => void;
   log: (line: string) => void;
   /** Time-series bucket width; default chosen from the trace length. */
   seriesIntervalMs?: number;
@@ -94,22 +103,33 @@ export function lostCounters(stats: KernelStats, connectorOverflows: number): Lo
   };
 }
 
+/** The stderr warning when the ring buffer overflowed (also with -q): what was lost, and that totals hold. */
+export function lostRecordsWarning(lost: LostCounters): string | null {
+  if (lost.records === 0) return null;
+  const kinds = Object.entries(lost.recordsByKind)
+    .filter(([, n]) => n > 0)
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([kind, n]) => `${kind} ${n}`)
+    .join(', ');
+  return `proctap: warning: ring buffer full: ${lost.records} records lost (${kinds}); byte and call totals are still exact (kernel counters); a larger --ring-buffer keeps them`;
+}
+
 export class TraceEngine {
   readonly collector = new TraceCollector();
   readonly tracer: Tracer;
-  private readonly filter: PacketFilter | null;
   private capture: PacketCapture | null = null;
   private live: { run: LiveCaptureRun; devices: LiveDevice[]; error: Error | null } | null = null;
   private connector: ProcConnector | null = null;
   private ringRunning = false;
   private closed = false;
+  private eventsFailed = false;
+  /** The first write error of an output (capture file, event stream); the trace goes on to its report. */
+  outputError: Error | null = null;
+  /** Called once, at the first output write error: the caller stops the trace (as on Ctrl-C). */
+  onOutputError: (err: Error) => void = () => {};
 
-  /** Compiles the filter (a bad one fails before anything is loaded), loads and verifies the programs. */
+  /** Loads and verifies the programs. */
   constructor(private readonly options: EngineOptions) {
-    const native = loadNative();
-    this.filter = options.capture?.filter && !options.capture.live
-      ? native.compilePacketFilter(options.capture.filter, DLT_RAW, options.capture.snaplen)
-      : null;
     this.tracer = Tracer.open({
       backend: options.backend,
       intervalMs: options.intervalMs,
@@ -123,8 +143,8 @@ export class TraceEngine {
       retransmits: options.retransmits,
     });
     this.collector.onRecordTap = (record) => {
-      if (record.type === 'packet') this.capture?.onPacket(record);
-      options.onRecord?.(record);
+      if (record.type === 'packet' && this.capture) this.toCapture((c) => c.onPacket(record));
+      if (options.onRecord) this.toEvents(() => options.onRecord?.(record));
     };
   }
 
@@ -142,14 +162,14 @@ export class TraceEngine {
       if (liveDevices.length === 0) throw new Error('live capture without a device');
       const state = { run: null as unknown as LiveCaptureRun, devices: liveDevices, error: null as Error | null };
       state.run = startLiveCapture(
-        liveDevices.map((d) => ({ device: d.device, netnsPath: d.netnsPath, name: d.name, description: d.description, snaplen: capture.snaplen, filter: capture.filter ?? undefined })),
+        liveDevices.map((d) => ({ device: d.device, netnsPath: d.netnsPath, name: d.name, description: d.description, snaplen: capture.snaplen, filter: capture.filter?.expression })),
         {
           sink: captureSink(capture),
           format: capture.format,
           userAppl: `proctap ${this.options.version}`,
           onError: (err) => {
             state.error = err;
-            this.options.log(`proctap: capture stopped: ${err.message}`);
+            this.failOutput(err);
           },
         },
       );
@@ -162,9 +182,10 @@ export class TraceEngine {
     }
     this.tracer.start((batch) => {
       this.collector.onBatch(batch);
-      this.capture?.flush();
+      this.toCapture((c) => c.flush());
+      if (this.options.onBatchEnd) this.toEvents(() => this.options.onBatchEnd?.());
       this.finalizeReleased();
-    }, this.filter);
+    }, this.options.capture?.live ? null : (this.options.capture?.filter?.program ?? null));
     this.ringRunning = true;
     this.connector = loadNative().openProcConnector((batch) => {
       if (this.collector.onProcBatch(batch) > 0) this.rebuildTree();
@@ -213,6 +234,40 @@ export class TraceEngine {
     );
   }
 
+  /** A capture write that fails (disk full) ends the capture: the file keeps its complete blocks. */
+  private toCapture(write: (capture: PacketCapture) => void): void {
+    const capture = this.capture;
+    if (!capture) return;
+    try {
+      write(capture);
+    } catch (err) {
+      this.capture = null;
+      try {
+        capture.close(0);
+      } catch {
+        /* the first error is the one to report */
+      }
+      this.failOutput(err);
+    }
+  }
+
+  /** An event stream write that fails ends the stream (it keeps its complete lines). */
+  private toEvents(write: () => void): void {
+    if (this.eventsFailed) return;
+    try {
+      write();
+    } catch (err) {
+      this.eventsFailed = true;
+      this.failOutput(err);
+    }
+  }
+
+  private failOutput(err: unknown): void {
+    if (this.outputError) return;
+    this.outputError = err instanceof Error ? err : new Error(String(err));
+    this.onOutputError(this.outputError);
+  }
+
   /** Reads the last counters of released sockets and drops them from the kernel table (bounded memory). */
   private finalizeReleased(): void {
     const { collector, tracer } = this;
@@ -247,6 +302,8 @@ export class TraceEngine {
     }
 
     const lost = lostCounters(stats, collector.connectorOverflows);
+    const lostLine = lostRecordsWarning(lost);
+    if (lostLine) this.options.log(lostLine);
     const captureSummary = this.live ? await this.closeLiveCapture() : this.closeCapture(stats);
     const report = buildReport({
       version: this.options.version,
@@ -288,7 +345,7 @@ export class TraceEngine {
       path: options.path,
       format: options.format,
       snaplen: options.snaplen,
-      filter: options.filter,
+      filter: options.filter?.expression ?? null,
       packets: written,
       dropped,
       filteredOut: 0,
@@ -303,7 +360,12 @@ export class TraceEngine {
     this.capture = null;
     const dropped = stats.lostRecords.packet ?? 0;
     capture.stats.filteredOut = this.tracer.packetsFilteredOut();
-    capture.close(dropped);
+    try {
+      capture.close(dropped);
+    } catch (err) {
+      this.failOutput(err);
+      return undefined;
+    }
     const where = options.path === '-' ? 'standard output' : options.path;
     const hint = dropped ? ' (ring buffer full: try --ring-buffer 64M)' : '';
     this.options.log(`proctap: ${capture.stats.written} packets written to ${where}, ${dropped} dropped${hint}`);
@@ -311,7 +373,7 @@ export class TraceEngine {
       path: options.path,
       format: options.format,
       snaplen: options.snaplen,
-      filter: options.filter,
+      filter: options.filter?.expression ?? null,
       packets: capture.stats.written,
       dropped,
       filteredOut: capture.stats.filteredOut,

@@ -79,29 +79,36 @@ export function isolationReport(iso: Isolation): IsolationReport {
 export interface RunResult {
   report: Report;
   exitCode: number;
+  /** An output (capture file, event stream) failed to write: the trace was stopped early. */
+  outputError: Error | null;
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** Signals stop the trace the way a user expects: first SIGTERM to the tree, then SIGKILL. */
-function installStopHandlers(cgroupDir: string, log: (line: string) => void): () => void {
+/** Signals (and a failed output) stop the trace the way a user expects: first SIGTERM to the tree, then
+ *  SIGKILL. */
+function installStopHandlers(cgroupDir: string, log: (line: string) => void): { stop: (why: string) => void; dispose: () => void } {
   let stopping = false;
   let killTimer: NodeJS.Timeout | null = null;
-  const onSignal = (signal: NodeJS.Signals) => {
+  const stop = (why: string) => {
     if (stopping) {
       killCgroup(cgroupDir);
       return;
     }
     stopping = true;
-    log(`proctap: ${signal}: stopping the traced command (SIGTERM, SIGKILL in 3 s)`);
+    log(`proctap: ${why}: stopping the traced command (SIGTERM, SIGKILL in 3 s)`);
     signalCgroup(cgroupDir, 'SIGTERM');
     killTimer = setTimeout(() => killCgroup(cgroupDir), 3000);
   };
+  const onSignal = (signal: NodeJS.Signals) => stop(signal);
   const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
   for (const s of signals) process.on(s, onSignal);
-  return () => {
-    for (const s of signals) process.off(s, onSignal);
-    if (killTimer) clearTimeout(killTimer);
+  return {
+    stop,
+    dispose: () => {
+      for (const s of signals) process.off(s, onSignal);
+      if (killTimer) clearTimeout(killTimer);
+    },
   };
 }
 
@@ -155,7 +162,9 @@ export async function runTraced(options: RunOptions): Promise<RunResult> {
     const startedAt = new Date();
     const originNs = monotonicNs();
     engine.collector.tree.addRoot(launched.pid, process.pid, path.basename(options.argv[0]).slice(0, 15), options.argv, originNs);
-    removeStopHandlers = installStopHandlers(cgroupDir, options.log);
+    const stopHandlers = installStopHandlers(cgroupDir, options.log);
+    removeStopHandlers = stopHandlers.dispose;
+    engine.onOutputError = () => stopHandlers.stop('an output failed');
     launched.release();
 
     /* Trace until the command and every descendant have exited */
@@ -164,12 +173,13 @@ export async function runTraced(options: RunOptions): Promise<RunResult> {
     const durationMs = (monotonicNs() - originNs) / 1e6;
 
     /* Drain, read the kernel's final counters, report */
+    engine.onOutputError = () => {}; // the trace is over: a failing last write is only reported
     const report = await engine.finish({ mode: 'run', command: options.argv, exitCode: exit.exitCode, startedAt, originNs, durationMs });
     if (isolation) {
       report.isolation = isolationReport(isolation);
       addNatMappings(report, isolation);
     }
-    return { report, exitCode: exit.exitCode };
+    return { report, exitCode: exit.exitCode, outputError: engine.outputError };
   } finally {
     removeStopHandlers();
     launched?.abort();

@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: MIT
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseMilliseconds, parseRingBufferSize, parseSize } from '../../src/cli/main';
+import { oneLine, parseMilliseconds, parseRingBufferSize, parseSize } from '../../src/cli/program';
+import { commandEnvironment } from '../../src/proc/launch';
+import { lostRecordsWarning } from '../../src/trace/engine';
 import { missingCapabilities, parsePasswd, resolveCredentials } from '../../src/cli/privileges';
 import { cgroupOwner, findCgroup2Mount } from '../../src/proc/cgroup';
 import { formatAddress } from '../../src/util/net';
@@ -61,4 +63,29 @@ test('addresses print the way people write them', () => {
   assert.equal(formatAddress(10, v6), '2001:db8::1');
   const noRun = new Uint8Array([0, 1, 0, 2, 0, 3, 0, 4, 0, 5, 0, 6, 0, 7, 0, 8]);
   assert.equal(formatAddress(10, noRun), '1:2:3:4:5:6:7:8');
+});
+
+test('the traced command gets back the NODE_* and OPENSSL_* variables bin/proctap set aside, nothing else', () => {
+  const env = commandEnvironment({
+    PATH: '/bin',
+    PROCTAP_SAVED_NODE_OPTIONS: '--require x.js',
+    PROCTAP_SAVED_OPENSSL_CONF: '/etc/x.cnf',
+    PROCTAP_SAVED_LD_PRELOAD: '/x.so',
+    PROCTAP_SAVED_NODE_: 'no name',
+  });
+  assert.deepEqual(env, { PATH: '/bin', NODE_OPTIONS: '--require x.js', OPENSSL_CONF: '/etc/x.cnf' });
+});
+
+test('a full ring buffer is one stderr line naming the lost kinds; nothing lost, no line', () => {
+  const lost = { records: 7, recordsByKind: { exit: 2, call: 5 }, flowTableFullCalls: 0, flowTableFullBytes: 0, tracedTableFull: 0, procConnectorOverflows: 0 };
+  assert.equal(
+    lostRecordsWarning(lost),
+    'proctap: warning: ring buffer full: 7 records lost (call 5, exit 2); byte and call totals are still exact (kernel counters); a larger --ring-buffer keeps them',
+  );
+  assert.equal(lostRecordsWarning({ ...lost, records: 0, recordsByKind: {} }), null);
+});
+
+test('error messages are one line, whatever the values in them', () => {
+  assert.equal(oneLine("error: unknown option '--jsno'\n(Did you mean --json?)\n"), "error: unknown option '--jsno' (Did you mean --json?)");
+  assert.equal(oneLine("not a size: 'a\nb'"), "not a size: 'a b'");
 });

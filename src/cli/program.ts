@@ -1,0 +1,299 @@
+// SPDX-License-Identifier: MIT
+// The command line's parsing layer: commands, options, value parsers and the checks that need no system
+// access. Pure: every effect is an action handed in (main.ts has the real ones), so tests drive it with
+// any argv (test/unit/cli-fuzz.test.ts) without loading BPF or creating a file.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Command, CommanderError, InvalidArgumentError, Option, type OptionValues } from 'commander';
+import type { Backend } from '../report/schema';
+import { MAX_SNAPLEN, type CaptureFormat } from '../pcap/capture';
+import { checkInterfaceName } from '../isolate/plan';
+
+export const VERSION: string = JSON.parse(fs.readFileSync(path.resolve(__dirname, '../../../package.json'), 'utf8')).version;
+
+/** Exit code for proctap's own failures in `run` (the command's own codes pass through unchanged). */
+export const EXIT_PROCTAP_FAILED = 125;
+export const EXIT_USAGE = 2;
+
+export class UsageError extends Error {}
+
+export function parseSize(text: string): number {
+  const m = /^(\d+)([kKmMgG]?)i?[bB]?$/.exec(text.trim());
+  if (!m) throw new InvalidArgumentError(`not a size: '${text}' (e.g. 8M, 512K)`);
+  const unit = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[m[2].toLowerCase() as '' | 'k' | 'm' | 'g'];
+  return Number(m[1]) * unit;
+}
+
+/** Ring buffer size: a power of two, at least one page. */
+export function parseRingBufferSize(text: string): number {
+  const n = parseSize(text);
+  if (n < 4096 || (n & (n - 1)) !== 0 || n > 1024 ** 3) {
+    throw new InvalidArgumentError(`ring buffer size must be a power of two between 4K and 1G, got '${text}'`);
+  }
+  return n;
+}
+
+export function parseSnaplen(text: string): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || n < 1 || n > MAX_SNAPLEN) throw new InvalidArgumentError(`snaplen must be 1..${MAX_SNAPLEN}, got '${text}'`);
+  return n;
+}
+
+/** 30s, 500ms, 2m, 1h, or plain seconds. */
+export function parseDuration(text: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
+  if (!m || Number(m[1]) <= 0) throw new InvalidArgumentError(`not a duration: '${text}' (e.g. 30s, 500ms, 2m)`);
+  return Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(m[2] ?? 's') as 'ms' | 's' | 'm' | 'h'];
+}
+
+export function parsePid(text: string): number {
+  if (!/^\d+$/.test(text) || Number(text) < 1 || Number(text) > 4194304) throw new InvalidArgumentError(`not a pid: '${text}'`);
+  return Number(text);
+}
+
+function parseConnectorBuffer(text: string): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || n < 1 || n > 256 * 1024 * 1024) throw new InvalidArgumentError(`not a buffer size in bytes (1 to 268435456): '${text}'`);
+  return n;
+}
+
+export function parseMilliseconds(text: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s)?$/.exec(text.trim());
+  if (!m || Number(m[1]) <= 0) throw new InvalidArgumentError(`not a duration: '${text}' (e.g. 100ms, 1s)`);
+  return Number(m[1]) * (m[2] === 's' ? 1000 : 1);
+}
+
+/** Options shared by run and attach. */
+function addTraceOptions(command: Command): Command {
+  return command
+    .option('--json <file>', 'write the JSON report (schemaVersion 1) to FILE, "-" for stdout')
+    .option('--chart <dir>', 'write PNG charts (throughput, message sizes, endpoints, connections) to DIR')
+    .option('--events <file>', 'NDJSON stream of records as they arrive, "-" for stdout')
+    .option('--detail', 'with --events: one record per send/recv call')
+    .option('--interval <ms>', 'time-series bucket width (default: from the trace length); with a terminal, refresh period of --live', parseMilliseconds)
+    .option('--live', 'a refreshing top-like view of per-process and per-endpoint rates while tracing (terminal only)')
+    .addOption(new Option('--backend <name>', 'socket I/O hooks').choices(['auto', 'tracepoint', 'fentry', 'kprobe']).default('auto'))
+    .option('--flow-interval <ms>', 'minimum time between two kernel updates of one flow', parseMilliseconds, 100)
+    .option('--ring-buffer <size>', 'kernel ring buffer size (power of two)', parseRingBufferSize, 8 * 1024 * 1024)
+    .option('-o, --pcap <file>', 'capture the traced processes\' packets to FILE ("-" for stdout)')
+    .addOption(new Option('--pcap-format <format>', 'capture file format').choices(['pcapng', 'pcap']).default('pcapng'))
+    .option('-f, --pcap-filter <expr>', 'tcpdump filter for the capture, e.g. "tcp port 443"')
+    .option('--snaplen <bytes>', 'bytes kept per packet (default: whole packet, up to 262144)', parseSnaplen, MAX_SNAPLEN)
+    .option('--no-dns-names', 'do not learn remote names from the DNS answers the traced processes receive')
+    .option('--no-retransmits', 'do not count TCP retransmits per connection')
+    .option('--force', 'overwrite existing output files (never through a symbolic link)')
+    .option('-q, --quiet', 'no terminal report')
+    .option('--no-color', 'no colors in the terminal report')
+    // A small proc connector queue overflows under a fork storm: how the tests make ENOBUFS happen.
+    .addOption(new Option('--proc-connector-buffer <bytes>', 'proc connector receive queue').argParser(parseConnectorBuffer).hideHelp())
+    .addOption(new Option('--proc-connector-pause <ms>', 'do not read the proc connector for the first MS').argParser(parseMilliseconds).hideHelp());
+}
+
+/** The options of run and attach, as commander parsed them (its values are untyped). */
+export interface TraceCliOptions {
+  json?: string;
+  chart?: string;
+  events?: string;
+  detail?: boolean;
+  interval?: number;
+  live?: boolean;
+  backend: Backend | 'auto';
+  flowInterval: number;
+  ringBuffer: number;
+  pcap?: string;
+  pcapFormat: CaptureFormat;
+  pcapFilter?: string;
+  snaplen: number;
+  force?: boolean;
+  quiet?: boolean;
+  color: boolean;
+  dnsNames: boolean;
+  retransmits: boolean;
+  procConnectorBuffer?: number;
+  procConnectorPause?: number;
+}
+
+/** Commander's untyped option values as TraceCliOptions; a value of the wrong type is a bug here, not bad input. */
+export function traceCliOptions(raw: OptionValues): TraceCliOptions {
+  const is = (key: string, type: 'string' | 'number' | 'boolean', required = false) => {
+    const v = raw[key];
+    if ((v !== undefined || required) && typeof v !== type) throw new TypeError(`option ${key}: expected a ${type}, got ${typeof v}`);
+  };
+  for (const k of ['json', 'chart', 'events', 'pcap', 'pcapFilter']) is(k, 'string');
+  for (const k of ['detail', 'live', 'force', 'quiet']) is(k, 'boolean');
+  is('interval', 'number');
+  for (const k of ['procConnectorBuffer', 'procConnectorPause']) is(k, 'number');
+  for (const k of ['dnsNames', 'retransmits']) is(k, 'boolean', true);
+  for (const k of ['flowInterval', 'ringBuffer', 'snaplen']) is(k, 'number', true);
+  for (const k of ['backend', 'pcapFormat']) is(k, 'string', true);
+  is('color', 'boolean', true);
+  return raw as TraceCliOptions;
+}
+
+/** Output options that contradict each other: refused before anything starts. */
+export function checkOutputOptions(opts: TraceCliOptions): void {
+  const stdout = [opts.json, opts.pcap, opts.events].filter((t) => t === '-');
+  if (stdout.length > 1) throw new UsageError('only one of --json, --pcap and --events can use standard output');
+  if (opts.detail && !opts.events) throw new UsageError('--detail needs --events FILE');
+  if (opts.pcapFilter !== undefined && !opts.pcap) throw new UsageError('--pcap-filter needs --pcap FILE');
+}
+
+/** run --isolate and its options (docs/isolate.md). */
+export interface IsolateCliOptions {
+  device?: string;
+  forwarding: boolean;
+  publicDns: boolean;
+}
+
+/** --isolate's options: refused when they come without it; a device name is checked up front. */
+export function isolateOptions(raw: OptionValues): IsolateCliOptions | undefined {
+  if (!raw.isolate) {
+    const stray = [raw.device !== undefined && '--device', raw.usePublicDns && '--use-public-dns', raw.ipForward === false && '--no-ip-forward'].filter(Boolean);
+    if (stray.length) throw new UsageError(`${stray.join(', ')} needs --isolate`);
+    return undefined;
+  }
+  if (raw.device !== undefined) {
+    try {
+      checkInterfaceName(String(raw.device));
+    } catch (err) {
+      throw new UsageError((err as Error).message);
+    }
+  }
+  return { device: raw.device as string | undefined, forwarding: raw.ipForward !== false, publicDns: raw.usePublicDns === true };
+}
+
+export interface AttachTargets {
+  pids: number[];
+  /** --netns-capture: libpcap on every interface of the targets' network namespaces. */
+  netnsCapture?: boolean;
+  comm?: string;
+  cgroup?: string;
+  durationMs?: number;
+  followChildren: boolean;
+}
+
+/** What each command does once its arguments are parsed and checked; each resolves to the exit code. */
+export interface CliActions {
+  run(command: string[], opts: TraceCliOptions, user: string | undefined, isolate?: IsolateCliOptions): Promise<number>;
+  attach(targets: AttachTargets, opts: TraceCliOptions): Promise<number>;
+  report(file: string, opts: { chart?: string; color: boolean }): Promise<number>;
+  doctor(opts: { json: boolean }): Promise<number>;
+  cleanup(): Promise<number>;
+}
+
+export interface CliOutput {
+  out(text: string): void;
+  err(text: string): void;
+}
+
+export const processOutput: CliOutput = {
+  out: (text) => void process.stdout.write(text),
+  err: (text) => void process.stderr.write(text),
+};
+
+/** An error message on one line: values given on the command line may hold newlines. */
+export function oneLine(message: string): string {
+  return message.trim().replace(/\s*\n\s*/g, ' ');
+}
+
+export function buildProgram(actions: CliActions, output: CliOutput, exit: (code: number) => void): Command {
+  const program = new Command('proctap')
+    .description('eBPF per-process network tracer: what a process tree talks to, how much, in what pattern')
+    .version(VERSION)
+    .exitOverride()
+    .configureOutput({
+      writeOut: output.out,
+      writeErr: output.err,
+      // one line, with the hint where to look (commander's own suggestions come on a second line)
+      outputError: (text, write) => write(`${oneLine(text)} (proctap --help for usage)\n`),
+    });
+
+  const run = program
+    .command('run')
+    .description('trace a launched command and every descendant; exits with the command\'s exit code')
+    .usage('[options] -- COMMAND [ARGS...]')
+    .argument('<command...>', 'command and arguments (put -- before it)')
+    .option('-u, --user <name|uid>', 'run the command as this user (default: the sudo caller; "root" to keep root)')
+    .option('--isolate', 'run the command in a network namespace of its own (veth pair + NAT), as nsntrace does')
+    .option('-d, --device <name>', 'with --isolate: NAT out of this device (default: the default route\'s)')
+    .option('--use-public-dns', 'with --isolate: public nameservers in the namespace\'s resolv.conf')
+    .option('--no-ip-forward', 'with --isolate: do not turn on IP forwarding (refuse if it is off)');
+  addTraceOptions(run).action(async (command: string[], raw: OptionValues) => {
+    const opts = traceCliOptions(raw);
+    checkOutputOptions(opts);
+    const isolate = isolateOptions(raw);
+    exit(await actions.run(command, opts, raw.user as string | undefined, isolate));
+  });
+
+  const attach = program
+    .command('attach')
+    .description('trace running processes and their future children, until they exit, Ctrl-C or --duration')
+    .usage('[options] PID... | --comm NAME | --cgroup PATH')
+    .argument('[pids...]', 'processes to trace')
+    .option('--comm <name>', 'every process whose comm is NAME, now and later')
+    .option('--cgroup <path>', 'every process in this cgroup v2 (path below the cgroup2 mount), now and later')
+    .option('--duration <time>', 'stop after this long (e.g. 30s, 2m)', parseDuration)
+    .option('--no-children', 'do not follow children forked after the attach')
+    .option('--netns-capture', 'with -o: capture every interface of the targets\' network namespaces (libpcap), not only their sockets\' packets');
+  addTraceOptions(attach).action(async (pidArgs: string[], raw: OptionValues) => {
+    const opts = traceCliOptions(raw);
+    const pids = pidArgs.map((p) => {
+      try {
+        return parsePid(p);
+      } catch (err) {
+        throw new UsageError((err as Error).message);
+      }
+    });
+    if (pids.length === 0 && raw.comm === undefined && raw.cgroup === undefined) {
+      throw new UsageError('attach needs PIDs, --comm NAME or --cgroup PATH');
+    }
+    checkOutputOptions(opts);
+    if (raw.netnsCapture && !opts.pcap) throw new UsageError('--netns-capture needs -o/--pcap FILE');
+    const targets: AttachTargets = {
+      pids,
+      netnsCapture: raw.netnsCapture === true,
+      comm: raw.comm as string | undefined,
+      cgroup: raw.cgroup as string | undefined,
+      durationMs: raw.duration as number | undefined,
+      followChildren: raw.children !== false,
+    };
+    exit(await actions.attach(targets, opts));
+  });
+
+  program
+    .command('report')
+    .description('re-render a saved JSON report')
+    .argument('<file>', 'report written by --json')
+    .option('--chart <dir>', 'also write the PNG charts to DIR')
+    .option('--no-color', 'no colors')
+    .action(async (file: string, raw: OptionValues) => exit(await actions.report(file, { chart: raw.chart as string | undefined, color: raw.color !== false })));
+
+  program
+    .command('doctor')
+    .description('what this kernel allows: hooks, backends, cgroup v2, BTF, proc connector')
+    .option('--json', 'machine-readable output')
+    .action(async (raw: OptionValues) => exit(await actions.doctor({ json: raw.json === true })));
+
+  program
+    .command('cleanup')
+    .description('remove what a killed proctap left behind (cgroups, netns, veth, nft tables named after its pid)')
+    .action(async () => exit(await actions.cleanup()));
+  return program;
+}
+
+/** Parses argv (node, script, ...) and runs the chosen action; resolves to the exit code. Every error is
+ *  one line on stderr: a usage error exits 2, proctap's own failure 125 in `run` (1 elsewhere). */
+export async function runCli(argv: string[], actions: CliActions, output: CliOutput = processOutput): Promise<number> {
+  let code = 0;
+  const program = buildProgram(actions, output, (c) => (code = c));
+  try {
+    await program.parseAsync(argv);
+    return code;
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : EXIT_USAGE;
+    const message = err instanceof Error ? err.message : String(err);
+    output.err(`proctap: ${message.split('\n')[0]}\n`);
+    if (err instanceof UsageError) return EXIT_USAGE;
+    return argv[2] === 'run' ? EXIT_PROCTAP_FAILED : 1;
+  }
+}
