@@ -12,13 +12,20 @@ async function main(): Promise<number> {
   const dir = tempDir();
   fs.chmodSync(dir, 0o777);
   const jsonPath = path.join(ROOT, 'build', 'demo-report.json');
-  const argv = ['run', '--json', jsonPath, '--', 'python3', NETLOAD, 'tree', '--out', path.join(dir, 'counts.jsonl'), '--port', String(servers.port)];
+  // The demo's own report file: each demo run replaces the last one.
+  const argv = ['run', '--force', '--json', jsonPath, '--', 'python3', NETLOAD, 'tree', '--out', path.join(dir, 'counts.jsonl'), '--port', String(servers.port)];
   process.stderr.write(`$ proctap ${argv.join(' ')}\n`);
   const code = await new Promise<number>((resolve) => {
     spawn(PROCTAP, argv, { stdio: 'inherit' }).on('close', (c) => resolve(c ?? 1));
   });
   await servers.close();
-  const counts = fs.readFileSync(path.join(dir, 'counts.jsonl'), 'utf8').trim();
+  const countsFile = path.join(dir, 'counts.jsonl');
+  if (!fs.existsSync(countsFile)) {
+    fs.rmSync(dir, { recursive: true, force: true });
+    process.stderr.write(`\nproctap exited with ${code} before the workload ran\n`);
+    return code || 1;
+  }
+  const counts = fs.readFileSync(countsFile, 'utf8').trim();
   process.stderr.write(`\nwhat the workload counted itself (one line per process):\n${counts}\n\nJSON report: ${jsonPath}\n`);
   fs.rmSync(dir, { recursive: true, force: true });
   return code;
