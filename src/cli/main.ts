@@ -16,6 +16,7 @@ import { renderDoctor, runDoctor } from './doctor';
 import { checkPrivileges, readPasswd, resolveCredentials } from './privileges';
 import { UsageError, VERSION, runCli, type AttachTargets, type CliActions, type IsolateCliOptions, type TraceCliOptions } from './program';
 import { removeStaleIsolation } from '../isolate/system';
+import { installFatalHandlers } from '../util/teardown';
 import { DLT_RAW } from '../pcap/capture';
 
 const DLT_EN10MB = 1;
@@ -76,6 +77,7 @@ function engineOptions(opts: TraceCliOptions, events: EventStream | null, output
     retransmits: opts.retransmits !== false,
     procConnectorBufferBytes: opts.procConnectorBuffer,
     procConnectorPauseMs: opts.procConnectorPause,
+    injectFault: opts.injectFault,
     display: opts.quiet && !opts.live ? undefined : { live: opts.live === true, intervalMs: opts.live ? (opts.interval ?? 1000) : 1000 },
     capture: opts.pcap
       ? {
@@ -235,5 +237,6 @@ export const liveActions: CliActions = {
 
 /** Runs the CLI; resolves to the process exit code. */
 export function main(argv: string[]): Promise<number> {
+  installFatalHandlers();
   return runCli(argv, liveActions);
 }

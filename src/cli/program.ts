@@ -86,7 +86,9 @@ function addTraceOptions(command: Command): Command {
     .option('--no-color', 'no colors in the terminal report')
     // A small proc connector queue overflows under a fork storm: how the tests make ENOBUFS happen.
     .addOption(new Option('--proc-connector-buffer <bytes>', 'proc connector receive queue').argParser(parseConnectorBuffer).hideHelp())
-    .addOption(new Option('--proc-connector-pause <ms>', 'do not read the proc connector for the first MS').argParser(parseMilliseconds).hideHelp());
+    .addOption(new Option('--proc-connector-pause <ms>', 'do not read the proc connector for the first MS').argParser(parseMilliseconds).hideHelp())
+    // Fault injection for the tests: an internal error 300 ms into the trace (docs/reliability.md).
+    .addOption(new Option('--inject-fault <kind>', 'internal error during the trace').choices(['uncaught-exception', 'unhandled-rejection']).hideHelp());
 }
 
 /** The options of run and attach, as commander parsed them (its values are untyped). */
@@ -111,6 +113,7 @@ export interface TraceCliOptions {
   retransmits: boolean;
   procConnectorBuffer?: number;
   procConnectorPause?: number;
+  injectFault?: 'uncaught-exception' | 'unhandled-rejection';
 }
 
 /** Commander's untyped option values as TraceCliOptions; a value of the wrong type is a bug here, not bad input. */
@@ -119,7 +122,7 @@ export function traceCliOptions(raw: OptionValues): TraceCliOptions {
     const v = raw[key];
     if ((v !== undefined || required) && typeof v !== type) throw new TypeError(`option ${key}: expected a ${type}, got ${typeof v}`);
   };
-  for (const k of ['json', 'chart', 'events', 'pcap', 'pcapFilter']) is(k, 'string');
+  for (const k of ['json', 'chart', 'events', 'pcap', 'pcapFilter', 'injectFault']) is(k, 'string');
   for (const k of ['detail', 'live', 'force', 'quiet']) is(k, 'boolean');
   is('interval', 'number');
   for (const k of ['procConnectorBuffer', 'procConnectorPause']) is(k, 'number');

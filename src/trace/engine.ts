@@ -62,6 +62,8 @@ export interface EngineOptions {
   /** TCP retransmits per connection (default on). */
   retransmits?: boolean;
   onRecord?: (record: TraceRecord) => void;
+  /** Tests: an internal error 300 ms after start() (the fatal-error handler must clean up). */
+  injectFault?: 'uncaught-exception' | 'unhandled-rejection';
   /** After every ring-buffer batch (the event stream flushes there). */
   onBatchEnd?: () => void;
   log: (line: string) => void;
@@ -190,6 +192,13 @@ export class TraceEngine {
     this.connector = loadNative().openProcConnector((batch) => {
       if (this.collector.onProcBatch(batch) > 0) this.rebuildTree();
     }, this.options.procConnectorBufferBytes);
+    const fault = this.options.injectFault;
+    if (fault) {
+      this.faultTimer = setTimeout(() => {
+        if (fault === 'uncaught-exception') throw new Error('injected fault: uncaught exception');
+        void Promise.reject(new Error('injected fault: unhandled rejection'));
+      }, 300);
+    }
     const pauseMs = this.options.procConnectorPauseMs;
     if (pauseMs) {
       this.connector.setPaused(true);
@@ -209,6 +218,7 @@ export class TraceEngine {
   }
 
   private stopDisplay = () => {};
+  private faultTimer: NodeJS.Timeout | null = null;
   private resumeConnector: NodeJS.Timeout | null = null;
   private lastOverflowWarningMs = -Infinity;
 
@@ -403,6 +413,7 @@ export class TraceEngine {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    if (this.faultTimer) clearTimeout(this.faultTimer);
     this.stopDisplay();
     if (this.ringRunning) await this.tracer.stop().catch(() => {});
     if (this.resumeConnector) clearTimeout(this.resumeConnector);

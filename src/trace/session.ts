@@ -18,6 +18,7 @@ import { launchGated, startReaper, type LaunchedCommand, type Reaper } from '../
 import type { IsolationReport, Report } from '../report/schema';
 import { loadNative, type ConntrackEntry } from '../native';
 import { mapConnections } from '../isolate/natmap';
+import { onFatal } from '../util/teardown';
 import { hasStaleIsolation, removeStaleIsolation, setupIsolation, type Isolation } from '../isolate/system';
 import { TraceEngine, captureInterfaceName, monotonicNs, type EngineOptions } from './engine';
 
@@ -134,12 +135,19 @@ export async function runTraced(options: RunOptions): Promise<RunResult> {
   let launched: LaunchedCommand | null = null;
   let reaper: Reaper | null = null;
   let isolation: Isolation | null = null;
+  const fatalUndo: Array<() => void> = [];
   let removeStopHandlers = () => {};
   try {
     /* Attach process, lifecycle and cgroup hooks; start consuming. The reaper outlives a killed proctap. */
     cgroupDir = createCgroup(mount, ownedCgroupName(process.pid, 'run'));
+    const dir = cgroupDir;
+    fatalUndo.push(onFatal(() => killCgroup(dir)));
     reaper = startReaper(LAUNCHER, cgroupDir);
-    if (options.isolate) isolation = setupIsolation({ owner: process.pid, ...options.isolate, log: options.log });
+    if (options.isolate) {
+      const iso = setupIsolation({ owner: process.pid, ...options.isolate, log: options.log });
+      isolation = iso;
+      fatalUndo.push(onFatal(() => iso.teardown()));
+    }
     engine.attach([cgroupDir]);
     engine.start(
       captureInterfaceName(cgroupDir),
@@ -181,6 +189,7 @@ export async function runTraced(options: RunOptions): Promise<RunResult> {
     }
     return { report, exitCode: exit.exitCode, outputError: engine.outputError };
   } finally {
+    for (const undo of fatalUndo) undo();
     removeStopHandlers();
     launched?.abort();
     await engine.close();

@@ -425,3 +425,24 @@ test('attach --netns-capture: every interface of the target\'s namespace, packet
   }
   assert.deepEqual(networkState(), stateBefore);
 });
+
+for (const fault of ['uncaught-exception', 'unhandled-rejection'] as const) {
+  test(`an internal error (${fault}) during run --isolate: one line, exit 125, tree killed, state identical`, async () => {
+    const stateBefore = networkState();
+    const marker = `ptfault${process.pid}`;
+    const proctap = spawn(PROCTAP, ['run', '-q', '--isolate', '--inject-fault', fault, '--', 'python3', '-c', 'import time; time.sleep(30)', marker], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    proctap.stderr.on('data', (d) => (stderr += d));
+    const code = await new Promise((resolve) => proctap.on('close', resolve));
+    assert.equal(code, 125, stderr);
+    // One line says what happened (besides the forwarding notice); no stack trace.
+    const lines = stderr.trim().split('\n').filter((l) => !/IP forwarding enabled/.test(l));
+    assert.equal(lines.length, 1, stderr);
+    assert.match(lines[0], new RegExp(`^proctap: internal error \\(${fault.replace('-', ' ')}\\): injected fault`));
+    // The reaper removes the emptied cgroup right after proctap's exit.
+    const deadline = Date.now() + 3000;
+    while (proctapCgroups().length > 0 && Date.now() < deadline) await sleep(20);
+    assert.equal(spawnSync('pgrep', ['-f', marker]).status, 1, 'the traced command is gone');
+    assert.deepEqual(networkState(), stateBefore);
+  });
+}
