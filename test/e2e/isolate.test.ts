@@ -446,3 +446,33 @@ for (const fault of ['uncaught-exception', 'unhandled-rejection'] as const) {
     assert.deepEqual(networkState(), stateBefore);
   });
 }
+
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+  test(`${signal} to proctap during run --isolate -o: report and capture complete, state identical`, async () => {
+    const stateBefore = networkState();
+    const json = path.join(dir, `sig-${signal}.json`);
+    const pcap = path.join(dir, `sig-${signal}.pcapng`);
+    // 1000 bytes each way to the gateway, then "ready", then waiting to be stopped.
+    const script = [
+      'import socket, time',
+      'route = [l.split() for l in open("/proc/net/route").read().splitlines()[1:] if l.split()[1] == "00000000"][0]',
+      'gateway = socket.inet_ntoa(bytes.fromhex(route[2])[::-1])',
+      `s = socket.create_connection((gateway, ${echo.port}))`,
+      's.sendall(b"s" * 1000)',
+      'n = 0',
+      'while n < 1000: n += len(s.recv(4096))',
+      'print("ready", flush=True)',
+      'time.sleep(60)',
+    ].join('\n');
+    const proctap = spawn(PROCTAP, ['run', '-q', '--isolate', '--json', json, '-o', pcap, '--', 'python3', '-c', script], { stdio: ['ignore', 'pipe', 'ignore'] });
+    await new Promise((resolve) => proctap.stdout.once('data', resolve));
+    proctap.kill(signal);
+    const code = await new Promise((resolve) => proctap.on('close', resolve));
+    assert.equal(code, 143, 'the command got SIGTERM: 128 + 15');
+    const report: Report = JSON.parse(fs.readFileSync(json, 'utf8'));
+    assert.equal(report.totals.tcp.txBytes, 1000);
+    assert.equal(report.totals.tcp.rxBytes, 1000);
+    assert.equal(tcpCounts(pcap).payload, 2000, 'the capture is complete and readable');
+    assert.deepEqual(networkState(), stateBefore);
+  });
+}
