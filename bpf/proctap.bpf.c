@@ -64,11 +64,11 @@ static __always_inline void claim_socket(struct sock *sk, __u32 tgid, __u64 now)
 #if defined(__TARGET_ARCH_x86)
 #define NR_SENDFILE 40
 #define NR_SPLICE 275
-#define SYSCALL_NR(regs) BPF_CORE_READ(regs, orig_ax)
+#define SYSCALL_NR(regs) ((regs)->orig_ax)
 #elif defined(__TARGET_ARCH_arm64)
 #define NR_SENDFILE 71
 #define NR_SPLICE 76
-#define SYSCALL_NR(regs) BPF_CORE_READ(regs, syscallno)
+#define SYSCALL_NR(regs) ((regs)->syscallno)
 #endif
 
 /*
@@ -77,6 +77,7 @@ static __always_inline void claim_socket(struct sock *sk, __u32 tgid, __u64 now)
  */
 static __always_inline bool first_chunk_of_syscall(__u32 tid)
 {
+	/* a typed pointer: the syscall number is a plain load, not a bpf_probe_read_kernel() call */
 	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
 	long nr = SYSCALL_NR(regs);
 	__u32 *counted;
