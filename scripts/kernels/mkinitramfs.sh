@@ -73,7 +73,8 @@ if deps=$(npm ls --omit=dev --all --parseable 2>/dev/null) && [ -n "$deps" ]; th
     cp -a "$rel" "$root/proctap/$rel"
   done <<< "$deps"
 else
-  cp -a node_modules "$root/proctap/node_modules"
+  # -L: node_modules may be a symlink (a worktree sharing another's); a copied link would dangle in the guest
+  cp -aL node_modules "$root/proctap/node_modules"
 fi
 
 # Shared libraries of everything above, including python's extension modules and node addons.
