@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <climits>
 #include <cstring>
+#include <thread>
 #include <vector>
 
 #include "errors.h"
@@ -90,7 +91,11 @@ void BpfObject::CloseInternal() {
     ring_->Abort();
     ring_.reset();
   }
-  for (auto& [handle, link] : links_) bpf_link__destroy(link);
+  // Destroying a perf-event link (syscalls:* tracepoints) waits for the kernel to unregister the
+  // tracepoint: RCU grace periods, 60-90 ms each on 6.18. Concurrently, those waits overlap.
+  std::vector<std::thread> destroyers;
+  for (auto& [handle, link] : links_) destroyers.emplace_back(bpf_link__destroy, link);
+  for (auto& t : destroyers) t.join();
   links_.clear();
   if (obj_ != nullptr) {
     bpf_object__close(obj_);

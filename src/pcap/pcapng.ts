@@ -210,6 +210,19 @@ export function directionFlags(direction: PacketDirection | undefined): number {
   return 0;
 }
 
+/** UTF-8 option values of recent comments: a capture repeats a few ("pid 42 (curl)") per packet. */
+const commentValues = new Map<string, Buffer>();
+
+function commentValue(text: string): Buffer {
+  let value = commentValues.get(text);
+  if (value === undefined) {
+    if (commentValues.size >= 1024) commentValues.clear();
+    value = truncateUtf8(text, MAX_OPTION_LENGTH);
+    commentValues.set(text, value);
+  }
+  return value;
+}
+
 export function enhancedPacketBlock(opts: EnhancedPacketOptions): Buffer {
   const data = opts.capturedData;
   checkU32('interfaceId', opts.interfaceId);
@@ -218,6 +231,48 @@ export function enhancedPacketBlock(opts: EnhancedPacketOptions): Buffer {
     throw new RangeError(`originalLength ${opts.originalLength} < captured length ${data.length}`);
   }
   const [high, low] = splitTimestamp(scaleTimestamp(opts.timestampNs, opts.tsResol));
+  if (opts.dropCount === undefined && opts.packetId === undefined) {
+    // The capture's per-packet path: the same bytes as encodeBlock() below, in one allocation.
+    const comment = opts.comment !== undefined ? commentValue(opts.comment) : null;
+    const dataEnd = 28 + data.length + padding32(data.length);
+    let optionsLength = comment !== null ? 4 + comment.length + padding32(comment.length) : 0;
+    if (opts.direction !== undefined) optionsLength += 8;
+    if (optionsLength > 0) optionsLength += 4; // opt_endofopt
+    const total = dataEnd + optionsLength + 4;
+    checkU32('block total length', total);
+    const out = Buffer.allocUnsafe(total);
+    out.writeUInt32LE(BLOCK_TYPE_ENHANCED_PACKET, 0);
+    out.writeUInt32LE(total, 4);
+    out.writeUInt32LE(opts.interfaceId, 8);
+    out.writeUInt32LE(high, 12);
+    out.writeUInt32LE(low, 16);
+    out.writeUInt32LE(data.length, 20);
+    out.writeUInt32LE(opts.originalLength, 24);
+    out.set(data, 28);
+    out.fill(0, 28 + data.length, dataEnd);
+    let at = dataEnd;
+    if (comment !== null) {
+      out.writeUInt16LE(OPT_COMMENT, at);
+      out.writeUInt16LE(comment.length, at + 2);
+      comment.copy(out, at + 4);
+      at += 4 + comment.length;
+      const pad = padding32(comment.length);
+      out.fill(0, at, at + pad);
+      at += pad;
+    }
+    if (opts.direction !== undefined) {
+      out.writeUInt16LE(EPB_FLAGS, at);
+      out.writeUInt16LE(4, at + 2);
+      out.writeUInt32LE(directionFlags(opts.direction), at + 4);
+      at += 8;
+    }
+    if (optionsLength > 0) {
+      out.writeUInt32LE(0, at); // opt_endofopt
+      at += 4;
+    }
+    out.writeUInt32LE(total, at);
+    return out;
+  }
   const head = Buffer.alloc(20);
   head.writeUInt32LE(opts.interfaceId, 0);
   head.writeUInt32LE(high, 4);

@@ -2,7 +2,7 @@
 // --events FILE|-: one JSON line per record as it arrives (lifecycle, interval flow updates, and with
 // --detail every send/recv), for jq and log shippers. Packet bytes are not included.
 import * as fs from 'node:fs';
-import type { TraceRecord } from '../trace/records';
+import type { FlowKey, TraceRecord } from '../trace/records';
 import { protoName } from '../util/net';
 
 /** The NDJSON form of a record; `tMs` is ms since `originNs`. */
@@ -47,6 +47,28 @@ export function eventOf(record: TraceRecord, originNs: number): Record<string, u
     case 'dns':
       return { ...base, socket: record.cookie.toString(), length: record.originalLength };
   }
+}
+
+/** `"socket":…,"remotePort":…` of a flow key, made once per key object (detail mode writes it per call). */
+const flowFields = new WeakMap<FlowKey, string>();
+
+function flowFieldsOf(key: FlowKey): string {
+  let fields = flowFields.get(key);
+  if (fields === undefined) {
+    const json = JSON.stringify({ socket: key.cookie.toString(), proto: protoName(key.proto), remoteAddr: key.remoteAddr, remotePort: key.remotePort });
+    fields = json.slice(1, -1);
+    flowFields.set(key, fields);
+  }
+  return fields;
+}
+
+/** The NDJSON line of a record, without the newline: JSON.stringify(eventOf(...)), with a fast path for
+ *  the per-call records of detail mode (no intermediate objects; same text, same key order). */
+export function eventLine(record: TraceRecord, originNs: number): string {
+  if (record.type !== 'call') return JSON.stringify(eventOf(record, originNs));
+  const tMs = Math.round((record.tsNs - originNs) / 1000) / 1000;
+  const startTime = record.startTime ? `"startTimeNs":${Number(record.startTime)},` : '';
+  return `{"type":"call","tMs":${tMs},"pid":${record.tgid},${startTime}${flowFieldsOf(record.key)},"tid":${record.tid},"direction":"${record.direction}","bytes":${record.bytes}}`;
 }
 
 export interface EventStream {
@@ -95,7 +117,7 @@ export function openEventStream(fd: number, originNs: () => number, label = fd =
   return {
     write(record) {
       if (failure) throw failure;
-      pending += `${JSON.stringify(eventOf(record, originNs()))}\n`;
+      pending += `${eventLine(record, originNs())}\n`;
       if (pending.length > 65536) flush();
       if (failure) throw failure;
     },

@@ -129,6 +129,37 @@ export function decodeFlowKey(view: DataView, bytes: Uint8Array, at: number): Fl
   return { id, cookie, tgid, startTime, family, proto, remoteAddr, remotePort, raw };
 }
 
+/**
+ * Flow keys of the last records, by the low bits of their cookie: the records of one socket share one
+ * FlowKey object (detail mode decodes hundreds of thousands of records a second, mostly of a few flows).
+ * A hit compares every byte of the key, so a cached key is never returned for a different flow.
+ */
+const KEY_CACHE_SLOTS = 64;
+const keyCache: Array<FlowKey | null> = new Array(KEY_CACHE_SLOTS).fill(null);
+const keyCacheWords: Uint32Array = new Uint32Array(KEY_CACHE_SLOTS * (L.flow_key.size / 4));
+
+/** decodeFlowKey, reusing the FlowKey of an identical key seen before (keys are never mutated). */
+export function decodeFlowKeyCached(view: DataView, bytes: Uint8Array, at: number): FlowKey {
+  const words = L.flow_key.size / 4;
+  const slot = view.getUint32(at + L.flow_key.cookie, true) & (KEY_CACHE_SLOTS - 1);
+  const base = slot * words;
+  const cached = keyCache[slot];
+  if (cached !== null) {
+    let same = true;
+    for (let i = 0; i < words; i++) {
+      if (keyCacheWords[base + i] !== view.getUint32(at + i * 4, true)) {
+        same = false;
+        break;
+      }
+    }
+    if (same) return cached;
+  }
+  const key = decodeFlowKey(view, bytes, at);
+  for (let i = 0; i < words; i++) keyCacheWords[base + i] = view.getUint32(at + i * 4, true);
+  keyCache[slot] = key;
+  return key;
+}
+
 export function decodeFlowCounters(view: DataView, at: number): FlowCounters {
   return {
     txBytes: u64(view, at + L.flow_counters.tx_bytes),
@@ -231,7 +262,7 @@ export function decodeRecord(view: DataView, bytes: Uint8Array, at: number, leng
         tgid,
         tsNs,
         startTime,
-        key: decodeFlowKey(view, bytes, at + L.call_record.key),
+        key: decodeFlowKeyCached(view, bytes, at + L.call_record.key),
         tid: view.getUint32(at + L.call_record.tid, true),
         bytes: view.getInt32(at + L.call_record.bytes, true),
         direction: view.getUint8(at + L.call_record.direction) === 0 ? 'tx' : 'rx',

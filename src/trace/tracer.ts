@@ -42,7 +42,14 @@ export function kernelBefore(release: string, major: number, minor: number): boo
 }
 
 /** Programs attached wherever tracing happens (process and TCP lifecycle tracepoints). */
-const TRACING_PROGRAMS = ['sys_enter', 'sched_process_fork', 'sched_process_exec', 'sched_process_exit', 'inet_sock_set_state'];
+const TRACING_PROGRAMS = ['sched_process_fork', 'sched_process_exec', 'sched_process_exit', 'inet_sock_set_state'];
+/**
+ * sendfile()/splice() entry (one call counted per syscall): their own syscall tracepoints, or where
+ * those cannot be attached (no tracefs mounted, no CONFIG_FTRACE_SYSCALLS) raw sys_enter, which runs
+ * for every syscall of the machine.
+ */
+const SPLICE_SYSCALL_PROGRAMS = ['sys_enter_sendfile', 'sys_enter_splice'];
+const SPLICE_SYSCALL_FALLBACK = 'sys_enter';
 /** Programs attached to the traced cgroup. */
 const CGROUP_PROGRAMS = [
   'sock_create', 'sock_release', 'udp_sendmsg4', 'udp_sendmsg6', 'udp_recvmsg4', 'udp_recvmsg6', 'skb_egress', 'skb_ingress',
@@ -188,6 +195,7 @@ export class Tracer {
 
   attachTracing(): void {
     for (const p of TRACING_PROGRAMS) this.links.push(this.object.attach(p));
+    this.attachSpliceSyscalls();
     if (this.config.retransmits !== false) {
       // An extra, not a reason to refuse tracing: a kernel without the tracepoint still traces the rest.
       try {
@@ -195,6 +203,22 @@ export class Tracer {
       } catch (err) {
         this.retransmitsUnavailable = errorText(err);
       }
+    }
+  }
+
+  /** How sendfile()/splice() entry is hooked: 'syscall tracepoints', or 'sys_enter' (every syscall). */
+  spliceSyscallHook: 'syscall tracepoints' | 'sys_enter' | null = null;
+
+  private attachSpliceSyscalls(): void {
+    const links: number[] = [];
+    try {
+      for (const p of SPLICE_SYSCALL_PROGRAMS) links.push(this.object.attach(p));
+      this.links.push(...links);
+      this.spliceSyscallHook = 'syscall tracepoints';
+    } catch {
+      for (const link of links) this.object.detach(link);
+      this.links.push(this.object.attach(SPLICE_SYSCALL_FALLBACK));
+      this.spliceSyscallHook = 'sys_enter';
     }
   }
 

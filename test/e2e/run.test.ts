@@ -20,7 +20,7 @@ let servers: Servers;
 let linksBefore: number;
 /** BPF program names of proctap.bpf.o as the kernel shows them (15 characters at most). */
 const OUR_PROGRAMS = new Set(
-  ['inet_sock_set_state', 'sched_process_exec', 'sched_process_exit', 'sched_process_fork', 'sys_enter', 'tp_sock_recv_length',
+  ['inet_sock_set_state', 'sched_process_exec', 'sched_process_exit', 'sched_process_fork', 'sys_enter', 'sys_enter_sendfile', 'sys_enter_splice', 'tp_sock_recv_length',
     'tp_sock_send_length', 'sock_create', 'sock_release', 'udp_sendmsg4', 'udp_sendmsg6', 'udp_recvmsg4', 'udp_recvmsg6',
     'skb_egress', 'skb_ingress', 'skb_ingress_dns', 'tcp_retransmit_skb'].map((n) => n.slice(0, 15)),
 );

@@ -15,13 +15,19 @@ import {
   BLOCK_TYPE_SECTION_HEADER,
   LINKTYPE_ETHERNET,
   LINKTYPE_RAW,
+  EPB_FLAGS,
+  OPT_COMMENT,
+  directionFlags,
+  encodeBlock,
   encodeOptions,
   enhancedPacketBlock,
   interfaceDescriptionBlock,
   interfaceStatisticsBlock,
   nameResolutionBlock,
   sectionHeaderBlock,
+  stringOption,
   truncateUtf8,
+  u32Option,
 } from '../../src/pcap/pcapng';
 import { createPcapngWriter, fdSink, fileSink, PcapWriteError, type ByteSink, type CapturedPacket } from '../../src/pcap/writer';
 
@@ -292,6 +298,29 @@ test('enhanced packet block: timestamp split, lengths, padding, flags, comment',
   assert.throws(() => enhancedPacketBlock({ interfaceId: 0, timestampNs: 1n, capturedData: data, originalLength: 4 }), RangeError);
   assert.throws(() => enhancedPacketBlock({ interfaceId: 0, timestampNs: -1n, capturedData: data, originalLength: 5 }), RangeError);
   assert.throws(() => enhancedPacketBlock({ interfaceId: 0, timestampNs: 1n << 64n, capturedData: data, originalLength: 5 }), RangeError);
+});
+
+test('the one-allocation packet block is byte for byte the generic block encoding', () => {
+  const comments = [undefined, 'pid 7 (curl)', 'pid 12345 (python3) netns 4026531840', 'é', 'pid 7 (curl)'];
+  for (const length of [0, 1, 2, 3, 4, 5, 63, 64, 1500]) {
+    const data = Buffer.alloc(length, 0xab);
+    for (const comment of comments) {
+      for (const direction of [undefined, 'inbound', 'outbound'] as const) {
+        const timestampNs = 1_700_000_000_000_000_000n + BigInt(length);
+        const fast = enhancedPacketBlock({ interfaceId: 1, timestampNs, capturedData: data, originalLength: length + 7, direction, comment });
+        const head = Buffer.alloc(20);
+        head.writeUInt32LE(1, 0);
+        head.writeUInt32LE(Number(timestampNs >> 32n), 4);
+        head.writeUInt32LE(Number(timestampNs & 0xffffffffn), 8);
+        head.writeUInt32LE(length, 12);
+        head.writeUInt32LE(length + 7, 16);
+        const options = [];
+        if (comment !== undefined) options.push(stringOption(OPT_COMMENT, comment));
+        if (direction !== undefined) options.push(u32Option(EPB_FLAGS, directionFlags(direction)));
+        assert.deepEqual(fast, encodeBlock(BLOCK_TYPE_ENHANCED_PACKET, Buffer.concat([head, data]), options), `${length} ${comment} ${direction}`);
+      }
+    }
+  }
 });
 
 test('comments longer than an option can hold are cut on a UTF-8 boundary', () => {
