@@ -75,6 +75,11 @@ export interface LiveCaptureRunOptions {
   onError?: (error: Error) => void;
   /** Opens one capture; default the addon's LiveCapture (tests pass a fake). */
   open?: (options: LiveCaptureOptions, onBatch: (batch: ArrayBuffer) => void) => LiveCapture;
+  /** The comment of each packet (e.g. its owning process), given its link type and direction. */
+  annotate?: (packet: LivePacket, linkType: number, direction: PacketDirection | undefined) => string | undefined;
+  /** Hold batches this long before writing them (so that annotate() knows about sockets whose records
+   *  travel on another path, the ring buffer); stop() writes what is held. Default 0: write at once. */
+  holdMs?: number;
 }
 
 export interface LiveSourceResult extends LiveCaptureStats {
@@ -109,11 +114,14 @@ export function startLiveCapture(sources: LiveSource[], options: LiveCaptureRunO
   let writer: PacketWriter | undefined;
   let failed = false;
   const written = sources.map(() => 0);
-  const onBatch = (index: number, sll2: () => boolean) => (batch: ArrayBuffer): void => {
+  const linkTypes: number[] = [];
+  const writeBatch = (index: number, batch: ArrayBuffer): void => {
     if (failed || writer === undefined) return;
     try {
+      const linkType = linkTypes[index];
       for (const p of decodeLiveBatch(batch)) {
-        writer.writePacket({ ...p, interfaceId: index, direction: sll2() ? sll2Direction(p.data) : undefined });
+        const direction = linkType === LINKTYPE_LINUX_SLL2 ? sll2Direction(p.data) : undefined;
+        writer.writePacket({ ...p, interfaceId: index, direction, comment: options.annotate?.(p, linkType, direction) });
         written[index]++;
       }
       writer.flush();
@@ -122,14 +130,32 @@ export function startLiveCapture(sources: LiveSource[], options: LiveCaptureRunO
       options.onError?.(err as Error);
     }
   };
+  // Held batches, oldest first (one queue for all sources: the file keeps their arrival order).
+  const held: Array<{ index: number; batch: ArrayBuffer; at: number }> = [];
+  let holdTimer: NodeJS.Timeout | null = null;
+  const writeHeld = (all: boolean): void => {
+    const now = Date.now();
+    while (held.length > 0 && (all || now - held[0].at >= (options.holdMs ?? 0))) {
+      const h = held.shift()!;
+      writeBatch(h.index, h.batch);
+    }
+    if (holdTimer) clearTimeout(holdTimer);
+    holdTimer = held.length > 0 ? setTimeout(() => writeHeld(false), Math.max(1, (options.holdMs ?? 0) - (now - held[0].at))) : null;
+  };
+  const onBatch = (index: number) => (batch: ArrayBuffer): void => {
+    if (!options.holdMs) return writeBatch(index, batch);
+    held.push({ index, batch, at: Date.now() });
+    if (!holdTimer) writeHeld(false);
+  };
 
   // Batches arrive on the event loop, so none can come before the writer below exists.
   const captures: LiveCapture[] = [];
   try {
     sources.forEach((s, i) => {
       const { name: _name, description: _description, ...native } = s;
-      const capture: LiveCapture = open({ ...native, bufferSize: native.bufferSize ?? DEFAULT_LIVE_BUFFER_BYTES }, onBatch(i, () => capture.linkType === LINKTYPE_LINUX_SLL2));
+      const capture: LiveCapture = open({ ...native, bufferSize: native.bufferSize ?? DEFAULT_LIVE_BUFFER_BYTES }, onBatch(i));
       captures.push(capture);
+      linkTypes.push(capture.linkType);
     });
     writer =
       options.format === 'pcap'
@@ -160,6 +186,7 @@ export function startLiveCapture(sources: LiveSource[], options: LiveCaptureRunO
     interfaces: captures.map((c) => ({ device: c.device, linkType: c.linkType })),
     async stop() {
       const stats = await Promise.all(captures.map((c) => c.stop()));
+      writeHeld(true);
       const pcapng = writer as Partial<PcapngWriter>;
       if (!closed && !failed && pcapng.writeInterfaceStatistics) {
         const now = BigInt(Date.now()) * 1_000_000n;
@@ -177,6 +204,8 @@ export function startLiveCapture(sources: LiveSource[], options: LiveCaptureRunO
     },
     close() {
       for (const c of captures) c.close();
+      if (holdTimer) clearTimeout(holdTimer);
+      held.length = 0;
       closeWriter();
     },
   };

@@ -15,6 +15,7 @@ import {
   type ProcNetSocket,
 } from '../proc/procfs';
 import type { ConnectionReport, Report, Target } from '../report/schema';
+import { LINKTYPE_LINUX_SLL2 } from '../pcap/pcapng';
 import { TraceEngine, monotonicNs, type EngineOptions, type LiveDevice } from './engine';
 
 export interface AttachOptions extends Omit<EngineOptions, 'followChildren' | 'countUnownedPackets' | 'match'> {
@@ -40,7 +41,7 @@ export function netnsCaptureDevices(pids: number[], log: (line: string) => void)
     const inode = netnsInode(pid);
     if (inode === null || seen.has(inode)) continue;
     if (inode === ownNetns) log(`proctap: pid ${pid} shares proctap's network namespace: --netns-capture captures every interface of this host`);
-    seen.set(inode, { device: 'any', netnsPath: `/proc/${pid}/ns/net`, name: `any (netns ${inode})`, description: `every interface of the network namespace of pid ${pid}` });
+    seen.set(inode, { device: 'any', linkType: LINKTYPE_LINUX_SLL2, netnsPath: `/proc/${pid}/ns/net`, name: `any (netns ${inode})`, description: `every interface of the network namespace of pid ${pid}` });
   }
   if (seen.size === 0) throw new AttachError('--netns-capture needs a running target (a pid, or a --comm/--cgroup that matches now)');
   return [...seen.values()];

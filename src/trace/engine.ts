@@ -10,8 +10,9 @@ import { buildReport } from '../aggregate/report';
 import { addRemoteNames } from '../aggregate/names';
 import { addStatistics } from '../aggregate/statistics';
 import { startLiveDisplay } from '../report/live';
-import { DLT_RAW, captureSink, openCapture, type CaptureFormat, type PacketCapture } from '../pcap/capture';
+import { DLT_RAW, captureSink, openCapture, packetComment, type CaptureFormat, type PacketCapture } from '../pcap/capture';
 import { startLiveCapture, type LiveCaptureRun } from '../pcap/live';
+import { PortOwners, packetPorts } from '../pcap/owners';
 import type { Backend, CaptureSummary, LostCounters, Report } from '../report/schema';
 import { TraceCollector } from './collector';
 import type { TraceRecord } from './records';
@@ -36,6 +37,10 @@ export interface LiveDevice {
   /** pcapng if_name / report text, e.g. "pt123n (netns proctap-123)". */
   name: string;
   description: string;
+  /** Addresses of the traced side on that device (tells a packet's direction on an Ethernet capture). */
+  localAddrs?: string[];
+  /** Link type to ask libpcap for (276, LINUX_SLL2, on "any": interface index and direction per packet). */
+  linkType?: number;
 }
 
 /** Compiles a --pcap-filter expression for the capture's packets (link type: DLT_RAW for the eBPF hook,
@@ -120,7 +125,8 @@ export class TraceEngine {
   readonly collector = new TraceCollector();
   readonly tracer: Tracer;
   private capture: PacketCapture | null = null;
-  private live: { run: LiveCaptureRun; devices: LiveDevice[]; error: Error | null } | null = null;
+  private live: { run: LiveCaptureRun; devices: LiveDevice[]; error: Error | null; unowned: number } | null = null;
+  private readonly portOwners = new PortOwners();
   private connector: ProcConnector | null = null;
   private ringRunning = false;
   private closed = false;
@@ -146,6 +152,9 @@ export class TraceEngine {
     });
     this.collector.onRecordTap = (record) => {
       if (record.type === 'packet' && this.capture) this.toCapture((c) => c.onPacket(record));
+      // libpcap captures name each packet's process by its local port, learned from these records
+      if (record.type === 'sockState' && record.localPort) this.portOwners.learn(6, record.localPort, { pid: record.tgid, startTime: record.startTime });
+      if (record.type === 'flow' && record.localPort) this.portOwners.learn(record.key.proto, record.localPort, { pid: record.key.tgid, startTime: record.key.startTime });
       if (options.onRecord) this.toEvents(() => options.onRecord?.(record));
     };
   }
@@ -162,9 +171,10 @@ export class TraceEngine {
     const capture = this.options.capture;
     if (capture?.live) {
       if (liveDevices.length === 0) throw new Error('live capture without a device');
-      const state = { run: null as unknown as LiveCaptureRun, devices: liveDevices, error: null as Error | null };
+      const state = { run: null as unknown as LiveCaptureRun, devices: liveDevices, error: null as Error | null, unowned: 0 };
+      const localAddrs = new Set(liveDevices.flatMap((d) => d.localAddrs ?? []));
       state.run = startLiveCapture(
-        liveDevices.map((d) => ({ device: d.device, netnsPath: d.netnsPath, name: d.name, description: d.description, snaplen: capture.snaplen, filter: capture.filter?.expression })),
+        liveDevices.map((d) => ({ device: d.device, netnsPath: d.netnsPath, name: d.name, description: d.description, linkType: d.linkType, snaplen: capture.snaplen, filter: capture.filter?.expression })),
         {
           sink: captureSink(capture),
           format: capture.format,
@@ -172,6 +182,17 @@ export class TraceEngine {
           onError: (err) => {
             state.error = err;
             this.failOutput(err);
+          },
+          // Held for the ring buffer's records of the same moment to arrive (its poll timer is 50 ms).
+          holdMs: 150,
+          annotate: (packet, linkType, direction) => {
+            const ports = packetPorts(packet.data, linkType);
+            const owner = ports ? this.portOwners.ownerOf(ports, direction, localAddrs) : undefined;
+            if (!owner) {
+              state.unowned++;
+              return ports ? 'owner unknown' : 'no socket (not TCP/UDP)';
+            }
+            return packetComment(owner.pid, this.collector.tree.get(owner.pid, owner.startTime));
           },
         },
       );
@@ -359,7 +380,7 @@ export class TraceEngine {
       packets: written,
       dropped,
       filteredOut: 0,
-      unowned: 0,
+      unowned: live.unowned,
     };
   }
 

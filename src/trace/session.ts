@@ -152,7 +152,7 @@ export async function runTraced(options: RunOptions): Promise<RunResult> {
     engine.start(
       captureInterfaceName(cgroupDir),
       isolation && capture?.live
-        ? [{ device: isolation.names.nsIf, netnsPath: isolation.netnsPath, name: `${isolation.names.nsIf} (netns ${isolation.names.netns})`, description: 'proctap run --isolate: namespace end of the veth pair' }]
+        ? [{ device: isolation.names.nsIf, netnsPath: isolation.netnsPath, name: `${isolation.names.nsIf} (netns ${isolation.names.netns})`, description: 'proctap run --isolate: namespace end of the veth pair', localAddrs: [isolation.v4.nsAddr, ...(isolation.v6 ? [isolation.v6.nsAddr] : [])] }]
         : [],
     );
 

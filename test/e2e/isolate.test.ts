@@ -311,6 +311,10 @@ test('the same command under Debian\'s nsntrace and under run --isolate -o: same
   process.stderr.write(`# nsntrace: ${theirs.packets} TCP packets, ${theirs.payload} payload bytes; proctap --isolate: ${ours.packets}, ${ours.payload}\n`);
   assert.equal(ours.payload, 2 * 12 * 1400, 'every payload byte both ways is in our file');
   assert.deepEqual(ours, theirs);
+  // Every TCP packet names the workload process (its local port, learned from the trace's records).
+  const pid = readCounts(out)[0].pid;
+  assert.equal(countPackets(pcap, `tcp && !(frame.comment contains "pid ${pid} (")`), 0, 'every TCP packet names its process');
+  assert.equal(countPackets(pcap, `tcp && frame.comment contains "pid ${pid} ("`), ours.packets);
   const capture = run.report!.capture!;
   assert.equal(capture.source, 'libpcap');
   assert.equal(capture.dropped, 0);
@@ -416,7 +420,8 @@ test('attach --netns-capture: every interface of the target\'s namespace, packet
     assert.match(report.capture!.interfaces![0], /^any \(netns \d+\)$/);
     const proc = report.processes.find((p) => p.pid === child.pid)!;
     assert.deepEqual(proc.udp, { txBytes: 300, rxBytes: 0, txCalls: 3, rxCalls: 0 });
-    assert.equal(countPackets(pcap, `udp.dstport == 9 && ip.src == ${target.nsAddr} && !icmp`), 3);
+    assert.equal(countPackets(pcap, `udp.dstport == 9 && ip.src == ${target.nsAddr} && !icmp && frame.comment contains "pid ${child.pid} ("`), 3, 'the datagrams name their process');
+    assert.equal(countPackets(pcap, 'arp && frame.comment == "no socket (not TCP/UDP)"'), countPackets(pcap, 'arp'));
     assert.ok(countPackets(pcap, 'arp') >= 1, 'ARP has no socket owner: only a namespace capture sees it');
     assert.ok(countPackets(pcap, 'icmp.type == 3') >= 1, 'the port-unreachable answers');
   } finally {

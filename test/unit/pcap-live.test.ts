@@ -206,3 +206,36 @@ test('options are checked before anything is opened', () => {
   assert.throws(() => startLiveCapture([{ device: 'x', snaplen: 300000 }], base), RangeError);
   assert.throws(() => startLiveCapture([{ device: 'x', snaplen: 10 }, { device: 'y', snaplen: 10 }], { ...base, format: 'pcap' }), /one interface/);
 });
+
+test('holdMs: batches wait, annotate() names each packet when written, stop() writes what is held', { skip: haveTshark ? false : 'tshark not installed' }, async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'proctap-pcap-live-'));
+  try {
+    const file = path.join(dir, 'held.pcapng');
+    let fake: FakeCapture | undefined;
+    let known = false; // what annotate() knows changes while the batches are held
+    const seen: Array<[number, string | undefined]> = [];
+    const run = startLiveCapture([{ device: 'veth0', snaplen: 262144 }], {
+      sink: fileSink(file),
+      userAppl: 'proctap test',
+      holdMs: 60_000,
+      annotate: (p, linkType, direction) => {
+        seen.push([linkType, direction]);
+        return known ? `pid 7 (${p.data.length} bytes)` : 'owner unknown';
+      },
+      open: (options, onBatch) => (fake = new FakeCapture(options, onBatch, LINKTYPE_ETHERNET, { received: 2, dropped: 0, ifDropped: 0, delivered: 2 })),
+    });
+    const t0 = 1_700_000_000_000_000_000n;
+    fake!.onBatch(encodeBatch([{ tsNs: t0, data: ethernet(udp4(10)) }]));
+    fake!.onBatch(encodeBatch([{ tsNs: t0 + 1n, data: ethernet(udp4(20)) }]));
+    assert.deepEqual(seen, [], 'nothing written while held');
+    known = true;
+    const result = await run.stop();
+    assert.deepEqual(result.map((r) => r.written), [2]);
+    assert.deepEqual(seen, [[1, undefined], [1, undefined]], 'Ethernet: direction unknown to the capture');
+    const r = spawnSync('tshark', ['-r', file, '-T', 'fields', '-e', 'frame.comment'], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(r.stdout.trim().split('\n'), ['pid 7 (52 bytes)', 'pid 7 (62 bytes)'], 'in arrival order, named when written');
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
