@@ -4,6 +4,7 @@
 import * as fs from 'node:fs';
 import type { FlowKey, TraceRecord } from '../trace/records';
 import { protoName } from '../util/net';
+import { CALL_LINE_MAX_FIXED, writeCallLine } from './ndjson';
 
 /** The NDJSON form of a record; `tMs` is ms since `originNs`. */
 export function eventOf(record: TraceRecord, originNs: number): Record<string, unknown> {
@@ -51,6 +52,19 @@ export function eventOf(record: TraceRecord, originNs: number): Record<string, u
 
 /** `"socket":…,"remotePort":…` of a flow key, made once per key object (detail mode writes it per call). */
 const flowFields = new WeakMap<FlowKey, string>();
+/** The same preceded by the key's `"startTimeNs":…,`, as UTF-8: the stream's byte-level fast path. */
+const flowFieldBytes = new WeakMap<FlowKey, Buffer>();
+
+function flowFieldBytesOf(key: FlowKey): Buffer {
+  let bytes = flowFieldBytes.get(key);
+  if (bytes === undefined) {
+    bytes = Buffer.from(startTimeField(key.startTime) + flowFieldsOf(key));
+    flowFieldBytes.set(key, bytes);
+  }
+  return bytes;
+}
+
+const startTimeField = (startTime: bigint) => (startTime ? `"startTimeNs":${Number(startTime)},` : '');
 
 function flowFieldsOf(key: FlowKey): string {
   let fields = flowFields.get(key);
@@ -67,8 +81,7 @@ function flowFieldsOf(key: FlowKey): string {
 export function eventLine(record: TraceRecord, originNs: number): string {
   if (record.type !== 'call') return JSON.stringify(eventOf(record, originNs));
   const tMs = Math.round((record.tsNs - originNs) / 1000) / 1000;
-  const startTime = record.startTime ? `"startTimeNs":${Number(record.startTime)},` : '';
-  return `{"type":"call","tMs":${tMs},"pid":${record.tgid},${startTime}${flowFieldsOf(record.key)},"tid":${record.tid},"direction":"${record.direction}","bytes":${record.bytes}}`;
+  return `{"type":"call","tMs":${tMs},"pid":${record.tgid},${startTimeField(record.startTime)}${flowFieldsOf(record.key)},"tid":${record.tid},"direction":"${record.direction}","bytes":${record.bytes}}`;
 }
 
 export interface EventStream {
@@ -81,10 +94,15 @@ export interface EventStream {
   close(): void;
 }
 
-/** Buffered NDJSON writer to an open file descriptor (1 for stdout), flushed every 64 KiB, on flush()
+/** Bytes buffered before a write(2): flushed when full, on flush() (every ring-buffer batch) and at close. */
+export const EVENT_BUFFER_BYTES = 256 * 1024;
+
+/** Buffered NDJSON writer to an open file descriptor (1 for stdout), flushed when its buffer is full, on flush()
  *  and at close. A write that fails (ENOSPC) cuts a regular file back to its last complete line. */
 export function openEventStream(fd: number, originNs: () => number, label = fd === 1 ? 'standard output' : `fd ${fd}`): EventStream {
-  let pending = '';
+  // Lines are written into one buffer as bytes (detail mode: straight from the record's numbers).
+  const buf = Buffer.allocUnsafe(EVENT_BUFFER_BYTES);
+  let pos = 0;
   let failure: Error | null = null;
   const regular = (() => {
     try {
@@ -94,10 +112,7 @@ export function openEventStream(fd: number, originNs: () => number, label = fd =
     }
   })();
   let committed = regular ? fs.fstatSync(fd).size : 0;
-  const flush = () => {
-    if (!pending || failure) return;
-    const bytes = Buffer.from(pending);
-    pending = '';
+  const writeOut = (bytes: Uint8Array) => {
     try {
       // a regular file at explicit positions: after a cut-back nothing lands past its end
       for (let at = 0; at < bytes.length; ) at += fs.writeSync(fd, bytes, at, bytes.length - at, regular ? committed + at : null);
@@ -114,11 +129,33 @@ export function openEventStream(fd: number, originNs: () => number, label = fd =
       failure = new Error(`cannot write the event stream to ${label}: ${errnoText(err)}${code ? ` (${code})` : ''}`);
     }
   };
+  const flush = () => {
+    if (pos === 0 || failure) return;
+    const bytes = buf.subarray(0, pos);
+    pos = 0;
+    writeOut(bytes);
+  };
+  /** Room for `n` more bytes (flushing first if needed); false when a line is longer than the buffer. */
+  const room = (n: number): boolean => {
+    if (pos + n > buf.length) flush();
+    return n <= buf.length;
+  };
   return {
     write(record) {
       if (failure) throw failure;
-      pending += `${eventLine(record, originNs())}\n`;
-      if (pending.length > 65536) flush();
+      if (record.type === 'call' && record.startTime === record.key.startTime) {
+        const fragment = flowFieldBytesOf(record.key);
+        if (room(CALL_LINE_MAX_FIXED + fragment.length)) {
+          const us = Math.round((record.tsNs - originNs()) / 1000);
+          pos = writeCallLine(buf, pos, us, record.tgid, fragment, record.tid, record.direction, record.bytes);
+          if (failure) throw failure;
+          return;
+        }
+      }
+      const line = `${eventLine(record, originNs())}\n`;
+      const n = Buffer.byteLength(line);
+      if (room(n)) pos += buf.write(line, pos);
+      else if (!failure) writeOut(Buffer.from(line));
       if (failure) throw failure;
     },
     flush() {

@@ -4,7 +4,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as L from '../../src/native/layout.generated';
 import { forEachRecord, type TraceRecord } from '../../src/trace/records';
-import { eventLine, eventOf } from '../../src/report/events';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { EVENT_BUFFER_BYTES, eventLine, eventOf, openEventStream } from '../../src/report/events';
 
 function callRecord(cookie: bigint, tgid: number, proto: number, raddr: number[], rport: number, bytes: number, direction: number, ts: bigint, startTime = 0n): Buffer {
   const b = Buffer.alloc(L.call_record.size);
@@ -79,4 +82,35 @@ test('the NDJSON line of a call record is the JSON of its event object, field fo
   assert.match(eventLine(records[2], originNs), /"pid":44,"startTimeNs":123456789,"socket":"8"/);
   const exit: TraceRecord = { type: 'exit', tgid: 9, tsNs: originNs + 5_000_000, startTime: 0n, waitStatus: 256 };
   assert.equal(eventLine(exit, originNs), JSON.stringify(eventOf(exit, originNs)));
+});
+
+test('the event stream writes, byte for byte, JSON.stringify(eventOf(record)) per line: random calls, other records, a line longer than its buffer', () => {
+  let seed = 12345;
+  const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  const originNs = 5_000_000_000;
+  const addrs = [[127, 0, 0, 1], [10, 242, 0, 1], [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], [0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x42]];
+  const records: TraceRecord[] = [];
+  for (let i = 0; i < 3000; i++) {
+    // times before and after the origin, exact to the µs or not; pids, tids, sizes of every width
+    const ts = BigInt(Math.max(0, Math.floor(originNs + (rand() - 0.1) * 1e12 * (rand() < 0.5 ? 1 : 1e-6))));
+    const start = rand() < 0.3 ? 0n : BigInt(Math.floor(rand() * 2 ** 50));
+    const bytes = [0, 1, 9, 10, 99, 100, 1448, 65536, 2 ** 31 - 1][Math.floor(rand() * 9)];
+    records.push(...decode([callRecord(BigInt(Math.floor(rand() * 2 ** 53)), 1 + Math.floor(rand() * 4194303), rand() < 0.5 ? 6 : 17,
+      addrs[Math.floor(rand() * addrs.length)], Math.floor(rand() * 65536), bytes, rand() < 0.5 ? 0 : 1, ts, start)]));
+  }
+  const big: TraceRecord = { type: 'exec', tgid: 3, tsNs: originNs + 1, startTime: 7n, ppid: 1, matched: false, comm: 'x', filename: '/bin/x', argv: ['x', 'é'.repeat(200_000)], argsTruncated: false };
+  const exit: TraceRecord = { type: 'exit', tgid: 9, tsNs: originNs - 1500, startTime: 0n, waitStatus: 256 };
+  records.splice(1000, 0, big, exit);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'proctap-events-'));
+  try {
+    const file = path.join(dir, 'e.ndjson');
+    const stream = openEventStream(fs.openSync(file, 'w'), () => originNs);
+    for (const r of records) stream.write(r);
+    stream.close();
+    const expected = records.map((r) => `${JSON.stringify(eventOf(r, originNs))}\n`).join('');
+    assert.ok(EVENT_BUFFER_BYTES < Buffer.byteLength(JSON.stringify(eventOf(big, originNs))), 'one line is longer than the buffer');
+    assert.equal(fs.readFileSync(file, 'utf8'), expected);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
