@@ -63,9 +63,36 @@ export class PacketCapture {
       data: p.data,
       originalLength: p.originalLength,
       direction: p.direction === 'tx' ? 'outbound' : 'inbound',
-      comment: packetComment(p.tgid, p.tgid ? this.describe(p.tgid, p.startTime) : undefined),
+      comment: this.commentOf(p),
     });
     this.stats.written++;
+  }
+
+  // The last owner and its comment: a flood's packets come from one process, and looking it up (and
+  // making its comment) per packet was a measurable part of the capture's cost. The owner is the
+  // process tree's live node, so a comm changed by exec still shows.
+  private lastTgid = -1;
+  private lastStart: bigint | undefined;
+  private lastOwner: PacketOwner | undefined;
+  private lastComm: string | undefined;
+  private lastNetns: number | undefined;
+  private lastComment: string | null = null;
+
+  private commentOf(p: PacketRecord): string {
+    if (p.tgid === 0) return packetComment(0, undefined);
+    if (p.tgid !== this.lastTgid || p.startTime !== this.lastStart || this.lastOwner === undefined) {
+      this.lastOwner = this.describe(p.tgid, p.startTime);
+      this.lastTgid = p.tgid;
+      this.lastStart = p.startTime;
+      this.lastComment = null;
+    }
+    const owner = this.lastOwner;
+    if (this.lastComment === null || owner?.comm !== this.lastComm || owner?.netns !== this.lastNetns) {
+      this.lastComment = packetComment(p.tgid, owner);
+      this.lastComm = owner?.comm;
+      this.lastNetns = owner?.netns;
+    }
+    return this.lastComment;
   }
 
   /** After every ring-buffer batch: a reader following the file sees packets within one poll. */
