@@ -166,16 +166,7 @@ static __always_inline __u32 size_bucket(__u32 v)
  */
 static __always_inline __u8 inet_proto_btf(struct sock *sk, __u8 *family)
 {
-	__u16 fam = sk->__sk_common.skc_family, type = sk->sk_type, proto = sk->sk_protocol;
-
-	if (fam != AF_INET && fam != AF_INET6)
-		return 0;
-	*family = fam;
-	if (type == SOCK_STREAM && proto == IPPROTO_TCP)
-		return IPPROTO_TCP;
-	if (type == SOCK_DGRAM && proto == IPPROTO_UDP)
-		return IPPROTO_UDP;
-	return 0;
+	return classify_proto(sk->__sk_common.skc_family, sk->sk_type, sk->sk_protocol, family);
 }
 
 static __always_inline void read_sock_addrs_btf(struct sock *sk, __u8 family, __u8 *laddr, __u16 *lport,

@@ -145,13 +145,9 @@ static __always_inline void read_sock_addrs(struct sock *sk, __u8 family, __u8 *
 	*rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
 }
 
-/* AF_INET/AF_INET6 TCP or UDP socket: returns the IP protocol, or 0 for anything else. */
-static __always_inline __u8 inet_proto(struct sock *sk, __u8 *family)
+/* TCP or UDP over IPv4/IPv6 from a socket's family, type and protocol fields; 0 for anything else. */
+static __always_inline __u8 classify_proto(__u16 fam, __u16 type, __u16 proto, __u8 *family)
 {
-	__u16 fam = BPF_CORE_READ(sk, __sk_common.skc_family);
-	__u16 type = BPF_CORE_READ(sk, sk_type);
-	__u16 proto = BPF_CORE_READ(sk, sk_protocol);
-
 	if (fam != AF_INET && fam != AF_INET6)
 		return 0;
 	*family = fam;
@@ -160,6 +156,13 @@ static __always_inline __u8 inet_proto(struct sock *sk, __u8 *family)
 	if (type == SOCK_DGRAM && proto == IPPROTO_UDP)
 		return IPPROTO_UDP;
 	return 0;
+}
+
+/* AF_INET/AF_INET6 TCP or UDP socket (CO-RE reads): returns the IP protocol, or 0 for anything else. */
+static __always_inline __u8 inet_proto(struct sock *sk, __u8 *family)
+{
+	return classify_proto(BPF_CORE_READ(sk, __sk_common.skc_family), BPF_CORE_READ(sk, sk_type),
+			      BPF_CORE_READ(sk, sk_protocol), family);
 }
 
 #endif /* PROCTAP_BPF_H */

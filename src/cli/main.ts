@@ -18,9 +18,9 @@ import { UsageError, VERSION, runCli, type AttachTargets, type CliActions, type 
 import { removeStaleIsolation } from '../isolate/system';
 import { installFatalHandlers } from '../util/teardown';
 import { DLT_RAW } from '../pcap/capture';
+// libpcap's DLT numbers for these two are the pcapng link types
+import { LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL2 } from '../pcap/pcapng';
 
-const DLT_EN10MB = 1;
-const DLT_LINUX_SLL2 = 276;
 
 export { EXIT_PROCTAP_FAILED, EXIT_USAGE, UsageError, VERSION } from './program';
 
@@ -176,7 +176,7 @@ export const liveActions: CliActions = {
     checkPrivileges();
     const credentials = resolveCredentials(user, process.env, readPasswd());
     // --isolate captures Ethernet frames with libpcap: its filter is compiled for that link type.
-    const outputs = prepareOutputs(opts, isolate ? DLT_EN10MB : DLT_RAW);
+    const outputs = prepareOutputs(opts, isolate ? LINKTYPE_ETHERNET : DLT_RAW);
     const events = openEvents(opts, outputs);
     let result;
     try {
@@ -192,7 +192,7 @@ export const liveActions: CliActions = {
 
   async attach(targets: AttachTargets, opts: TraceCliOptions): Promise<number> {
     checkPrivileges();
-    const outputs = prepareOutputs(opts, targets.netnsCapture ? DLT_LINUX_SLL2 : DLT_RAW);
+    const outputs = prepareOutputs(opts, targets.netnsCapture ? LINKTYPE_LINUX_SLL2 : DLT_RAW);
     const events = openEvents(opts, outputs);
     let result;
     try {

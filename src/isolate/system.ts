@@ -5,6 +5,7 @@
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { isAlive } from '../proc/procfs';
 import {
   checkInterfaceName,
   chooseSubnet,
@@ -46,15 +47,6 @@ function run(file: string, args: string[], input?: string): string {
 }
 
 const ip = (args: string[], input?: string) => run('ip', args, input);
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 const sleepSync = (ms: number) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 
@@ -288,7 +280,7 @@ export function setupIsolation(options: IsolateOptions): Isolation {
       let forwarding = { before: readSysctl(FORWARD_SYSCTLS.ipv4), changed: false };
       if (device !== null && options.forwarding) {
         const f = acquireForwarding(options.owner, v6 !== null);
-        undo.push(() => withoutLock(() => releaseForwarding(options.owner)));
+        undo.push(() => releaseForwarding(options.owner)); // the rollback runs under the lock
         forwarding = { before: f.ipv4, changed: f.changed };
         if (f.changed) options.log('proctap: IP forwarding enabled for this run (restored after)');
       }
@@ -317,11 +309,6 @@ export function setupIsolation(options: IsolateOptions): Isolation {
     withIsolateLock(rollback);
     throw err;
   }
-}
-
-/** Inside withIsolateLock the release runs directly; the rollback path already holds the lock. */
-function withoutLock<T>(fn: () => T): T {
-  return fn();
 }
 
 /** Removes everything setupIsolation made, in reverse order; collects errors, throws the first. */

@@ -2,11 +2,7 @@
 // Per-packet process metadata for libpcap captures (run --isolate, attach --netns-capture): libpcap sees
 // frames, not sockets, so a packet is matched to its owner by its local (protocol, port), learned from
 // the trace's own records (TCP state changes and flow records carry the local port). Pure.
-import type { PacketDirection } from './pcapng';
-
-export const LINKTYPE_ETHERNET = 1;
-export const LINKTYPE_LINUX_SLL = 113;
-export const LINKTYPE_LINUX_SLL2 = 276;
+import { LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2, type PacketDirection } from './pcapng';
 const ETH_P_IP = 0x0800;
 const ETH_P_IPV6 = 0x86dd;
 const ETH_P_8021Q = 0x8100;

@@ -3,6 +3,7 @@
 // after a killed proctap. Directory names carry the owning proctap pid: "proctap-<pid>-<purpose>".
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { isAlive } from './procfs';
 
 const PREFIX = 'proctap-';
 
@@ -97,15 +98,6 @@ export async function removeCgroup(dir: string, timeoutMs = 2000): Promise<void>
       if (code !== 'EBUSY' || Date.now() > deadline) throw new Error(`cannot remove cgroup ${dir}: ${code}`);
       await sleep(10);
     }
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

@@ -153,8 +153,8 @@ export class TraceEngine {
     this.collector.onRecordTap = (record) => {
       if (record.type === 'packet' && this.capture) this.toCapture((c) => c.onPacket(record));
       // libpcap captures name each packet's process by its local port, learned from these records
-      if (record.type === 'sockState' && record.localPort) this.portOwners.learn(6, record.localPort, { pid: record.tgid, startTime: record.startTime });
-      if (record.type === 'flow' && record.localPort) this.portOwners.learn(record.key.proto, record.localPort, { pid: record.key.tgid, startTime: record.key.startTime });
+      if (this.live && record.type === 'sockState' && record.localPort) this.portOwners.learn(6, record.localPort, { pid: record.tgid, startTime: record.startTime });
+      if (this.live && record.type === 'flow' && record.localPort) this.portOwners.learn(record.key.proto, record.localPort, { pid: record.key.tgid, startTime: record.key.startTime });
       if (options.onRecord) this.toEvents(() => options.onRecord?.(record));
     };
   }

@@ -111,6 +111,13 @@ function u64(view: DataView, offset: number): number {
   return view.getUint32(offset, true) + view.getUint32(offset + 4, true) * 0x1_0000_0000;
 }
 
+/** The packet bytes after a packet or DNS record: cap_len of them, never past the record's end. */
+function capturedBytes(view: DataView, bytes: Uint8Array, at: number, length: number, layout: { size: number; cap_len: number }): Uint8Array {
+  const capLength = view.getUint32(at + layout.cap_len, true);
+  const dataAt = at + layout.size;
+  return bytes.subarray(dataAt, dataAt + Math.max(0, Math.min(capLength, length - layout.size)));
+}
+
 /** The 16-byte address field at `at` (network byte order; IPv4 in its first 4 bytes). */
 function address(bytes: Uint8Array, family: number, at: number): string {
   return formatAddress(family, bytes.subarray(at, at + 16));
@@ -267,9 +274,7 @@ export function decodeRecord(view: DataView, bytes: Uint8Array, at: number, leng
         bytes: view.getInt32(at + L.call_record.bytes, true),
         direction: view.getUint8(at + L.call_record.direction) === 0 ? 'tx' : 'rx',
       };
-    case L.RECORD_PACKET: {
-      const capLength = view.getUint32(at + L.packet_record.cap_len, true);
-      const dataAt = at + L.packet_record.size;
+    case L.RECORD_PACKET:
       return {
         type: 'packet',
         tgid,
@@ -279,12 +284,9 @@ export function decodeRecord(view: DataView, bytes: Uint8Array, at: number, leng
         originalLength: view.getUint32(at + L.packet_record.orig_len, true),
         ifindex: view.getUint32(at + L.packet_record.ifindex, true),
         direction: view.getUint8(at + L.packet_record.direction) === 0 ? 'tx' : 'rx',
-        data: bytes.subarray(dataAt, dataAt + Math.min(capLength, length - L.packet_record.size)),
+        data: capturedBytes(view, bytes, at, length, L.packet_record),
       };
-    }
-    case L.RECORD_DNS: {
-      const capLength = view.getUint32(at + L.dns_record.cap_len, true);
-      const dataAt = at + L.dns_record.size;
+    case L.RECORD_DNS:
       return {
         type: 'dns',
         tgid,
@@ -292,9 +294,8 @@ export function decodeRecord(view: DataView, bytes: Uint8Array, at: number, leng
         startTime,
         cookie: view.getBigUint64(at + L.dns_record.cookie, true),
         originalLength: view.getUint32(at + L.dns_record.orig_len, true),
-        data: bytes.subarray(dataAt, dataAt + Math.max(0, Math.min(capLength, length - L.dns_record.size))),
+        data: capturedBytes(view, bytes, at, length, L.dns_record),
       };
-    }
     default:
       return null;
   }

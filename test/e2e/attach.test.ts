@@ -8,25 +8,10 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Report } from '../../src/report/schema';
-import { PROCTAP, ROOT, TEST_BACKEND, loopbackFixture, type WorkloadCounts } from './harness';
+import { PROCTAP, ROOT, TEST_BACKEND, loopbackFixture, lineFrom, type WorkloadCounts } from './harness';
 
 const TARGET = path.join(ROOT, 'test/workloads/attach_target.py');
 const env = loopbackFixture();
-
-function lineFrom(stream: NodeJS.ReadableStream, pattern: RegExp, what: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let text = '';
-    const timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}: ${text}`)), 20000);
-    stream.on('data', (d) => {
-      text += d;
-      const m = pattern.exec(text);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[0]);
-      }
-    });
-  });
-}
 
 function startTarget(argv: string[]): ChildProcess {
   return spawn(argv[0], argv.slice(1), { stdio: ['pipe', 'pipe', 'inherit'] });

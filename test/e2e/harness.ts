@@ -182,3 +182,19 @@ export function loopbackFixture(): LoopbackFixture {
   });
   return fixture;
 }
+
+/** The first match of `pattern` in what `stream` prints (20 s at most): to wait for a process's "ready". */
+export function lineFrom(stream: NodeJS.ReadableStream, pattern: RegExp, what: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let text = '';
+    const timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}: ${text}`)), 20000);
+    stream.on('data', (d) => {
+      text += d;
+      const m = pattern.exec(text);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[0]);
+      }
+    });
+  });
+}

@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { ProcessReport, Report } from '../../src/report/schema';
-import { PROCTAP, ROOT, TEST_BACKEND, loopbackFixture, proctapRun } from './harness';
+import { PROCTAP, ROOT, TEST_BACKEND, loopbackFixture, proctapRun, lineFrom } from './harness';
 
 const CHURN = path.join(ROOT, 'test/workloads/pidchurn.py');
 const STORM = path.join(ROOT, 'test/workloads/forkstorm.py');
@@ -60,21 +60,6 @@ test('PID reuse under spawn/exit churn: every instance of a recycled pid keeps e
   assert.equal(shared.length, out.children.length);
   assert.equal(new Set(shared.map((c) => `${c.pid}/${c.startTimeNs}`)).size, shared.length);
 });
-
-function lineFrom(stream: NodeJS.ReadableStream, pattern: RegExp, what: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let text = '';
-    const timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}: ${text}`)), 20000);
-    stream.on('data', (d) => {
-      text += d;
-      const m = pattern.exec(text);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[0]);
-      }
-    });
-  });
-}
 
 test('attach: a target inside a PID namespace shows its host pid and NSpid; so does the child it forks', async () => {
   const out = path.join(env.dir, 'pidns.jsonl');

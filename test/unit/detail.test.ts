@@ -3,6 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as L from '../../src/native/layout.generated';
+import { frameRecords } from './batch';
 import { forEachRecord, type TraceRecord } from '../../src/trace/records';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -30,15 +31,8 @@ function callRecord(cookie: bigint, tgid: number, proto: number, raddr: number[]
 }
 
 function decode(records: Buffer[]): TraceRecord[] {
-  const parts: Buffer[] = [];
-  for (const r of records) {
-    const head = Buffer.alloc(8);
-    head.writeUInt32LE(r.length);
-    parts.push(head, r, Buffer.alloc((8 - (r.length % 8)) % 8));
-  }
-  const all = Buffer.concat(parts);
   const out: TraceRecord[] = [];
-  forEachRecord(all.buffer.slice(all.byteOffset, all.byteOffset + all.length), (r) => out.push(r));
+  forEachRecord(frameRecords(records), (r) => out.push(r));
   return out;
 }
 

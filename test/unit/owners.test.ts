@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2, PortOwners, packetPorts } from '../../src/pcap/owners';
+import { PortOwners, packetPorts } from '../../src/pcap/owners';
+import { LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2 } from '../../src/pcap/pcapng';
 
 function ipv4Tcp(src: number[], dst: number[], sport: number, dport: number, opts: { vlan?: boolean; fragOffset?: number; proto?: number } = {}): Uint8Array {
   const eth = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, ...(opts.vlan ? [0x81, 0x00, 0, 5] : []), 0x08, 0x00];

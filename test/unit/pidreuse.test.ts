@@ -4,6 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as L from '../../src/native/layout.generated';
+import { frameRecords } from './batch';
 import { buildReport } from '../../src/aggregate/report';
 import { addStatistics } from '../../src/aggregate/statistics';
 import { PROC_KIND, PROC_RECORD_SIZE, TraceCollector } from '../../src/trace/collector';
@@ -12,16 +13,6 @@ import type { ProcessReport } from '../../src/report/schema';
 import { processTree, renderReport } from '../../src/report/table';
 import { emptyReport } from './synthreport';
 
-function batch(records: Buffer[]): ArrayBuffer {
-  const parts: Buffer[] = [];
-  for (const r of records) {
-    const head = Buffer.alloc(8);
-    head.writeUInt32LE(r.length);
-    parts.push(head, r, Buffer.alloc((8 - (r.length % 8)) % 8));
-  }
-  const all = Buffer.concat(parts);
-  return all.buffer.slice(all.byteOffset, all.byteOffset + all.length);
-}
 
 function header(size: number, type: number, tgid: number, ts: number, startTime: bigint): Buffer {
   const b = Buffer.alloc(size);
@@ -96,9 +87,9 @@ test('a pid reused within one trace is two processes; each keeps its own bytes, 
   const c = new TraceCollector();
   const origin = Number(ROOT_START);
   c.tree.addRoot(100, 1, 'shell', ['shell'], origin);
-  c.onBatch(batch([exec(100, origin + 1 * MS, ROOT_START, 'shell')]));
+  c.onBatch(frameRecords([exec(100, origin + 1 * MS, ROOT_START, 'shell')]));
   c.onBatch(
-    batch([
+    frameRecords([
       fork(200, 100, origin + 10 * MS, FIRST),
       flow(200, FIRST, 5n, origin + 11 * MS, 1000, true),
       exit(200, origin + 20 * MS, FIRST, 3),
@@ -114,7 +105,7 @@ test('a pid reused within one trace is two processes; each keeps its own bytes, 
     { kind: PROC_KIND.fork, tgid: 200, parent: 100, ts: origin + 30 * MS },
   ]));
   // A late interval record of the first process, after the second one forked.
-  c.onBatch(batch([flow(200, FIRST, 5n, origin + 32 * MS, 1500), exit(200, origin + 40 * MS, SECOND, 4)]));
+  c.onBatch(frameRecords([flow(200, FIRST, 5n, origin + 32 * MS, 1500), exit(200, origin + 40 * MS, SECOND, 4)]));
   c.flows.finalize(
     c.flows.list().find((f) => f.key.startTime === FIRST)!.key,
     { txBytes: 1500, rxBytes: 0, txCalls: 2, rxCalls: 0 }, origin + 11 * MS, origin + 19 * MS, '127.0.0.1', 40000,
@@ -149,7 +140,7 @@ test('a pid reused within one trace is two processes; each keeps its own bytes, 
 test('a child in another PID namespace keeps its namespace pid from the fork record', () => {
   const c = new TraceCollector();
   c.tree.addRoot(100, 1, 'sh', ['sh'], 0);
-  c.onBatch(batch([fork(300, 100, 5, 5n, 'unshare', 1), fork(301, 300, 6, 6n, 'sh', 301)]));
+  c.onBatch(frameRecords([fork(300, 100, 5, 5n, 'unshare', 1), fork(301, 300, 6, 6n, 'sh', 301)]));
   assert.equal(c.tree.get(300)?.nspid, 1);
   assert.equal(c.tree.get(301)?.nspid, undefined, 'the same pid in every namespace: nothing to add');
 });
@@ -168,7 +159,7 @@ test('an attach target learns its start time from its first record; an exited on
 test('after a proc connector overflow the tree is rebuilt from the live processes, without duplicates', () => {
   const c = new TraceCollector();
   c.tree.addRoot(100, 1, 'sh', ['sh'], 0);
-  c.onBatch(batch([fork(101, 100, 5, 5n)]));
+  c.onBatch(frameRecords([fork(101, 100, 5, 5n)]));
   assert.equal(c.onProcBatch(procBatch([{ kind: PROC_KIND.overflow, tgid: 0, ts: 9 }])), 1);
   assert.equal(c.connectorOverflows, 1);
   const added = c.tree.rebuild(
@@ -182,7 +173,7 @@ test('after a proc connector overflow the tree is rebuilt from the live processe
   assert.deepEqual(added, [102]);
   assert.equal(c.tree.get(102)?.source, 'rebuild');
   // Its kernel fork record, consumed late, fills in the same node rather than adding a second one.
-  c.onBatch(batch([fork(102, 101, 8, 7n)]));
+  c.onBatch(frameRecords([fork(102, 101, 8, 7n)]));
   assert.equal(c.tree.list().filter((p) => p.pid === 102).length, 1);
   assert.equal(c.tree.get(102)?.startTime, 7n);
   assert.equal(c.tree.get(102)?.source, 'kernel');
@@ -193,12 +184,12 @@ test('a proc connector fork seen before the kernel record is that process, whate
   c.tree.addRoot(100, 1, 'sh', ['sh'], 0);
   c.onProcBatch(procBatch([{ kind: PROC_KIND.fork, tgid: 200, parent: 100, ts: 1000 }]));
   // the kernel's start time may read later than the connector's stamp: still the same, live, process
-  c.onBatch(batch([fork(200, 100, 1100, 1050n), exit(200, 2000, 1050n, 0)]));
+  c.onBatch(frameRecords([fork(200, 100, 1100, 1050n), exit(200, 2000, 1050n, 0)]));
   c.onProcBatch(procBatch([{ kind: PROC_KIND.exit, tgid: 200, ts: 2001 }]));
   assert.deepEqual(c.tree.list().filter((p) => p.pid === 200).map((p) => [p.startTime, p.source, p.exitSource]), [[1050n, 'kernel', 'kernel']]);
   // the pid again, the connector first: a new process, since the previous one exited before it started
   c.onProcBatch(procBatch([{ kind: PROC_KIND.fork, tgid: 200, parent: 100, ts: 3000 }]));
-  c.onBatch(batch([fork(200, 100, 3100, 3050n)]));
+  c.onBatch(frameRecords([fork(200, 100, 3100, 3050n)]));
   assert.deepEqual(c.tree.list().filter((p) => p.pid === 200).map((p) => [p.startTime, p.source]), [[1050n, 'kernel'], [3050n, 'kernel']]);
 });
 
@@ -212,7 +203,7 @@ test('the proc connector ahead of the ring buffer by two processes with one pid:
     { kind: PROC_KIND.fork, tgid: 200, parent: 100, ts: 959_003_697 },
     { kind: PROC_KIND.exit, tgid: 200, ts: 960_212_518 },
   ]));
-  c.onBatch(batch([
+  c.onBatch(frameRecords([
     fork(200, 100, 956_742_133, 956_728_743n),
     exit(200, 957_945_480, 956_728_743n, 1),
     fork(200, 100, 959_012_650, 959_003_076n),

@@ -2,19 +2,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as L from '../../src/native/layout.generated';
+import { frameRecords } from './batch';
 import { forEachRecord, splitArgs, type TraceRecord } from '../../src/trace/records';
 
-/** Frames records the way the addon does: [u32 len][u32 0][bytes][pad to 8]. */
-function batch(records: Buffer[]): ArrayBuffer {
-  const parts: Buffer[] = [];
-  for (const r of records) {
-    const head = Buffer.alloc(8);
-    head.writeUInt32LE(r.length);
-    parts.push(head, r, Buffer.alloc((8 - (r.length % 8)) % 8));
-  }
-  const all = Buffer.concat(parts);
-  return all.buffer.slice(all.byteOffset, all.byteOffset + all.length);
-}
 
 function header(size: number, type: number, tgid: number, ts: bigint): Buffer {
   const b = Buffer.alloc(size);
@@ -49,7 +39,7 @@ test('a flow record decodes key, counters and addresses (IPv6 compressed, IPv4-m
   r[L.flow_record.laddr + 11] = 0xff;
   r.set([127, 0, 0, 1], L.flow_record.laddr + 12);
   r.writeUInt16LE(51000, L.flow_record.lport);
-  const [rec] = decodeAll(batch([r]));
+  const [rec] = decodeAll(frameRecords([r]));
   assert.equal(rec.type, 'flow');
   if (rec.type !== 'flow') return;
   assert.equal(rec.isNew, false);
@@ -77,7 +67,7 @@ test('fork, exec and exit records decode; several records in one batch keep thei
   exec.writeUInt32LE(args.length, L.exec_record.args_len);
   const exit = header(L.exit_record.size, L.RECORD_EXIT, 101, 3n);
   exit.writeUInt32LE(3 << 8, L.exit_record.exit_code);
-  const records = decodeAll(batch([fork, exec, exit]));
+  const records = decodeAll(frameRecords([fork, exec, exit]));
   assert.deepEqual(records.map((r) => r.type), ['fork', 'exec', 'exit']);
   const [f, e, x] = records;
   assert.ok(f.type === 'fork' && f.ppid === 100 && f.comm === 'python3');
@@ -89,14 +79,14 @@ test('fork, exec and exit records decode; several records in one batch keep thei
 
 test('a batch cut short is an error, not a silent partial read', () => {
   const r = header(L.exit_record.size, L.RECORD_EXIT, 1, 1n);
-  const ab = batch([r]);
+  const ab = frameRecords([r]);
   assert.throws(() => forEachRecord(ab.slice(0, ab.byteLength - 8), () => {}), RangeError);
 });
 
 test('unknown record types are skipped but counted', () => {
   const r = header(L.record_header.size, 200, 1, 1n);
   let n = 0;
-  assert.equal(forEachRecord(batch([r]), () => n++), 1);
+  assert.equal(forEachRecord(frameRecords([r]), () => n++), 1);
   assert.equal(n, 0);
 });
 
@@ -113,13 +103,13 @@ test('a DNS record carries the packet bytes it says it captured, never the paddi
   r.writeUInt32LE(300, L.dns_record.orig_len);
   r.writeUInt32LE(packet.length, L.dns_record.cap_len);
   packet.copy(r, L.dns_record.size);
-  const [rec] = decodeAll(batch([r]));
+  const [rec] = decodeAll(frameRecords([r]));
   assert.ok(rec.type === 'dns');
   if (rec.type !== 'dns') return;
   assert.deepEqual([rec.tgid, rec.tsNs, rec.cookie, rec.originalLength], [77, 5, 9n, 300]);
   assert.deepEqual(Buffer.from(rec.data), packet);
   // a cap_len larger than the record is bounded by the record
   r.writeUInt32LE(1 << 20, L.dns_record.cap_len);
-  const [big] = decodeAll(batch([r]));
+  const [big] = decodeAll(frameRecords([r]));
   assert.equal(big.type === 'dns' && big.data.length, L.PROCTAP_DNS_SNAPLEN);
 });
