@@ -27,7 +27,8 @@ enum record_type {
 	RECORD_CALL = 8,         /* one send/recv call (detail mode only) */
 	RECORD_PACKET = 9,       /* one captured IP packet (capture mode only) */
 	RECORD_DNS = 10,         /* a DNS response (UDP from port 53) received by a traced socket */
-	RECORD_TYPE_MAX = 11,
+	RECORD_DATA = 11,        /* the head of one call's payload (L7 view) or of TLS plaintext (uprobes) */
+	RECORD_TYPE_MAX = 12,
 };
 
 enum flow_direction {
@@ -161,6 +162,31 @@ struct dns_record {
 	__u64 cookie;
 	__u32 orig_len;
 	__u32 cap_len;
+};
+
+/*
+ * RECORD_DATA: followed by cap_len bytes, the first bytes of what one call moved. The stream position
+ * (offset) lets user space see a gap (a lost record, a call whose bytes were not in user memory) instead
+ * of decoding across it: the next record of the same flow and direction should start where this one ended.
+ */
+#define PROCTAP_DATA_SNAPLEN 4096 /* power of two: the verifier bounds the copy with a mask */
+enum data_source {
+	DATA_SOURCE_SOCKET = 0,  /* a send/recv call on a traced socket */
+	DATA_SOURCE_TLS = 1,     /* plaintext of a TLS library call (SSL_write/SSL_read) */
+};
+#define DATA_F_NOT_COPIED 1     /* the bytes were not in user memory (sendfile, splice): cap_len is 0 */
+#define DATA_F_COPY_FAILED 2    /* reading the user buffer failed: cap_len is 0 */
+struct data_record {
+	struct record_header header; /* tgid = the process that made the call */
+	struct flow_key key;         /* the flow the bytes belong to (key.cookie 0: socket not known yet) */
+	__u64 offset;                /* bytes of this flow and direction before this call (stream position) */
+	__u32 len;                   /* bytes the call moved (its return value) */
+	__u32 cap_len;               /* bytes that follow this record, <= len */
+	__u32 tid;
+	__u8 direction;              /* enum flow_direction */
+	__u8 source;                 /* enum data_source */
+	__u8 flags;                  /* DATA_F_* */
+	__u8 _pad;
 };
 
 /* Per-socket storage (BPF_MAP_TYPE_SK_STORAGE): who owns a socket, for hooks without process context. */

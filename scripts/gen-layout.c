@@ -35,6 +35,12 @@ int main(void)
 	CONST(SOCK_META_PASSIVE);
 	CONST(RECORD_DNS);
 	CONST(PROCTAP_DNS_SNAPLEN);
+	CONST(RECORD_DATA);
+	CONST(PROCTAP_DATA_SNAPLEN);
+	CONST(DATA_SOURCE_SOCKET);
+	CONST(DATA_SOURCE_TLS);
+	CONST(DATA_F_NOT_COPIED);
+	CONST(DATA_F_COPY_FAILED);
 	printf("\n");
 
 	BEGIN(record_header);
@@ -85,6 +91,17 @@ int main(void)
 	FIELD(dns_record, cookie);
 	FIELD(dns_record, orig_len);
 	FIELD(dns_record, cap_len);
+	END();
+
+	BEGIN(data_record);
+	FIELD(data_record, key);
+	FIELD(data_record, offset);
+	FIELD(data_record, len);
+	FIELD(data_record, cap_len);
+	FIELD(data_record, tid);
+	FIELD(data_record, direction);
+	FIELD(data_record, source);
+	FIELD(data_record, flags);
 	END();
 
 	BEGIN(flow_record);

@@ -107,7 +107,7 @@ export interface KernelStats {
 const RECORD_NAMES: Record<number, string> = {
   [L.RECORD_FORK]: 'fork', [L.RECORD_EXEC]: 'exec', [L.RECORD_EXIT]: 'exit', [L.RECORD_FLOW_NEW]: 'flowNew',
   [L.RECORD_FLOW_UPDATE]: 'flowUpdate', [L.RECORD_SOCK_STATE]: 'sockState', [L.RECORD_SOCK_RELEASE]: 'sockRelease',
-  [L.RECORD_CALL]: 'call', [L.RECORD_PACKET]: 'packet', [L.RECORD_DNS]: 'dns',
+  [L.RECORD_CALL]: 'call', [L.RECORD_PACKET]: 'packet', [L.RECORD_DNS]: 'dns', [L.RECORD_DATA]: 'data',
 };
 
 /** Optional features, each a program of its own: left out (not loaded) when turned off. */
