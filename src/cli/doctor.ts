@@ -4,8 +4,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { loadNative } from '../native';
 import { cgroup2Mount, createCgroup, ownedCgroupName, removeCgroup } from '../proc/cgroup';
-import type { Backend } from '../report/schema';
-import { AUTO_ORDER, BackendError, Tracer } from '../trace/tracer';
+import type { Backend } from '../schema/report';
+import { AUTO_ORDER, BackendError, Tracer } from '../trace/probes';
 import { missingCapabilities } from './privileges';
 
 export interface Check {

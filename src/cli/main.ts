@@ -2,15 +2,15 @@
 // The command line's actions: what run, attach, report, doctor and cleanup do once program.ts has parsed
 // and checked their arguments. Importable: nothing runs at import time; bin/proctap.js calls main().
 import * as fs from 'node:fs';
-import type { Report } from '../report/schema';
-import { renderReport } from '../report/table';
+import type { Report } from '../schema/report';
+import { renderReport } from '../render/table';
 import { OutputFileError, createOutputFile, sudoOwner } from '../util/output';
-import { renderCharts } from '../report/charts';
-import { errnoText, openEventStream, type EventStream } from '../report/events';
-import type { TraceRecord } from '../trace/records';
-import { compileCaptureFilter, type CaptureOptions, type EngineOptions } from '../trace/engine';
+import { renderCharts } from '../render/charts';
+import { errnoText, openEventStream, type EventStream } from '../render/events';
+import type { TraceRecord } from '../kernel/records';
+import { compileCaptureFilter, type CaptureOptions, type EngineOptions } from '../trace/session';
 import { cgroup2Mount, removeStaleCgroups } from '../proc/cgroup';
-import { runTraced } from '../trace/session';
+import { runTraced } from '../trace/run';
 import { AttachError, attachTraced } from '../trace/attach';
 import { renderDoctor, runDoctor } from './doctor';
 import { checkPrivileges, readPasswd, resolveCredentials } from './privileges';

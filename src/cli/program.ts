@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option, type OptionValues } from 'commander';
-import type { Backend } from '../report/schema';
+import type { Backend } from '../schema/report';
 import { MAX_SNAPLEN, type CaptureFormat } from '../pcap/capture';
 import { checkInterfaceName } from '../isolate/plan';
 

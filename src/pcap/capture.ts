@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 // Packet capture policy: which packets go to the file (tcpdump filter), what each one is annotated with
 // (owning pid and command), when the file is flushed, and what is said about drops.
-import type { PacketRecord } from '../trace/records';
+import type { PacketRecord } from '../kernel/records';
 import { LINKTYPE_RAW } from './pcapng';
 import { createPcapngWriter, createPcapWriter, fdSink, fileSink, type ByteSink, type PacketWriter, type PcapngWriter } from './writer';
 

@@ -14,9 +14,9 @@ import {
   readStatus,
   type ProcNetSocket,
 } from '../proc/procfs';
-import type { ConnectionReport, Report, Target } from '../report/schema';
+import type { ConnectionReport, Report, Target } from '../schema/report';
 import { LINKTYPE_LINUX_SLL2 } from '../pcap/pcapng';
-import { TraceEngine, monotonicNs, type EngineOptions, type LiveDevice } from './engine';
+import { TraceEngine, monotonicNs, type EngineOptions, type LiveDevice } from './session';
 
 export interface AttachOptions extends Omit<EngineOptions, 'followChildren' | 'countUnownedPackets' | 'match'> {
   pids: number[];

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { Report } from '../../src/report/schema';
+import type { Report } from '../../src/schema/report';
 import { PROCTAP, ROOT, TEST_BACKEND, loopbackFixture, lineFrom, type WorkloadCounts } from './harness';
 
 const TARGET = path.join(ROOT, 'test/workloads/attach_target.py');

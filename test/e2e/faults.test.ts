@@ -10,8 +10,8 @@ import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { Report } from '../../src/report/schema';
-import { formatCount } from '../../src/report/format';
+import type { Report } from '../../src/schema/report';
+import { formatCount } from '../../src/util/format';
 import { PROCTAP, loadedProgramNames, proctapCgroups, tempDir } from './harness';
 
 const OURS = /^(sys_enter|tp_sock_send_le|tp_sock_recv_le|sched_process_|inet_sock_set_s|skb_egress|skb_ingress|sock_create|sock_release|tcp_retransmit_)/;

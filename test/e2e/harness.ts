@@ -8,7 +8,7 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before } from 'node:test';
-import type { Report, Traffic } from '../../src/report/schema';
+import type { Report, Traffic } from '../../src/schema/report';
 
 export const ROOT = path.resolve(__dirname, '../../..');
 export const PROCTAP = path.join(ROOT, 'bin/proctap');

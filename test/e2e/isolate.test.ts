@@ -9,7 +9,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
-import type { Report } from '../../src/report/schema';
+import type { Report } from '../../src/schema/report';
 import { NETLOAD, PROCTAP, proctapCgroups, proctapRun, tempDir, type WorkloadCounts } from './harness';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

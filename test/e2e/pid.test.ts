@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { ProcessReport, Report } from '../../src/report/schema';
+import type { ProcessReport, Report } from '../../src/schema/report';
 import { PROCTAP, ROOT, TEST_BACKEND, loopbackFixture, proctapRun, lineFrom } from './harness';
 
 const CHURN = path.join(ROOT, 'test/workloads/pidchurn.py');

@@ -3,7 +3,7 @@
 // per process, protocol and direction; the process tree is right; nothing is left behind.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { ProcessReport, Report } from '../../src/report/schema';
+import type { ProcessReport, Report } from '../../src/schema/report';
 import {
   expectedBackend,
   linkCount,

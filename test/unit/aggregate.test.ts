@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: MIT
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ConnectionTracker, TCP_STATE, closeOutcome } from '../../src/aggregate/connections';
-import { FlowTable } from '../../src/aggregate/flows';
-import { buildReport, type ReportInputs } from '../../src/aggregate/report';
-import { ProcessTree, decodeWaitStatus } from '../../src/proc/tree';
-import type { FlowKey } from '../../src/trace/records';
+import { ConnectionTracker, TCP_STATE, closeOutcome } from '../../src/model/connections';
+import { FlowTable } from '../../src/model/flows';
+import { buildReport, type ReportInputs } from '../../src/report/sections';
+import { ProcessTree, decodeWaitStatus } from '../../src/model/tree';
+import type { FlowKey } from '../../src/kernel/records';
 
 function key(tgid: number, cookie: bigint, proto: number, remoteAddr: string, remotePort: number, startTime = 0n): FlowKey {
   const id = `${cookie}/${tgid}/${startTime}/${proto}/${remoteAddr}/${remotePort}`;

@@ -17,7 +17,7 @@ import {
   messageSizeChart,
   renderCharts,
   sizeBucketLabel,
-} from '../../src/report/charts';
+} from '../../src/render/charts';
 import { emptyReport, syntheticReport } from './synthreport';
 
 const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);

@@ -4,11 +4,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as L from '../../src/native/layout.generated';
 import { frameRecords } from './batch';
-import { forEachRecord, type TraceRecord } from '../../src/trace/records';
+import { forEachRecord, type TraceRecord } from '../../src/kernel/records';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { EVENT_BUFFER_BYTES, eventLine, eventOf, openEventStream } from '../../src/report/events';
+import { EVENT_BUFFER_BYTES, eventLine, eventOf, openEventStream } from '../../src/render/events';
 
 function callRecord(cookie: bigint, tgid: number, proto: number, raddr: number[], rport: number, bytes: number, direction: number, ts: bigint, startTime = 0n): Buffer {
   const b = Buffer.alloc(L.call_record.size);

@@ -11,9 +11,9 @@ import {
   percentile,
   sizeBucketMax,
   timeToFirstByte,
-} from '../../src/aggregate/distributions';
-import type { SizeHistogram } from '../../src/aggregate/series';
-import type { ConnectionReport } from '../../src/report/schema';
+} from '../../src/analysis/distributions';
+import type { SizeHistogram } from '../../src/analysis/series';
+import type { ConnectionReport } from '../../src/schema/report';
 import { pollCalls, simulateFlow } from './flowsim';
 
 function conn(pid: number, start: number, durationMs: number | null, extra: Partial<ConnectionReport> = {}): ConnectionReport {

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: MIT
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { DnsFormatError, parseDnsMessage, readName, resolutions, udpDatagram } from '../../src/aggregate/dns';
-import { addRemoteNames, DnsNameTable } from '../../src/aggregate/names';
-import { renderReport } from '../../src/report/table';
+import { DnsFormatError, parseDnsMessage, readName, resolutions, udpDatagram } from '../../src/model/dns-message';
+import { addRemoteNames, DnsNameTable } from '../../src/model/names';
+import { renderReport } from '../../src/render/table';
 import { syntheticReport } from './synthreport';
 
 // ------------------------------------------------------------ a small DNS message builder (test side)

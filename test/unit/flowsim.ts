@@ -2,7 +2,7 @@
 // Test helper: turns a list of send/recv calls into the flow samples the kernel would emit (a sample
 // at a call that comes at least `intervalMs` after the previous sample, the first call included,
 // plus a final sample at the end), so pattern tests run on what proctap really sees.
-import type { FlowSample, FlowSeries } from '../../src/aggregate/series';
+import type { FlowSample, FlowSeries } from '../../src/analysis/series';
 
 export interface Call {
   tMs: number;

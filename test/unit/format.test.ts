@@ -10,7 +10,7 @@ import {
   formatExit,
   signalName,
   truncate,
-} from '../../src/report/format';
+} from '../../src/util/format';
 
 test('formatBytes: IEC units, one decimal below 100, carries at 1024', () => {
   assert.equal(formatBytes(0), '0 B');

@@ -17,9 +17,9 @@ import {
   RR_MIN_EXCHANGES,
   detectPatterns,
   findPeriod,
-} from '../../src/aggregate/patterns';
-import type { FlowSeries } from '../../src/aggregate/series';
-import type { ConnectionReport, Pattern } from '../../src/report/schema';
+} from '../../src/analysis/patterns';
+import type { FlowSeries } from '../../src/analysis/series';
+import type { ConnectionReport, Pattern } from '../../src/schema/report';
 import { bulkCalls, pollCalls, simulateFlow, type Call } from './flowsim';
 
 const MiB = 1024 * 1024;

@@ -5,12 +5,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as L from '../../src/native/layout.generated';
 import { frameRecords } from './batch';
-import { buildReport } from '../../src/aggregate/report';
-import { addStatistics } from '../../src/aggregate/statistics';
-import { PROC_KIND, PROC_RECORD_SIZE, TraceCollector } from '../../src/trace/collector';
-import { ProcessTree } from '../../src/proc/tree';
-import type { ProcessReport } from '../../src/report/schema';
-import { processTree, renderReport } from '../../src/report/table';
+import { buildReport } from '../../src/report/sections';
+import { addStatistics } from '../../src/report/statistics';
+import { PROC_KIND, PROC_RECORD_SIZE, TraceCollector } from '../../src/model/model';
+import { ProcessTree } from '../../src/model/tree';
+import type { ProcessReport } from '../../src/schema/report';
+import { processTree, renderReport } from '../../src/render/table';
 import { emptyReport } from './synthreport';
 
 

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as L from '../../src/native/layout.generated';
 import { frameRecords } from './batch';
-import { forEachRecord, splitArgs, type TraceRecord } from '../../src/trace/records';
+import { forEachRecord, splitArgs, type TraceRecord } from '../../src/kernel/records';
 
 
 function header(size: number, type: number, tgid: number, ts: bigint): Buffer {

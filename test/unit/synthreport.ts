@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: MIT
 // Test helper: a Report built from synthetic flows by the real aggregate code (time series,
 // distributions, patterns), for the chart and table tests.
-import { buildDistributions } from '../../src/aggregate/distributions';
-import { detectPatterns } from '../../src/aggregate/patterns';
-import type { FlowSeries, SizeHistogram } from '../../src/aggregate/series';
-import { buildTimeSeries, chooseIntervalMs } from '../../src/aggregate/timeseries';
-import type { ConnectionReport, EndpointReport, Report } from '../../src/report/schema';
+import { buildDistributions } from '../../src/analysis/distributions';
+import { detectPatterns } from '../../src/analysis/patterns';
+import type { FlowSeries, SizeHistogram } from '../../src/analysis/series';
+import { buildTimeSeries, chooseIntervalMs } from '../../src/analysis/timeseries';
+import type { ConnectionReport, EndpointReport, Report } from '../../src/schema/report';
 import { bulkCalls, pollCalls, simulateFlow } from './flowsim';
 
 const MiB = 1024 * 1024;

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: MIT
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { processTree, renderReport } from '../../src/report/table';
+import { processTree, renderReport } from '../../src/render/table';
 import { emptyReport, syntheticReport } from './synthreport';
-import type { ConnectionReport, LostCounters, ProcessReport, Report, Traffic } from '../../src/report/schema';
+import type { ConnectionReport, LostCounters, ProcessReport, Report, Traffic } from '../../src/schema/report';
 
 const MiB = 1024 * 1024;
 

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { buildTimeSeries, chooseIntervalMs, bucketOf } from '../../src/aggregate/timeseries';
-import { flowDeltas, type FlowSeries } from '../../src/aggregate/series';
+import { buildTimeSeries, chooseIntervalMs, bucketOf } from '../../src/analysis/timeseries';
+import { flowDeltas, type FlowSeries } from '../../src/analysis/series';
 import { bulkCalls, pollCalls, simulateFlow } from './flowsim';
 
 const sum = (a: number[]) => a.reduce((x, y) => x + y, 0);

@@ -2,7 +2,7 @@
 // Flow table: every (socket, process, remote) flow and its counters. Interval records carry cumulative
 // counters (so a lost record costs resolution, never bytes); the kernel map read at release or at the
 // end of the trace is final and exact.
-import type { FlowCounters, FlowKey } from '../trace/records';
+import type { FlowCounters, FlowKey } from '../kernel/records';
 
 export interface Flow {
   key: FlowKey;

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // TCP connection lifecycle from inet_sock_set_state records, keyed by socket cookie.
-import type { Outcome } from '../report/schema';
+import type { Outcome } from '../schema/report';
 import { errnoName } from '../util/net';
 
 export const TCP_STATE = {

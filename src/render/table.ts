@@ -4,8 +4,8 @@
 // are fitted to `width` columns by shrinking the command column and wrapping the wide ones.
 
 import Table from 'cli-table3';
-import type { ConnectionReport, DnsReport, Distributions, DurationStats, EndpointReport, IsolationReport, LostCounters, Pattern, ProcessReport, Report, SizeStats, Traffic } from './schema';
-import { formatArgv, formatBytes, formatCount, formatDuration, formatEndpoint, formatExit, signalName, truncate } from './format';
+import type { ConnectionReport, DnsReport, Distributions, DurationStats, EndpointReport, IsolationReport, LostCounters, Pattern, ProcessReport, Report, SizeStats, Traffic } from '../schema/report';
+import { formatArgv, formatBytes, formatCount, formatDuration, formatEndpoint, formatExit, signalName, truncate } from '../util/format';
 
 export interface RenderOptions {
   color: boolean;

@@ -12,7 +12,7 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { loadNative, type NativeError } from '../../src/native';
-import { startLiveCapture } from '../../src/pcap/live';
+import { startLiveCapture } from '../../src/pcap/libpcap';
 import { LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL2 } from '../../src/pcap/pcapng';
 import { fileSink } from '../../src/pcap/writer';
 import { createVethNamespace, deleteNamespace, freeSubnet, hostState, NsProgram, threadNames, threadStillListed, type VethNamespace } from './netns-fixture';

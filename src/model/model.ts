@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: MIT
 // Folds decoded records (ring buffer) and proc connector events into the process tree, the flow table
 // and the connection tracker. No kernel access: the session feeds it and asks it what to finalize.
-import { ConnectionTracker } from '../aggregate/connections';
-import { FlowTable } from '../aggregate/flows';
-import { DnsNameTable } from '../aggregate/names';
-import { ProcessTree } from '../proc/tree';
-import { forEachRecord, type TraceRecord } from './records';
+import { ConnectionTracker } from './connections';
+import { FlowTable } from './flows';
+import { DnsNameTable } from './names';
+import { ProcessTree } from './tree';
+import { forEachRecord, type TraceRecord } from '../kernel/records';
 
 export const PROC_KIND = { fork: 1, exec: 2, exit: 3, overflow: 4 } as const;
 export const PROC_RECORD_SIZE = 40;

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 // Remote names: what the traced processes learned from the DNS answers they received, and the report's
 // remoteName fields and `dns` section made from it. Pure: packets in, names out. No lookups of our own.
-import type { DnsReport, Report } from '../report/schema';
-import { DnsFormatError, parseDnsMessage, resolutions, udpDatagram } from './dns';
+import type { DnsReport, Report } from '../schema/report';
+import { DnsFormatError, parseDnsMessage, resolutions, udpDatagram } from './dns-message';
 
 export interface LearnedName {
   name: string;

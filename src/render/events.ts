@@ -2,7 +2,7 @@
 // --events FILE|-: one JSON line per record as it arrives (lifecycle, interval flow updates, and with
 // --detail every send/recv), for jq and log shippers. Packet bytes are not included.
 import * as fs from 'node:fs';
-import type { FlowKey, TraceRecord } from '../trace/records';
+import type { FlowKey, TraceRecord } from '../kernel/records';
 import { protoName } from '../util/net';
 import { CALL_LINE_MAX_FIXED, writeCallLine } from './ndjson';
 

@@ -4,8 +4,8 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { ChartConfiguration } from 'chart.js' with { 'resolution-mode': 'import' };
-import type { ConnectionReport, Outcome, Report } from './schema';
-import { formatBytes, formatDuration, formatEndpoint } from './format';
+import type { ConnectionReport, Outcome, Report } from '../schema/report';
+import { formatBytes, formatDuration, formatEndpoint } from '../util/format';
 
 export const CHART_WIDTH = 1000;
 export const CHART_HEIGHT = 600;

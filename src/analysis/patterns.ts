@@ -2,8 +2,8 @@
 // Traffic patterns: periodic, bulk, request-response, fan-out, failed-connects, long-lived-idle.
 // Each is decided on flow samples (at most one per flow interval, at a send/recv, plus a final one)
 // and connection rows, against the thresholds below. docs/patterns.md explains each rule.
-import type { ConnectionReport, Pattern, PatternEndpoint, PatternKind } from '../report/schema';
-import { formatBytes, formatDuration, formatEndpoint } from '../report/format';
+import type { ConnectionReport, Pattern, PatternEndpoint, PatternKind } from '../schema/report';
+import { formatBytes, formatDuration, formatEndpoint } from '../util/format';
 import { endpointKey, flowDeltas, type FlowDelta, type FlowSeries } from './series';
 
 const KiB = 1024;

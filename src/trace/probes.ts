@@ -6,11 +6,11 @@ import * as path from 'node:path';
 import { loadNative } from '../native';
 import type { BpfObject, PacketFilter } from '../native/native';
 import * as L from '../native/layout.generated';
-import type { Backend } from '../report/schema';
-import { decodeFlowCounters, decodeFlowKey, type FlowCounters, type FlowKey } from './records';
+import type { Backend } from '../schema/report';
+import { decodeFlowCounters, decodeFlowKey, type FlowCounters, type FlowKey } from '../kernel/records';
 import { formatAddress } from '../util/net';
-import type { PacketTotals } from '../aggregate/report';
-import { processId } from '../proc/tree';
+import type { PacketTotals } from '../report/sections';
+import { processId } from '../model/tree';
 
 /** Socket I/O programs of each backend, cheapest first (the auto-selection order). */
 export const BACKEND_PROGRAMS: Record<Backend, string[]> = {

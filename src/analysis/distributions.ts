@@ -2,7 +2,7 @@
 // Statistics of a trace: message sizes (from the kernel's log2 histograms), connection durations,
 // TCP time to first byte (from flow samples: an upper bound at the sampling resolution), and when
 // each process and endpoint was active.
-import type { Activity, ConnectionReport, Distributions, DurationStats, MessageSizes, SizeStats, TtfbConnection } from '../report/schema';
+import type { Activity, ConnectionReport, Distributions, DurationStats, MessageSizes, SizeStats, TtfbConnection } from '../schema/report';
 import { endpointKey, flowDeltas, type FlowSeries, type SizeHistogram } from './series';
 import { bucketOf, bucketCount } from './timeseries';
 

@@ -2,7 +2,7 @@
 // Payload bytes over time, from flow samples: each sample's increase goes to the bucket of its time,
 // so the buckets sum exactly to the flows' final totals. A sample carries every byte moved since the
 // flow's previous sample (at most one per flow interval), so the shape is exact to that resolution.
-import type { TimeSeries } from '../report/schema';
+import type { TimeSeries } from '../schema/report';
 import { flowDeltas, type FlowSeries } from './series';
 
 /** Smallest bucket width. */

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 // Builds the JSON report (schemaVersion 1) from what a trace collected. Pure: data in, data out.
-import type { Flow } from './flows';
-import type { TcpConnection } from './connections';
-import { decodeWaitStatus, processId, type ProcessNode } from '../proc/tree';
+import type { Flow } from '../model/flows';
+import type { TcpConnection } from '../model/connections';
+import { decodeWaitStatus, processId, type ProcessNode } from '../model/tree';
 import {
   SCHEMA_VERSION,
   type Backend,
@@ -13,7 +13,7 @@ import {
   type ProcessReport,
   type Report,
   type Traffic,
-} from '../report/schema';
+} from '../schema/report';
 import { protoName } from '../util/net';
 
 export interface PacketTotals {

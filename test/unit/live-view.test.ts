@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { liveView, rates, statusLine } from '../../src/report/live';
+import { liveView, rates, statusLine } from '../../src/render/live-view';
 
 test('the status line says elapsed time, bytes, records and whether anything was lost', () => {
   assert.equal(statusLine({ elapsedMs: 12_300, txBytes: 2048, rxBytes: 0, records: 1234, lost: 0 }), 'proctap: 12.30 s · tx 2.0 KiB · rx 0 B · 1,234 records · nothing lost');

@@ -2,9 +2,9 @@
 // What the user sees while a trace runs: a one-line status on stderr (elapsed, bytes, records, lost), or
 // with --live a refreshing top-like view of per-process and per-endpoint rates. Pure rendering on top;
 // the ticker at the bottom is the only side effect.
-import type { Flow } from '../aggregate/flows';
+import type { Flow } from '../model/flows';
 import { protoName } from '../util/net';
-import { formatBytes, formatCount, formatDuration, formatEndpoint } from './format';
+import { formatBytes, formatCount, formatDuration, formatEndpoint } from '../util/format';
 
 export interface LiveTotals {
   elapsedMs: number;

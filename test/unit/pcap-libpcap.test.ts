@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// src/pcap/live.ts without a kernel: batch decoding, SLL2 direction, and the adapter driven by a fake
+// src/pcap/libpcap.ts without a kernel: batch decoding, SLL2 direction, and the adapter driven by a fake
 // LiveCapture into a real pcapng file that tshark reads back.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { DEFAULT_LIVE_BUFFER_BYTES, decodeLiveBatch, sll2Direction, sll2InterfaceIndex, startLiveCapture } from '../../src/pcap/live';
+import { DEFAULT_LIVE_BUFFER_BYTES, decodeLiveBatch, sll2Direction, sll2InterfaceIndex, startLiveCapture } from '../../src/pcap/libpcap';
 import { LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL2 } from '../../src/pcap/pcapng';
 import { fileSink } from '../../src/pcap/writer';
 import type { LiveCapture, LiveCaptureOptions, LiveCaptureStats } from '../../src/native';

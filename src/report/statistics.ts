@@ -1,12 +1,12 @@
 // SPDX-License-Identifier: MIT
 // Turns the flow table into the inputs of the time-series, distribution and pattern code, and adds their
 // results to the report. Pure: flows and offsets in, report fields out.
-import type { Flow } from './flows';
-import { buildDistributions } from './distributions';
-import { detectPatterns } from './patterns';
-import type { FlowSeries, SizeHistogram } from './series';
-import { buildTimeSeries, chooseIntervalMs } from './timeseries';
-import type { Report } from '../report/schema';
+import type { Flow } from '../model/flows';
+import { buildDistributions } from '../analysis/distributions';
+import { detectPatterns } from '../analysis/patterns';
+import type { FlowSeries, SizeHistogram } from '../analysis/series';
+import { buildTimeSeries, chooseIntervalMs } from '../analysis/timeseries';
+import type { Report } from '../schema/report';
 import { protoName } from '../util/net';
 
 export interface SeriesContext {
