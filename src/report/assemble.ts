@@ -3,37 +3,15 @@
 // the model at its end, the kernel's last counters, what the capture wrote, and the facts of the mode
 // (namespace and NAT for run --isolate; targets, earlier connections and namespaces for attach) — so
 // the renderers (table, JSON, charts, metrics) all start from the same object.
-import type { OwnerPackets } from '../kernel/maps';
-import type { TcpConnection } from '../model/connections';
-import type { Flow } from '../model/flows';
 import type { DnsNameTable } from '../model/names';
-import type { ProcessNode } from '../model/tree';
-import type { Backend, CaptureSummary, LostCounters, Report } from '../schema/report';
+import type { CaptureSummary, Report } from '../schema/report';
 import { annotateNamespaces, markPreexisting, type AttachFacts } from './attach';
 import { isolationReport, mapNat, type IsolationFacts } from './isolation';
 import { nameRemotes } from './names';
-import { coreReport } from './sections';
+import { coreReport, type CoreInputs } from './sections';
 import { statisticsSections } from './statistics';
 
-export interface ReportInputs {
-  version: string;
-  mode: 'run' | 'attach';
-  backend: Backend;
-  command: string[];
-  exitCode: number | null;
-  startedAt: Date;
-  durationMs: number;
-  /** CLOCK_MONOTONIC ns of the trace's start: every offset is relative to it. */
-  originNs: number;
-  processes: ProcessNode[];
-  flows: Flow[];
-  connections: TcpConnection[];
-  /** TCP retransmits per socket cookie (sockets without any are absent); undefined = not counted. */
-  retransmits?: Map<bigint, number>;
-  /** Packet counters per socket owner; tgid 0 holds packets whose owner could not be told. */
-  packets: OwnerPackets[];
-  lost: LostCounters;
-  notes: string[];
+export interface ReportInputs extends CoreInputs {
   capture?: CaptureSummary;
   /** Names learned from DNS answers; undefined when --no-dns-names. */
   names?: DnsNameTable;
