@@ -75,11 +75,15 @@ export function looksLikeDns(msg: Uint8Array, responseOk: boolean): DnsHead | nu
 export function detectDnsTcp(b: Uint8Array, cut: boolean, midStream: boolean): { match: Match; sender?: Role } {
   if (b.length < 2) return { match: cut ? 'no' : 'more' };
   const len = (b[0] << 8) | b[1];
-  if (len < HEADER + 5) return { match: 'no' };
-  if (b.length < 2 + len) {
-    if (cut || b.length >= 2 + 512) return { match: 'no' };
-    return { match: 'more' };
+  // A query is small; an answer first (mid-stream) may be up to the 2-byte limit.
+  if (len < HEADER + 5 || (!midStream && len > 512)) return { match: 'no' };
+  if (b.length >= 2 + HEADER) {
+    const qd = (b[6] << 8) | b[7];
+    const response = (b[4] & 0x80) !== 0;
+    const opcode = (b[4] >> 3) & 0xf;
+    if (qd !== 1 || opcode > 5 || opcode === 3 || (response && !midStream) || (!response && (b[8] | b[9]) !== 0)) return { match: 'no' };
   }
+  if (b.length < 2 + len) return cut ? { match: 'no' } : { match: 'more' };
   const h = looksLikeDns(b.subarray(2, 2 + len), midStream);
   if (!h) return { match: 'no' };
   return { match: 'yes', sender: h.response ? 'server' : 'client' };
