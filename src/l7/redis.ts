@@ -157,24 +157,31 @@ class RespParser {
 
   /** `n` bytes of the bulk payload went by (`head`: the copied ones at its start, when any). */
   bulkBytes(n: number, head: Uint8Array | null): 'value' | 'more' {
-    if (head && this.keepArg && this.cur) {
-      const k = Math.min(head.length, KEEP_ARG, this.bulk - 2);
-      this.cur.args.push(latin1(head, 0, Math.max(0, k)));
-      this.keepArg = false;
+    const payloadLeft = this.bulk - 2; // bytes of payload before the CRLF
+    if (this.keepArg && this.cur) {
+      if (head) {
+        const want = Math.max(0, Math.min(KEEP_ARG - this.argPart.length, payloadLeft, head.length, n));
+        this.argPart += latin1(head, 0, want);
+      } else this.cur.cut = true;
     }
-    if (this.cur && this.cur.type === '!' && this.stack.length === 0 && head && this.cur.error === 'ERR') {
-      this.cur.error = latin1(head, 0, Math.min(head.length, 64, this.bulk)).split(/[ \r]/)[0] || 'ERR';
+    if (this.cur && this.cur.type === '!' && this.stack.length === 0 && head && this.cur.error === 'ERR' && this.errPart === '') {
+      this.errPart = latin1(head, 0, Math.min(head.length, 64, Math.max(0, payloadLeft)));
+      this.cur.error = this.errPart.split(/[ \r]/)[0] || 'ERR';
     }
     this.bulk -= n;
     if (this.bulk > 0) return 'more';
     this.bulk = -1;
     if (this.keepArg && this.cur) {
-      this.cur.args.push('');
-      this.cur.cut = true;
+      this.cur.args.push(this.argPart);
       this.keepArg = false;
     }
+    this.argPart = '';
+    this.errPart = '';
     return this.elementDone() ? 'value' : 'more';
   }
+
+  private argPart = '';
+  private errPart = '';
 
   take(): Value | null {
     const v = this.cur;
@@ -261,7 +268,15 @@ export class RedisDecoder implements ProtocolDecoder {
       if (p.bulkLeft >= 0) {
         const head = s.holeAtHead() > 0 ? null : s.head();
         const ts = s.tsAt(0);
-        const n = s.skip(p.bulkLeft);
+        if (p.bulkLeft === 2 && head) {
+          // The CRLF that ends a bulk string: where it is readable, it must be there.
+          if (head.length < 2 && !s.headFinal) return progress;
+          if (head.length >= 2 && (head[0] !== 0x0d || head[1] !== LF)) {
+            this.fail('not RESP: a bulk string without its CRLF');
+            return progress;
+          }
+        }
+        const n = s.skip(p.bulkLeft > 2 ? p.bulkLeft - 2 : p.bulkLeft);
         if (n === 0) return progress;
         progress = true;
         if (head === null) this.cutCurrent(dir);
