@@ -78,6 +78,10 @@ class Layer {
     this.dnsUdp?.close();
   }
 
+  get buffered(): number {
+    return this.streams.tx.buffered + this.streams.rx.buffered;
+  }
+
   status(): DecoderStatus {
     return { state: this.state, protocol: this.protocol, role: this.role, reason: this.reason, exchanges: this.exchanges };
   }
@@ -127,9 +131,12 @@ class Layer {
         if (!s.skipToNextChunk()) break;
       }
     }
-    const other2 = (d: Direction) => this.verdict[d] === 'no' || this.streams[d].buffered > this.ctx.settings.bufferCap;
+    // A direction that said no keeps its bytes (the other side may still tell the protocol, and the
+    // decoder then wants them) up to the buffer cap.
+    const over = (d: Direction) => this.streams[d].buffered > this.ctx.settings.bufferCap;
     if (this.verdict.tx === 'no' && this.verdict.rx === 'no') this.stop('unknown', 'no supported protocol in the first bytes of either direction');
-    else if ((this.verdict.tx === 'no' && other2('rx')) || (this.verdict.rx === 'no' && other2('tx'))) this.stop('unknown', 'no supported protocol in the first bytes');
+    else if ((this.verdict.tx === 'no' || over('tx')) && (this.verdict.rx === 'no' || over('rx'))) this.stop('unknown', 'no supported protocol in the first bytes');
+    else if ((this.verdict.tx === 'no' && over('tx')) || (this.verdict.rx === 'no' && over('rx'))) this.stop('unknown', 'no supported protocol in the first bytes, and the other side silent');
   }
 
   private classify(d: Detected, dir: Direction): void {
@@ -201,6 +208,11 @@ export class ConnectionDecoder {
   /** Where the socket's bytes stand. */
   get status(): DecoderStatus {
     return this.socket.status();
+  }
+
+  /** Copied bytes held for messages in progress (both layers, both directions): the memory a connection costs. */
+  get bufferedBytes(): number {
+    return this.socket.buffered + (this.plaintext?.buffered ?? 0);
   }
 
   /** Where the TLS plaintext stands (null when none came). */

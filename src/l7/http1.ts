@@ -159,6 +159,8 @@ interface Reader {
   current: Message | null;
   /** Resynchronising after junk: the next message is marked. */
   resynced: boolean;
+  /** A message was read in this direction. */
+  started: boolean;
 }
 
 export class Http1Decoder implements ProtocolDecoder {
@@ -172,7 +174,7 @@ export class Http1Decoder implements ProtocolDecoder {
 
   constructor(private readonly ctx: ProtocolContext, readonly role: Role) {
     const reqDir = requestDirection(role);
-    const reader = (dir: Direction): Reader => ({ dir, state: 'start', mode: 'none', remaining: 0, chunk: 'size', current: null, resynced: false });
+    const reader = (dir: Direction): Reader => ({ dir, state: 'start', mode: 'none', remaining: 0, chunk: 'size', current: null, resynced: false, started: false });
     this.req = reader(reqDir);
     this.res = reader(other(reqDir));
   }
@@ -260,7 +262,8 @@ export class Http1Decoder implements ProtocolDecoder {
 
   private startResync(r: Reader, why: string): void {
     r.state = 'resync';
-    r.resynced = true;
+    // Bytes before the first message of a connection seen mid-stream are no resynchronisation.
+    r.resynced = r.started;
     if (r === this.res) this.responseFramingLost = true;
     if (r.current) {
       note(r.current.draft, why);
@@ -326,6 +329,7 @@ export class Http1Decoder implements ProtocolDecoder {
     }
     this.messages.push(m);
     r.current = m;
+    r.started = true;
     s.consume(size);
     this.count(r, size, startTs);
     const framing = bodyFraming(head, false);
@@ -350,6 +354,7 @@ export class Http1Decoder implements ProtocolDecoder {
     }
     if (head.cut) note(m.draft, 'headers-cut');
     r.current = m;
+    r.started = true;
     s.consume(size);
     this.count(r, size, startTs);
     if (status >= 100 && status < 200 && status !== 101) {

@@ -209,7 +209,7 @@ export class ByteStream {
       return true;
     }
     this.consume(this.headLength);
-    while (this.queue.length > 0 && this.queue[0].hole) this.skip(this.holeAtHead());
+    while (this.end === this.start && this.queue.length > 0 && this.queue[0].hole) this.skip(this.holeAtHead());
     return this.headLength > 0;
   }
 
