@@ -81,6 +81,10 @@ export interface L7Evidence {
   trails: Map<number, TrailEntry[]>;
 }
 
+/** Folded keys are counted exactly up to this many times maxKeys (a set of their names), then each add of
+ *  an unseen key counts one (an upper bound). */
+const FOLDED_KEYS_EXACT = 16;
+
 const STATUS_KEYED = new Set<ExchangeProtocol>(['http1', 'http2', 'grpc', 'dns', 'tls']);
 
 class Row {
@@ -174,7 +178,7 @@ export class L7Aggregator {
         row = this.other(x.protocol);
         let f = this.foldedAtAdd.get(x.protocol);
         if (!f) this.foldedAtAdd.set(x.protocol, (f = { keys: new Set(), overflow: 0 }));
-        if (f.keys.size < this.o.maxKeys) f.keys.add(key);
+        if (f.keys.size < FOLDED_KEYS_EXACT * this.o.maxKeys) f.keys.add(key);
         else if (!f.keys.has(key)) f.overflow++;
       } else {
         row = new Row(r.pid, r.endpoint, x.protocol, x.role, x.operation, status, this.o.exactLatencies, this.o.times);
