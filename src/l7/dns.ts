@@ -2,7 +2,7 @@
 // DNS queries and answers (RFC 1035) over UDP (one datagram, one message) and TCP (each message after
 // a 2-byte length, 4.2.2), matched by id + question. Names are read with the packet hook's parser
 // (src/aggregate/dns.ts readName: same escaping, same loop refusal).
-import { readName } from '../aggregate/dns';
+import { readName } from './dns-message';
 import { finish, newDraft, note, type ExchangeDraft, type ProtocolContext, type ProtocolDecoder } from './protocol';
 import type { Direction, DnsDetail, Role } from './types';
 import type { Match } from './http1';

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: MIT
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { L7Aggregator } from '../../src/l7/aggregate';
-import { ALPHA, LatencyStats } from '../../src/l7/latency';
-import { BURST_MAX_GAP_MS, detectL7Patterns, L7_ERRORS_MIN_REQUESTS, NPLUS1_MIN_REPEATS } from '../../src/l7/patterns';
+import { L7Aggregator } from '../../src/analysis/l7-aggregate';
+import { ALPHA, LatencyStats } from '../../src/analysis/l7-latency';
+import { BURST_MAX_GAP_MS, detectL7Patterns, L7_ERRORS_MIN_REQUESTS, NPLUS1_MIN_REPEATS } from '../../src/analysis/l7-patterns';
 import type { Exchange, ExchangeProtocol, Role } from '../../src/l7/types';
 import { prng } from './l7wire';
 

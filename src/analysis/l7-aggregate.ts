@@ -5,8 +5,8 @@
 // row). Bounded: at most maxKeys rows are kept as they come, later keys go to one "(other)" row per
 // protocol; the summary shows the `top` busiest rows and folds the rest into those "(other)" rows.
 // Totals (count, bytes, errors) stay exact whatever was folded.
-import { DEFAULT_EXACT_CAP, LatencyStats, type LatencySummary } from './latency';
-import type { Exchange, ExchangeProtocol, Role } from './types';
+import { DEFAULT_EXACT_CAP, LatencyStats, type LatencySummary } from './l7-latency';
+import type { Exchange, ExchangeProtocol, Role } from '../l7/types';
 
 export interface L7Record {
   pid: number;

@@ -8,9 +8,9 @@
 // - l7-n-plus-one: the same query repeated within one request the process served (its server-side
 //   exchange, alone in flight, contains them), or, without such a request, in a burst on one
 //   connection (back to back, each starting within BURST_MAX_GAP_MS of the previous one's end).
-import { findPeriod } from '../aggregate/patterns';
-import type { L7Evidence, TrailEntry } from './aggregate';
-import type { ExchangeProtocol } from './types';
+import { findPeriod } from './patterns';
+import type { L7Evidence, TrailEntry } from './l7-aggregate';
+import type { ExchangeProtocol } from '../l7/types';
 
 /** l7-errors: requests needed, and the share of them that failed. */
 export const L7_ERRORS_MIN_REQUESTS = 10;
