@@ -63,6 +63,7 @@ Napi::Function BpfObject::Define(Napi::Env env) {
                          InstanceMethod<&BpfObject::Load>("load"),
                          InstanceMethod<&BpfObject::Attach>("attach"),
                          InstanceMethod<&BpfObject::AttachCgroup>("attachCgroup"),
+                         InstanceMethod<&BpfObject::AttachUprobe>("attachUprobe"),
                          InstanceMethod<&BpfObject::Detach>("detach"),
                          InstanceMethod<&BpfObject::MapLookup>("mapLookup"),
                          InstanceMethod<&BpfObject::MapUpdate>("mapUpdate"),
@@ -238,6 +239,61 @@ Napi::Value BpfObject::AttachCgroup(const Napi::CallbackInfo& info) {
   close(fd);  // the link holds its own reference to the cgroup
   uint32_t handle = AddLink(
       env, link, err, "bpf_program__attach_cgroup '" + std::string(bpf_program__name(prog)) + "' to '" + path + "'", mark);
+  return Napi::Number::New(env, handle);
+}
+
+// attachUprobe(program, binaryPath, symbol, {retprobe, pid, cookie}): libbpf resolves the symbol in the
+// file's ELF symbol tables (.dynsym, then .symtab) and turns it into a file offset.
+Napi::Value BpfObject::AttachUprobe(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  bpf_program* prog = Program(env, info[0]);
+  std::string binary = StringArg(info, 1, "binaryPath");
+  std::string symbol = StringArg(info, 2, "symbol");
+  bool retprobe = false;
+  int pid = -1;
+  uint64_t cookie = 0;
+  if (info.Length() > 3 && !info[3].IsUndefined()) {
+    if (!info[3].IsObject()) ThrowTypeError(env, "options must be an object");
+    Napi::Object opts = info[3].As<Napi::Object>();
+    Napi::Value r = opts.Get("retprobe");
+    if (!r.IsUndefined()) {
+      if (!r.IsBoolean()) ThrowTypeError(env, "options.retprobe must be a boolean");
+      retprobe = r.As<Napi::Boolean>().Value();
+    }
+    Napi::Value p = opts.Get("pid");
+    if (!p.IsUndefined()) {
+      double v = p.IsNumber() ? p.As<Napi::Number>().DoubleValue() : -2;
+      if (!(v >= -1 && v <= INT_MAX) || v != static_cast<double>(static_cast<int64_t>(v))) {
+        ThrowTypeError(env, "options.pid must be an integer in [-1, 2^31-1] (-1: every process)");
+      }
+      pid = static_cast<int>(v);
+    }
+    Napi::Value c = opts.Get("cookie");
+    if (c.IsBigInt()) {
+      bool lossless = false;
+      cookie = c.As<Napi::BigInt>().Uint64Value(&lossless);
+      if (!lossless) ThrowTypeError(env, "options.cookie must fit in 64 bits");
+    } else if (c.IsNumber()) {
+      double v = c.As<Napi::Number>().DoubleValue();
+      if (!(v >= 0 && v <= 9007199254740991.0) || v != static_cast<double>(static_cast<int64_t>(v))) {
+        ThrowTypeError(env, "options.cookie must be a non-negative integer");
+      }
+      cookie = static_cast<uint64_t>(v);
+    } else if (!c.IsUndefined()) {
+      ThrowTypeError(env, "options.cookie must be a number or a bigint");
+    }
+  }
+  LIBBPF_OPTS(bpf_uprobe_opts, opts);
+  opts.retprobe = retprobe;
+  opts.func_name = symbol.c_str();
+  opts.bpf_cookie = cookie;
+  uint64_t mark = LibbpfLogMark();
+  bpf_link* link = bpf_program__attach_uprobe_opts(prog, pid, binary.c_str(), 0, &opts);
+  int err = errno;
+  uint32_t handle = AddLink(env, link, err,
+                            "bpf_program__attach_uprobe_opts '" + std::string(bpf_program__name(prog)) + "' " +
+                                (retprobe ? "at the return of " : "at ") + symbol + " in '" + binary + "'",
+                            mark);
   return Napi::Number::New(env, handle);
 }
 

@@ -35,6 +35,7 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
   void Load(const Napi::CallbackInfo& info);
   Napi::Value Attach(const Napi::CallbackInfo& info);
   Napi::Value AttachCgroup(const Napi::CallbackInfo& info);
+  Napi::Value AttachUprobe(const Napi::CallbackInfo& info);
   void Detach(const Napi::CallbackInfo& info);
   Napi::Value MapLookup(const Napi::CallbackInfo& info);
   void MapUpdate(const Napi::CallbackInfo& info);

@@ -51,6 +51,15 @@ export interface BpfObject {
   attach(program: string): number;
   /** bpf_program__attach_cgroup on the cgroup v2 directory at cgroupPath. Returns a link handle. */
   attachCgroup(program: string, cgroupPath: string): number;
+  /**
+   * bpf_program__attach_uprobe_opts with func_name: a uprobe (or with retprobe a uretprobe) on `symbol`, which
+   * libbpf looks up in the ELF symbol tables of binaryPath (.dynsym, then .symtab). The kernel resolves the
+   * path to its file (a /proc/PID/root/... path reaches another mount namespace) and probes that file in
+   * every process mapping it, or only in `pid` (default -1: every process). `cookie` is what
+   * bpf_get_attach_cookie() returns in the program. Returns a link handle. Errors carry errno and code
+   * (ENOENT: no such symbol or file).
+   */
+  attachUprobe(program: string, binaryPath: string, symbol: string, options?: { retprobe?: boolean; pid?: number; cookie?: number | bigint }): number;
   /** bpf_link__destroy. Unknown handles are ignored. */
   detach(link: number): void;
   /** Key and value sizes are checked (TypeError on mismatch); per-CPU values as in MapDump.valueSize. */

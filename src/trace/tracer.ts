@@ -74,6 +74,9 @@ export interface TracerConfig {
   dnsNames?: boolean;
   /** Count TCP retransmits of traced sockets (default on). */
   retransmits?: boolean;
+  /** TLS plaintext from uprobes on TLS libraries (RECORD_DATA, source TLS; default on): loads the uprobe
+   *  programs; src/tls decides which files they are attached to. */
+  tlsPlaintext?: boolean;
 }
 
 export interface BackendAttempt {
@@ -113,6 +116,8 @@ const RECORD_NAMES: Record<number, string> = {
 /** Optional features, each a program of its own: left out (not loaded) when turned off. */
 const DNS_PROGRAM = 'skb_ingress_dns';
 const RETRANSMIT_PROGRAM = 'tcp_retransmit_skb';
+/** The TLS uprobe programs (bpf/tls.bpf.h), attached per library file by src/tls. */
+export const TLS_PROGRAMS = { enter: 'tls_enter', return: 'tls_return', free: 'tls_free' } as const;
 
 function u64(buf: Buffer, at: number): number {
   return Number(buf.readBigUInt64LE(at));
@@ -171,6 +176,7 @@ export class Tracer {
       }
       if (config.dnsNames === false && present.has(DNS_PROGRAM)) object.setAutoload(DNS_PROGRAM, false);
       if (config.retransmits === false && present.has(RETRANSMIT_PROGRAM)) object.setAutoload(RETRANSMIT_PROGRAM, false);
+      if (config.tlsPlaintext === false) for (const p of Object.values(TLS_PROGRAMS)) if (present.has(p)) object.setAutoload(p, false);
       try {
         configure(object, config);
         object.load();
@@ -225,6 +231,14 @@ export class Tracer {
   attachCgroup(dir: string): void {
     for (const p of CGROUP_PROGRAMS) this.links.push(this.object.attachCgroup(p, dir));
     if (this.config.dnsNames !== false) this.links.push(this.object.attachCgroup(DNS_PROGRAM, dir));
+  }
+
+  /** A uprobe (retprobe: uretprobe) of `program` on `symbol` in the file at binaryPath, for every process
+   *  mapping it; `cookie` tells the program what the function is. Returns the link (gone at close()). */
+  attachUprobe(program: string, binaryPath: string, symbol: string, options: { retprobe?: boolean; cookie?: number } = {}): number {
+    const link = this.object.attachUprobe(program, binaryPath, symbol, { retprobe: options.retprobe ?? false, pid: -1, cookie: options.cookie ?? 0 });
+    this.links.push(link);
+    return link;
   }
 
   /** Processes in the kernel's traced set (alive: the exit hook removes them). */
@@ -353,6 +367,12 @@ function configure(object: BpfObject, config: TracerConfig): void {
   rodata.writeUInt8(config.dnsNames === false ? 0 : 1, L.proctap_config.dns_names);
   rodata.writeUInt8(config.retransmits === false ? 0 : 1, L.proctap_config.retransmits);
   object.setInitialValue('.rodata', rodata);
+  if (config.tlsPlaintext !== false && object.maps().includes('.rodata.tls')) {
+    const tls = object.getInitialValue('.rodata.tls');
+    tls.writeUInt32LE(1, L.tls_config.enabled);
+    tls.writeUInt32LE(L.PROCTAP_DATA_SNAPLEN, L.tls_config.snaplen);
+    object.setInitialValue('.rodata.tls', tls);
+  }
   object.setMapMaxEntries('events', config.ringBufferBytes);
 }
 
