@@ -16,6 +16,7 @@ import { renderDoctor, runDoctor } from './doctor';
 import { checkPrivileges, readPasswd, resolveCredentials } from './privileges';
 import { UsageError, VERSION, runCli, type AttachTargets, type CliActions, type IsolateCliOptions, type TraceCliOptions } from './program';
 import { removeStaleIsolation } from '../isolate/system';
+import { removeStaleKeyLogs } from '../tls/keylog';
 import { installFatalHandlers } from '../util/teardown';
 import { DLT_RAW } from '../pcap/capture';
 // libpcap's DLT numbers for these two are the pcapng link types
@@ -75,6 +76,7 @@ function engineOptions(opts: TraceCliOptions, events: EventStream | null, output
     log: (line: string) => process.stderr.write(`${line}\n`),
     dnsNames: opts.dnsNames !== false,
     retransmits: opts.retransmits !== false,
+    tlsPlaintext: opts.tlsPlaintext !== false,
     procConnectorBufferBytes: opts.procConnectorBuffer,
     procConnectorPauseMs: opts.procConnectorPause,
     injectFault: opts.injectFault,
@@ -180,7 +182,7 @@ export const liveActions: CliActions = {
     const events = openEvents(opts, outputs);
     let result;
     try {
-      result = await runTraced({ argv: command, credentials, isolate, ...engineOptions(opts, events, outputs) });
+      result = await runTraced({ argv: command, credentials, isolate, tlsKeyLog: opts.tlsKeylog !== false, ...engineOptions(opts, events, outputs) });
     } catch (err) {
       closeQuietly(events);
       outputs.discard();
@@ -229,7 +231,7 @@ export const liveActions: CliActions = {
 
   async cleanup(): Promise<number> {
     checkPrivileges();
-    const removed = [...(await removeStaleCgroups(cgroup2Mount())), ...removeStaleIsolation()];
+    const removed = [...(await removeStaleCgroups(cgroup2Mount())), ...removeStaleIsolation(), ...removeStaleKeyLogs()];
     process.stdout.write(removed.length ? `removed ${removed.join(', ')}\n` : 'nothing to clean up\n');
     return 0;
   },

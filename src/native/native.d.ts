@@ -221,6 +221,8 @@ export interface NativeModule {
   /** The whole conntrack table (of netnsPath's namespace when given) over ctnetlink; family filters in kernel.
    *  A table that outruns the socket buffer during the dump throws code ENOBUFS: dump again. */
   conntrackDump(options?: { family?: 'ipv4' | 'ipv6'; netnsPath?: string }): ConntrackEntry[];
+  /** mkfifo(3) (the umask applies: chmod afterwards for an exact mode). Errors carry errno and code (EEXIST...). */
+  makeFifo(path: string, mode: number): void;
   /** Size of one proc connector record in a batch (see PROC_RECORD_* offsets in src/native/index.ts). */
   PROC_RECORD_SIZE: number;
 }

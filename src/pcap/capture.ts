@@ -2,7 +2,7 @@
 // Packet capture policy: which packets go to the file (tcpdump filter), what each one is annotated with
 // (owning pid and command), when the file is flushed, and what is said about drops.
 import type { PacketRecord } from '../trace/records';
-import { LINKTYPE_RAW } from './pcapng';
+import { LINKTYPE_RAW, SECRETS_TYPE_TLS_KEYLOG } from './pcapng';
 import { createPcapngWriter, createPcapWriter, fdSink, fileSink, type ByteSink, type PacketWriter, type PcapngWriter } from './writer';
 
 export type CaptureFormat = 'pcapng' | 'pcap';
@@ -19,6 +19,14 @@ export interface CaptureOptions {
   userAppl: string;
   /** Name of the capture point, e.g. "proctap cgroup proctap-123-run". */
   interfaceName: string;
+  /** TLS key log lines for Decryption Secrets Blocks (pcapng only). */
+  secrets?: SecretsSource;
+}
+
+/** Where TLS secrets come from while the trace runs (the run's key log channel). */
+export interface SecretsSource {
+  /** Complete key log lines ("\n"-terminated) that arrived since the last call, or null. */
+  take(): Buffer | null;
 }
 
 export interface CaptureStats {
@@ -50,13 +58,33 @@ export class PacketCapture {
   readonly stats: CaptureStats = { written: 0, filteredOut: 0, unowned: 0 };
   private readonly wallOffsetNs = monotonicToWallOffset();
 
+  /** Key log bytes written as Decryption Secrets Blocks. */
+  secretsWritten = 0;
+  private secretsDue = true;
+
   constructor(
     private readonly writer: PacketWriter,
     private readonly describe: (pid: number, startTime?: bigint) => PacketOwner | undefined,
+    private readonly secrets?: SecretsSource,
   ) {}
+
+  /**
+   * Secrets go in before the packets they decrypt: a program writes its key log line before it sends the
+   * data the secret protects, so what the channel holds when a batch's first packet is written covers
+   * that batch. Taken once per batch (and at every flush), not per packet.
+   */
+  private writeSecrets(): void {
+    this.secretsDue = false;
+    const lines = this.secrets?.take();
+    const w = this.writer as Partial<PcapngWriter>;
+    if (!lines || lines.length === 0 || !w.writeDecryptionSecrets) return;
+    w.writeDecryptionSecrets(SECRETS_TYPE_TLS_KEYLOG, lines);
+    this.secretsWritten += lines.length;
+  }
 
   /** Packets reaching here passed the filter already (the addon drops the others). */
   onPacket(p: PacketRecord): void {
+    if (this.secretsDue && this.secrets) this.writeSecrets();
     if (p.tgid === 0) this.stats.unowned++;
     this.writer.writePacket({
       timestampNs: BigInt(p.tsNs) + this.wallOffsetNs,
@@ -97,11 +125,14 @@ export class PacketCapture {
 
   /** After every ring-buffer batch: a reader following the file sees packets within one poll. */
   flush(): void {
+    if (this.secrets) this.writeSecrets();
+    this.secretsDue = true;
     this.writer.flush();
   }
 
   /** Writes the drop count (pcapng: an interface statistics block) and closes the file. */
   close(dropped: number): void {
+    if (this.secrets) this.writeSecrets();
     const w = this.writer as Partial<PcapngWriter>;
     if (w.writeInterfaceStatistics) {
       w.writeInterfaceStatistics({
@@ -134,5 +165,5 @@ export function openCapture(options: CaptureOptions, describe: (pid: number, sta
           interfaces: [{ name: options.interfaceName, linkType: LINKTYPE_RAW, snapLen: options.snaplen, description: 'cgroup_skb hook: L3 packets of the traced sockets' }],
           batchPackets: 64,
         });
-  return new PacketCapture(writer, describe);
+  return new PacketCapture(writer, describe, options.format === 'pcap' ? undefined : options.secrets);
 }

@@ -3,7 +3,7 @@
 // writer: one interface block per capture, packets as their batches arrive, and pcap_stats in an
 // interface statistics block per capture at the end.
 import { LIVE_PACKET_HEADER_SIZE, loadNative, type LiveCapture, type LiveCaptureOptions, type LiveCaptureStats } from '../native';
-import { LINKTYPE_LINUX_SLL2, type PacketDirection } from './pcapng';
+import { LINKTYPE_LINUX_SLL2, SECRETS_TYPE_TLS_KEYLOG, type PacketDirection } from './pcapng';
 import { createPcapngWriter, createPcapWriter, type ByteSink, type PacketWriter, type PcapngWriter } from './writer';
 
 export const MAX_LIVE_SNAPLEN = 262144;
@@ -77,6 +77,8 @@ export interface LiveCaptureRunOptions {
   open?: (options: LiveCaptureOptions, onBatch: (batch: ArrayBuffer) => void) => LiveCapture;
   /** The comment of each packet (e.g. its owning process), given its link type and direction. */
   annotate?: (packet: LivePacket, linkType: number, direction: PacketDirection | undefined) => string | undefined;
+  /** TLS key log lines, written as Decryption Secrets Blocks before each batch's packets (pcapng only). */
+  secrets?: { take(): Buffer | null };
   /** Hold batches this long before writing them (so that annotate() knows about sockets whose records
    *  travel on another path, the ring buffer); stop() writes what is held. Default 0: write at once. */
   holdMs?: number;
@@ -119,6 +121,8 @@ export function startLiveCapture(sources: LiveSource[], options: LiveCaptureRunO
     if (failed || writer === undefined) return;
     try {
       const linkType = linkTypes[index];
+      const secrets = options.secrets?.take();
+      if (secrets && (writer as Partial<PcapngWriter>).writeDecryptionSecrets) (writer as PcapngWriter).writeDecryptionSecrets(SECRETS_TYPE_TLS_KEYLOG, secrets);
       for (const p of decodeLiveBatch(batch)) {
         const direction = linkType === LINKTYPE_LINUX_SLL2 ? sll2Direction(p.data) : undefined;
         writer.writePacket({ ...p, interfaceId: index, direction, comment: options.annotate?.(p, linkType, direction) });

@@ -10,13 +10,15 @@ import { buildReport } from '../aggregate/report';
 import { addRemoteNames } from '../aggregate/names';
 import { addStatistics } from '../aggregate/statistics';
 import { startLiveDisplay } from '../report/live';
-import { DLT_RAW, captureSink, openCapture, packetComment, type CaptureFormat, type PacketCapture } from '../pcap/capture';
+import { DLT_RAW, captureSink, openCapture, packetComment, type CaptureFormat, type PacketCapture, type SecretsSource } from '../pcap/capture';
 import { startLiveCapture, type LiveCaptureRun } from '../pcap/live';
 import { PortOwners, packetPorts } from '../pcap/owners';
 import type { Backend, CaptureSummary, LostCounters, Report } from '../report/schema';
 import { TraceCollector } from './collector';
 import type { TraceRecord } from './records';
 import { Tracer, type KernelStats, type TracerConfig } from './tracer';
+import { TlsHooks } from '../tls/hooks';
+import { tlsNotes } from '../tls/notes';
 
 export interface CaptureOptions {
   path: string;
@@ -28,6 +30,8 @@ export interface CaptureOptions {
   filter: { expression: string; program: PacketFilter } | null;
   /** Capture with libpcap on network devices (given to start()) instead of the eBPF packet hook. */
   live?: boolean;
+  /** TLS key log lines to write into the capture as Decryption Secrets Blocks (run's key log channel). */
+  secrets?: SecretsSource;
 }
 
 /** A device to capture with libpcap: run --isolate's veth end, or "any" in a target's namespace. */
@@ -66,6 +70,8 @@ export interface EngineOptions {
   dnsNames?: boolean;
   /** TCP retransmits per connection (default on). */
   retransmits?: boolean;
+  /** TLS plaintext from uprobes on the traced processes' TLS libraries (default on). */
+  tlsPlaintext?: boolean;
   onRecord?: (record: TraceRecord) => void;
   /** Tests: an internal error 300 ms after start() (the fatal-error handler must clean up). */
   injectFault?: 'uncaught-exception' | 'unhandled-rejection';
@@ -124,6 +130,8 @@ export function lostRecordsWarning(lost: LostCounters): string | null {
 export class TraceEngine {
   readonly collector = new TraceCollector();
   readonly tracer: Tracer;
+  /** Finds and hooks the TLS libraries of traced processes (null with TLS plaintext off). */
+  readonly tls: TlsHooks | null;
   private capture: PacketCapture | null = null;
   private live: { run: LiveCaptureRun; devices: LiveDevice[]; error: Error | null; unowned: number } | null = null;
   private readonly portOwners = new PortOwners();
@@ -149,8 +157,11 @@ export class TraceEngine {
       match: options.match,
       dnsNames: options.dnsNames,
       retransmits: options.retransmits,
+      tlsPlaintext: options.tlsPlaintext,
     });
+    this.tls = options.tlsPlaintext === false ? null : new TlsHooks(this.tracer, options.log);
     this.collector.onRecordTap = (record) => {
+      this.tls?.onRecord(record);
       if (record.type === 'packet' && this.capture) this.toCapture((c) => c.onPacket(record));
       // libpcap captures name each packet's process by its local port, learned from these records
       if (this.live && record.type === 'sockState' && record.localPort) this.portOwners.learn(6, record.localPort, { pid: record.tgid, startTime: record.startTime });
@@ -178,6 +189,7 @@ export class TraceEngine {
         {
           sink: captureSink(capture),
           format: capture.format,
+          secrets: capture.secrets,
           userAppl: `proctap ${this.options.version}`,
           onError: (err) => {
             state.error = err;
@@ -210,6 +222,7 @@ export class TraceEngine {
       this.finalizeReleased();
     }, this.options.capture?.live ? null : (this.options.capture?.filter?.program ?? null));
     this.ringRunning = true;
+    this.tls?.start();
     this.connector = loadNative().openProcConnector((batch) => {
       if (this.collector.onProcBatch(batch) > 0) this.rebuildTree();
     }, this.options.procConnectorBufferBytes);
@@ -351,7 +364,7 @@ export class TraceEngine {
       retransmits: tracer.retransmitsUnavailable === null && this.options.retransmits !== false ? collector.retransmits : undefined,
       packets,
       lost,
-      notes: [...(context.notes ?? []), ...this.notes(lost)],
+      notes: [...(context.notes ?? []), ...this.notes(lost), ...(this.tls ? tlsNotes(this.tls.facts(context.mode, this.options.capture)) : [])],
     });
     if (captureSummary) report.capture = captureSummary;
     if (this.options.dnsNames !== false) addRemoteNames(report, collector.names, context.originNs);
@@ -436,6 +449,7 @@ export class TraceEngine {
     this.closed = true;
     if (this.faultTimer) clearTimeout(this.faultTimer);
     this.stopDisplay();
+    this.tls?.close();
     if (this.ringRunning) await this.tracer.stop().catch(() => {});
     if (this.resumeConnector) clearTimeout(this.resumeConnector);
     this.connector?.close();

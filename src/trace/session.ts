@@ -14,7 +14,10 @@ import {
   removeStaleCgroups,
   signalCgroup,
 } from '../proc/cgroup';
-import { launchGated, startReaper, type LaunchedCommand, type Reaper } from '../proc/launch';
+import { commandEnvironment, launchGated, startReaper, type LaunchedCommand, type Reaper } from '../proc/launch';
+import { commandExecutable } from '../tls/hooks';
+import { createKeyLogChannel, removeStaleKeyLogs, type KeyLogChannel } from '../tls/keylog';
+import { keyLogEnvironment } from '../tls/keylog-lines';
 import type { IsolationReport, Report } from '../report/schema';
 import { loadNative, type ConntrackEntry } from '../native';
 import { mapConnections } from '../isolate/natmap';
@@ -30,6 +33,9 @@ export interface RunOptions extends Omit<EngineOptions, 'followChildren' | 'coun
   credentials: { uid: number; gid: number } | null;
   /** --isolate: run the command in a network namespace of its own, behind a veth pair and NAT. */
   isolate?: { device?: string; forwarding: boolean; publicDns: boolean };
+  /** With a pcapng capture: hand the command a TLS key log channel (SSLKEYLOGFILE) and write what it logs
+   *  into the capture (default on). */
+  tlsKeyLog?: boolean;
 }
 
 /**
@@ -125,10 +131,13 @@ export async function runTraced(options: RunOptions): Promise<RunResult> {
   const mount = cgroup2Mount();
   for (const dir of await removeStaleCgroups(mount)) options.log(`proctap: removed leftover cgroup ${dir}`);
   if (hasStaleIsolation()) for (const what of removeStaleIsolation()) options.log(`proctap: removed leftover ${what}`);
+  for (const dir of removeStaleKeyLogs()) options.log(`proctap: removed leftover key log channel ${dir}`);
 
   /* Load & verify BPF programs, pick the socket I/O backend */
   // --isolate captures with libpcap on the namespace end of the veth: every packet there is the tree's.
   const capture = options.capture && options.isolate ? { ...options.capture, live: true } : options.capture;
+  const env = commandEnvironment(process.env);
+  let keyLog: KeyLogChannel | null = null;
   let cgroupDir: string | null = null;
   const liveProcesses = { source: "the command's cgroup.procs", pids: () => (cgroupDir ? cgroupPids(cgroupDir) : []) };
   const engine = new TraceEngine({ ...options, capture, followChildren: true, countUnownedPackets: true, liveProcesses });
@@ -138,6 +147,15 @@ export async function runTraced(options: RunOptions): Promise<RunResult> {
   const fatalUndo: Array<() => void> = [];
   let removeStopHandlers = () => {};
   try {
+    /* With a pcapng capture, a TLS key log channel for the command; its lines go into the capture */
+    if (capture && capture.format === 'pcapng' && options.tlsKeyLog !== false) {
+      const channel = createKeyLogChannel(options.credentials);
+      keyLog = channel;
+      fatalUndo.push(onFatal(() => channel.close()));
+      capture.secrets = channel; // the engine's capture options: read when start() opens the capture
+      if (env.SSLKEYLOGFILE) options.log(`proctap: SSLKEYLOGFILE=${env.SSLKEYLOGFILE} replaced for the command: its TLS secrets go into the capture`);
+    }
+
     /* Attach process, lifecycle and cgroup hooks; start consuming. The reaper outlives a killed proctap. */
     cgroupDir = createCgroup(mount, ownedCgroupName(process.pid, 'run'));
     const dir = cgroupDir;
@@ -156,6 +174,11 @@ export async function runTraced(options: RunOptions): Promise<RunResult> {
         : [],
     );
 
+    /* TLS libraries the command will load, hooked before it runs (src/tls/hooks.ts says when else) */
+    engine.tls?.hookSystemLibraries('/');
+    const executable = commandExecutable(options.argv[0], env.PATH);
+    if (executable) engine.tls?.hookPath(executable);
+
     /* Launch behind the gate; the command is traced before its first instruction */
     launched = launchGated({
       launcher: LAUNCHER,
@@ -165,6 +188,7 @@ export async function runTraced(options: RunOptions): Promise<RunResult> {
       resolvConf: isolation?.resolvConf,
       credentials: options.credentials,
       stdoutToStderr: options.capture?.path === '-',
+      env: keyLog ? keyLogEnvironment(env, keyLog.path) : env,
     });
     engine.tracer.addTraced(launched.pid);
     const startedAt = new Date();
@@ -194,6 +218,7 @@ export async function runTraced(options: RunOptions): Promise<RunResult> {
     launched?.abort();
     await engine.close();
     if (cgroupDir) await removeCgroup(cgroupDir);
+    keyLog?.close(); // the traced tree is gone: nobody writes to it any more
     if (isolation) {
       try {
         isolation.teardown();

@@ -241,6 +241,12 @@ export class Tracer {
     return link;
   }
 
+  detach(link: number): void {
+    this.object.detach(link);
+    const at = this.links.indexOf(link);
+    if (at >= 0) this.links.splice(at, 1);
+  }
+
   /** Processes in the kernel's traced set (alive: the exit hook removes them). */
   tracedPids(): number[] {
     const dump = this.object.mapDump('traced');
