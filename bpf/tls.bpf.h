@@ -88,8 +88,7 @@ static __always_inline void tls_note_socket(__u32 tid, const struct flow_key *ke
 	bpf_map_delete_elem(&tls_threads, &tid);
 }
 
-SEC("uprobe")
-int BPF_KPROBE(tls_enter, void *ssl, void *buf, __u64 num, void *size_ptr)
+static __always_inline int tls_enter(struct pt_regs *ctx, void *ssl, void *buf, void *size_ptr)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tid = (__u32)id;
@@ -191,8 +190,7 @@ static __always_inline __u32 tls_result(struct pt_regs *ctx, __u64 fn, __u64 siz
 	return ret > 0 ? (__u32)ret : 0;
 }
 
-SEC("uretprobe")
-int BPF_KRETPROBE(tls_return)
+static __always_inline int tls_return(struct pt_regs *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tid = (__u32)id, tgid = id >> 32, n;
@@ -255,8 +253,7 @@ done:
 }
 
 /* SSL_free / gnutls_deinit: a later session at the same address starts over (its own socket, offset 0). */
-SEC("uprobe")
-int BPF_KPROBE(tls_free, void *ssl)
+static __always_inline int tls_free(void *ssl)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct tls_session_key sk = {};
@@ -267,6 +264,48 @@ int BPF_KPROBE(tls_free, void *ssl)
 	sk.tgid = id >> 32;
 	bpf_map_delete_elem(&tls_sessions, &sk);
 	return 0;
+}
+
+/*
+ * Each program twice: for one uprobe per function (perf event links, every kernel with uprobes) and for
+ * one uprobe_multi link per file (kernel 6.6+; user space sets their expected attach type). Which one is
+ * attached is user space's choice: detaching a perf event uprobe waits for an RCU grace period under a
+ * global mutex (about 100 ms each on 6.18), a multi link waits once for all of its functions.
+ */
+SEC("uprobe")
+int BPF_KPROBE(tls_enter_probe, void *ssl, void *buf, __u64 num, void *size_ptr)
+{
+	return tls_enter(ctx, ssl, buf, size_ptr);
+}
+
+SEC("uretprobe")
+int BPF_KRETPROBE(tls_return_probe)
+{
+	return tls_return(ctx);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(tls_free_probe, void *ssl)
+{
+	return tls_free(ssl);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(tls_enter_multi, void *ssl, void *buf, __u64 num, void *size_ptr)
+{
+	return tls_enter(ctx, ssl, buf, size_ptr);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(tls_return_multi)
+{
+	return tls_return(ctx);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(tls_free_multi, void *ssl)
+{
+	return tls_free(ssl);
 }
 
 #endif /* PROCTAP_TLS_BPF_H */

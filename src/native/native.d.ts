@@ -60,6 +60,15 @@ export interface BpfObject {
    * (ENOENT: no such symbol or file).
    */
   attachUprobe(program: string, binaryPath: string, symbol: string, options?: { retprobe?: boolean; pid?: number; cookie?: number | bigint }): number;
+  /**
+   * One uprobe_multi link (kernel 6.6+, bpf(BPF_LINK_CREATE) with BPF_TRACE_UPROBE_MULTI): `program` at every
+   * file offset of binaryPath (retprobe: at their returns), cookies[i] for offsets[i]. The program must have
+   * been given expected attach type 48 (BPF_TRACE_UPROBE_MULTI) before load. pid -1/0: every process.
+   * Older kernels answer EINVAL. Returns a link handle (detach() and close() release it).
+   */
+  attachUprobeMulti(program: string, binaryPath: string, offsets: number[], options?: { cookies?: number[]; retprobe?: boolean; pid?: number }): number;
+  /** bpf_program__set_expected_attach_type (a number of enum bpf_attach_type); before load(). */
+  setExpectedAttachType(program: string, attachType: number): void;
   /** bpf_link__destroy. Unknown handles are ignored. */
   detach(link: number): void;
   /** Key and value sizes are checked (TypeError on mismatch); per-CPU values as in MapDump.valueSize. */

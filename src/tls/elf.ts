@@ -21,6 +21,8 @@ const MAX_TABLE_BYTES = 256 * 1024 * 1024;
 export interface ElfSection {
   name: string;
   type: number;
+  /** Virtual address when loaded (sh_addr). */
+  addr: number;
   offset: number;
   size: number;
   link: number;
@@ -35,8 +37,9 @@ export interface ElfFile {
 export interface ElfFacts {
   type: number;
   sectionNames: Set<string>;
-  /** Which of the wanted names are defined functions (global or weak) in .dynsym (or .symtab if asked). */
-  defined: Set<string>;
+  /** The wanted names that are defined functions (global or weak) in .dynsym (or .symtab if asked), with
+   *  the file offset of their first instruction (what a uprobe is attached at). */
+  defined: Map<string, number>;
 }
 
 function readAt(fd: number, offset: number, length: number): Buffer {
@@ -74,38 +77,46 @@ export function readElfSections(fd: number): ElfFile | null {
   const raw = [];
   for (let i = 0; i < shnum; i++) {
     const at = i * SECTION_HEADER_SIZE;
-    raw.push({ nameAt: table.readUInt32LE(at), type: table.readUInt32LE(at + 4), offset: u64(table, at + 24), size: u64(table, at + 32), link: table.readUInt32LE(at + 40) });
+    raw.push({ nameAt: table.readUInt32LE(at), type: table.readUInt32LE(at + 4), addr: u64(table, at + 16), offset: u64(table, at + 24), size: u64(table, at + 32), link: table.readUInt32LE(at + 40) });
   }
   const names = raw[shstrndx];
   const strings = names && names.offset + names.size <= size && names.size < MAX_TABLE_BYTES ? readAt(fd, names.offset, names.size) : Buffer.alloc(0);
   const sections = raw.map((s) => {
     const end = strings.indexOf(0, s.nameAt);
     const name = s.nameAt < strings.length ? strings.toString('latin1', s.nameAt, end < 0 ? strings.length : end) : '';
-    return { name, type: s.type, offset: s.offset, size: s.size, link: s.link };
+    return { name, type: s.type, addr: s.addr, offset: s.offset, size: s.size, link: s.link };
   });
   return { type, sections };
 }
 
 /** Defined function symbols of one symbol table (SHT_DYNSYM or SHT_SYMTAB) that are among `wanted`. */
-function definedIn(fd: number, file: ElfFile, symtab: ElfSection, wanted: ReadonlySet<string>, found: Set<string>): void {
+function definedIn(fd: number, file: ElfFile, symtab: ElfSection, wanted: ReadonlySet<string>, found: Map<string, number>): void {
   const strtab = file.sections[symtab.link];
   if (!strtab || symtab.size > MAX_TABLE_BYTES || strtab.size > MAX_TABLE_BYTES) return;
   const syms = readAt(fd, symtab.offset, symtab.size);
   const strings = readAt(fd, strtab.offset, strtab.size);
   const longest = Math.max(...[...wanted].map((w) => w.length));
+  const weak = new Set<string>();
   for (let at = 0; at + SYM_SIZE <= syms.length; at += SYM_SIZE) {
     const info = syms[at + 4];
     const kind = info & 0xf;
     const bind = info >> 4;
     if ((kind !== STT_FUNC && kind !== STT_GNU_IFUNC) || (bind !== STB_GLOBAL && bind !== STB_WEAK)) continue;
-    if (syms.readUInt16LE(at + 6) === 0) continue; // SHN_UNDEF: imported, not defined here
+    const shndx = syms.readUInt16LE(at + 6);
+    const section = file.sections[shndx];
+    if (shndx === 0 || !section) continue; // SHN_UNDEF: imported, not defined here (or a special index)
     const nameAt = syms.readUInt32LE(at);
     if (nameAt >= strings.length) continue;
     let end = nameAt;
     while (end < strings.length && strings[end] !== 0 && end - nameAt <= longest) end++;
     if (strings[end] !== 0) continue; // longer than any wanted name
     const name = strings.toString('latin1', nameAt, end);
-    if (wanted.has(name)) found.add(name);
+    if (!wanted.has(name)) continue;
+    // the first global definition wins, a weak one stands in until there is one (the dynamic linker's choice)
+    if (found.has(name) && !(weak.has(name) && bind === STB_GLOBAL)) continue;
+    if (bind === STB_GLOBAL) weak.delete(name);
+    else weak.add(name);
+    found.set(name, u64(syms, at + 8) - section.addr + section.offset);
   }
 }
 
@@ -124,7 +135,7 @@ export function inspectElf(path: string, wanted: ReadonlySet<string>, options: {
   try {
     const file = readElfSections(fd);
     if (!file) return null;
-    const defined = new Set<string>();
+    const defined = new Map<string, number>();
     for (const s of file.sections) if (s.type === SHT_DYNSYM) definedIn(fd, file, s, wanted, defined);
     if (options.symtab && defined.size === 0) for (const s of file.sections) if (s.type === SHT_SYMTAB) definedIn(fd, file, s, wanted, defined);
     return { type: file.type, sectionNames: new Set(file.sections.map((s) => s.name)), defined };

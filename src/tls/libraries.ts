@@ -6,6 +6,8 @@ import * as L from '../native/layout.generated';
 /** One hooked function: entry and return programs with `fn` (TLS_FN_*) as their cookie, or the free hook. */
 export interface Probe {
   symbol: string;
+  /** File offset of the function (planHooks fills it in from the file's symbols). */
+  offset?: number;
   fn: number;
   /** The session is gone (SSL_free, gnutls_deinit): only an entry probe, of the free program. */
   free?: boolean;
@@ -42,8 +44,8 @@ export const WANTED_SYMBOLS: ReadonlySet<string> = new Set([...OPENSSL, ...GNUTL
 export interface FileFacts {
   /** File name (basename). */
   name: string;
-  /** Wanted symbols defined in it (.dynsym; .symtab for executables). */
-  defined: ReadonlySet<string>;
+  /** Wanted symbols defined in it (.dynsym; .symtab for executables), with their file offsets. */
+  defined: ReadonlyMap<string, number>;
 }
 
 /**
@@ -58,10 +60,12 @@ export function planHooks(file: FileFacts): HookPlan | null {
     const deferred = has(NODE_MARKER) ? L.TLS_FN_DEFERRED : 0;
     return {
       library: deferred ? 'OpenSSL (built into Node.js)' : 'OpenSSL',
-      probes: OPENSSL.filter((p) => has(p.symbol)).map((p) => (p.free ? p : { ...p, fn: p.fn | deferred })),
+      probes: OPENSSL.filter((p) => has(p.symbol)).map((p) => ({ ...p, fn: p.free ? p.fn : p.fn | deferred, offset: file.defined.get(p.symbol) })),
     };
   }
-  if (has('gnutls_record_send') && has('gnutls_record_recv')) return { library: 'GnuTLS', probes: GNUTLS.filter((p) => has(p.symbol)) };
+  if (has('gnutls_record_send') && has('gnutls_record_recv')) {
+    return { library: 'GnuTLS', probes: GNUTLS.filter((p) => has(p.symbol)).map((p) => ({ ...p, offset: file.defined.get(p.symbol) })) };
+  }
   return null;
 }
 

@@ -36,7 +36,7 @@ export function tlsNotes(f: TlsNoteFacts): string[] {
     groups.set(key, group);
   }
   for (const g of groups.values()) {
-    if (f.unavailable !== null && g.reason === f.unavailable) continue;
+    if (f.unavailable !== null && g.reason.endsWith(f.unavailable)) continue;
     const ps = g.processes.sort((a, b) => a.pid - b.pid);
     notes.push(`TLS plaintext not captured for ${processList(ps)}: ${ps.length === 1 ? 'it uses' : 'they use'} ${g.library} (${g.reason}).`);
   }

@@ -116,8 +116,13 @@ const RECORD_NAMES: Record<number, string> = {
 /** Optional features, each a program of its own: left out (not loaded) when turned off. */
 const DNS_PROGRAM = 'skb_ingress_dns';
 const RETRANSMIT_PROGRAM = 'tcp_retransmit_skb';
-/** The TLS uprobe programs (bpf/tls.bpf.h), attached per library file by src/tls. */
-export const TLS_PROGRAMS = { enter: 'tls_enter', return: 'tls_return', free: 'tls_free' } as const;
+/** The TLS uprobe programs (bpf/tls.bpf.h), attached per library file by src/tls: one uprobe per function
+ *  (`probe`), or one uprobe_multi link per file (`multi`, kernel 6.6+). */
+export const TLS_PROGRAMS = {
+  probe: { enter: 'tls_enter_probe', return: 'tls_return_probe', free: 'tls_free_probe' },
+  multi: { enter: 'tls_enter_multi', return: 'tls_return_multi', free: 'tls_free_multi' },
+} as const;
+const BPF_TRACE_UPROBE_MULTI = 48;
 
 function u64(buf: Buffer, at: number): number {
   return Number(buf.readBigUInt64LE(at));
@@ -176,7 +181,13 @@ export class Tracer {
       }
       if (config.dnsNames === false && present.has(DNS_PROGRAM)) object.setAutoload(DNS_PROGRAM, false);
       if (config.retransmits === false && present.has(RETRANSMIT_PROGRAM)) object.setAutoload(RETRANSMIT_PROGRAM, false);
-      if (config.tlsPlaintext === false) for (const p of Object.values(TLS_PROGRAMS)) if (present.has(p)) object.setAutoload(p, false);
+      for (const [kind, programs] of Object.entries(TLS_PROGRAMS)) {
+        for (const p of Object.values(programs)) {
+          if (!present.has(p)) continue;
+          if (config.tlsPlaintext === false) object.setAutoload(p, false);
+          else if (kind === 'multi') object.setExpectedAttachType(p, BPF_TRACE_UPROBE_MULTI);
+        }
+      }
       try {
         configure(object, config);
         object.load();
@@ -237,6 +248,13 @@ export class Tracer {
    *  mapping it; `cookie` tells the program what the function is. Returns the link (gone at close()). */
   attachUprobe(program: string, binaryPath: string, symbol: string, options: { retprobe?: boolean; cookie?: number } = {}): number {
     const link = this.object.attachUprobe(program, binaryPath, symbol, { retprobe: options.retprobe ?? false, pid: -1, cookie: options.cookie ?? 0 });
+    this.links.push(link);
+    return link;
+  }
+
+  /** One uprobe_multi link of `program` at the file offsets of binaryPath (cookies[i] for offsets[i]). */
+  attachUprobeMulti(program: string, binaryPath: string, offsets: number[], options: { retprobe?: boolean; cookies?: number[] } = {}): number {
+    const link = this.object.attachUprobeMulti(program, binaryPath, offsets, { retprobe: options.retprobe ?? false, cookies: options.cookies, pid: -1 });
     this.links.push(link);
     return link;
   }
