@@ -92,8 +92,8 @@ export const EXECUTABLE_MARKERS: ReadonlyArray<{ section: string; marker: string
   { section: '.gopclntab', marker: 'crypto/tls.(*Conn).Write', library: 'Go crypto/tls', reason: "Go's crypto/tls is not hooked" },
   { section: '.rodata', marker: 'BoringSSL', library: 'BoringSSL (static)', reason: 'linked in without SSL_read/SSL_write symbols' },
   { section: '.rodata', marker: 'LibreSSL ', library: 'LibreSSL (static)', reason: 'linked in without SSL_read/SSL_write symbols' },
-  { section: '.rodata', marker: 'OpenSSL 1.', library: 'OpenSSL (static)', reason: 'linked in without SSL_read/SSL_write symbols' },
-  { section: '.rodata', marker: 'OpenSSL 3.', library: 'OpenSSL (static)', reason: 'linked in without SSL_read/SSL_write symbols' },
+  // OpenSSL's error records name their source file: libssl's core is there whenever libssl is linked in
+  { section: '.rodata', marker: 'ssl/ssl_lib.c', library: 'OpenSSL (static)', reason: 'linked in without SSL_read/SSL_write symbols' },
   { section: '.rodata', marker: '/rustls-', library: 'rustls', reason: 'rustls is not hooked' },
 ];
 

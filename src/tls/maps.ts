@@ -23,8 +23,8 @@ export function fileId(major: number, minor: number, inode: number): string {
 /** Major and minor of a st_dev as glibc encodes it (dev_t of fs.Stats.dev). */
 export function splitDev(dev: number | bigint): { major: number; minor: number } {
   const d = BigInt(dev);
-  const major = Number(((d >> 8n) & 0xfffn) | ((d >> 32n) & ~0xfffn));
-  const minor = Number((d & 0xffn) | ((d >> 12n) & ~0xffn));
+  const major = Number(((d >> 8n) & 0xfffn) | ((d >> 32n) & 0xfffff000n));
+  const minor = Number((d & 0xffn) | ((d >> 12n) & 0xffffff00n));
   return { major, minor };
 }
 
