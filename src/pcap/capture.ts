@@ -54,13 +54,18 @@ export function packetComment(pid: number, owner: PacketOwner | undefined): stri
   return `pid ${pid} (${owner?.comm ?? '?'})${owner?.netns !== undefined ? ` netns ${owner.netns}` : ''}`;
 }
 
+/** With a key log: how long packets wait for the secrets that decrypt them (see writeSecrets). */
+export const SECRETS_HOLD_MS = 100;
+
 export class PacketCapture {
   readonly stats: CaptureStats = { written: 0, filteredOut: 0, unowned: 0 };
   private readonly wallOffsetNs = monotonicToWallOffset();
 
   /** Key log bytes written as Decryption Secrets Blocks. */
   secretsWritten = 0;
-  private secretsDue = true;
+  /** With secrets: batches of packets not written yet (their records view their own batch's buffer). */
+  private held: Array<{ atMs: number; packets: PacketRecord[] }> = [];
+  private batch: PacketRecord[] = [];
 
   constructor(
     private readonly writer: PacketWriter,
@@ -69,12 +74,12 @@ export class PacketCapture {
   ) {}
 
   /**
-   * Secrets go in before the packets they decrypt: a program writes its key log line before it sends the
-   * data the secret protects, so what the channel holds when a batch's first packet is written covers
-   * that batch. Taken once per batch (and at every flush), not per packet.
+   * Secrets go in before the packets they decrypt. A client logs its handshake secrets only after the
+   * server's first flight arrived, and a reader (Wireshark) must have them when it reads that flight,
+   * so with a key log the packets are held SECRETS_HOLD_MS and written after what the channel holds
+   * by then: a client logs within microseconds of reading the flight, far inside that.
    */
   private writeSecrets(): void {
-    this.secretsDue = false;
     const lines = this.secrets?.take();
     const w = this.writer as Partial<PcapngWriter>;
     if (!lines || lines.length === 0 || !w.writeDecryptionSecrets) return;
@@ -84,7 +89,19 @@ export class PacketCapture {
 
   /** Packets reaching here passed the filter already (the addon drops the others). */
   onPacket(p: PacketRecord): void {
-    if (this.secretsDue && this.secrets) this.writeSecrets();
+    if (this.secrets) this.batch.push(p);
+    else this.writePacket(p);
+  }
+
+  private writeHeld(all: boolean): void {
+    this.writeSecrets();
+    const now = Date.now();
+    while (this.held.length > 0 && (all || now - this.held[0].atMs >= SECRETS_HOLD_MS)) {
+      for (const p of this.held.shift()!.packets) this.writePacket(p);
+    }
+  }
+
+  private writePacket(p: PacketRecord): void {
     if (p.tgid === 0) this.stats.unowned++;
     this.writer.writePacket({
       timestampNs: BigInt(p.tsNs) + this.wallOffsetNs,
@@ -125,14 +142,21 @@ export class PacketCapture {
 
   /** After every ring-buffer batch: a reader following the file sees packets within one poll. */
   flush(): void {
-    if (this.secrets) this.writeSecrets();
-    this.secretsDue = true;
+    if (this.secrets) {
+      if (this.batch.length > 0) this.held.push({ atMs: Date.now(), packets: this.batch });
+      this.batch = [];
+      this.writeHeld(false);
+    }
     this.writer.flush();
   }
 
   /** Writes the drop count (pcapng: an interface statistics block) and closes the file. */
   close(dropped: number): void {
-    if (this.secrets) this.writeSecrets();
+    if (this.secrets) {
+      if (this.batch.length > 0) this.held.push({ atMs: Date.now(), packets: this.batch });
+      this.batch = [];
+      this.writeHeld(true);
+    }
     const w = this.writer as Partial<PcapngWriter>;
     if (w.writeInterfaceStatistics) {
       w.writeInterfaceStatistics({

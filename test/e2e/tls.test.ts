@@ -145,7 +145,7 @@ test('run -o: tshark decrypts the capture of curl, Python and wget (GnuTLS) by i
     assert.equal(fs.existsSync(path.dirname(channel)), false, `${c.name}: key log channel removed`);
     const t = spawnSync('tshark', ['-r', pcap, '-Y', 'http.request', '-T', 'fields', '-e', 'http.request.uri'], { encoding: 'utf8' });
     assert.equal(t.status, 0, t.stderr);
-    assert.deepEqual(t.stdout.trim().split('\n'), c.paths, `${c.name}: decrypted requests`);
+    assert.deepEqual(t.stdout.trim().split('\n'), c.paths, `${c.name}: decrypted requests (${spawnSync('tshark', ['-r', pcap], { encoding: 'utf8' }).stdout})`);
     const resp = spawnSync('tshark', ['-r', pcap, '-Y', 'http.response.code == 200', '-T', 'fields', '-e', 'http.content_length'], { encoding: 'utf8' });
     assert.deepEqual(resp.stdout.trim().split('\n'), c.paths.map((p) => p.slice(1)), `${c.name}: decrypted responses`);
     // without the key log, the same kind of capture shows no HTTP at all

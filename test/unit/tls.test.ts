@@ -17,6 +17,8 @@ import { tlsNotes, type TlsNoteFacts } from '../../src/tls/notes';
 import { KeyLogLines, keyLogEnvironment } from '../../src/tls/keylog-lines';
 import { commandExecutable } from '../../src/tls/hooks';
 import { keyLogOwner } from '../../src/tls/keylog';
+import { PacketCapture } from '../../src/pcap/capture';
+import type { PacketRecord } from '../../src/trace/records';
 import { BLOCK_TYPE_DECRYPTION_SECRETS, SECRETS_TYPE_TLS_KEYLOG, decryptionSecretsBlock, enhancedPacketBlock, interfaceDescriptionBlock, sectionHeaderBlock, LINKTYPE_RAW } from '../../src/pcap/pcapng';
 
 test('maps: executable file mappings, each file once, deleted ones marked, anonymous and data mappings skipped', () => {
@@ -227,4 +229,35 @@ test('DSB: the same block editcap --inject-secrets writes', () => {
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('capture with a key log: packets wait for the secrets a client logs after reading them', () => {
+  const log: string[] = [];
+  const writer = {
+    writePacket: (p: { data: Uint8Array }) => log.push(`packet ${p.data[0]}`),
+    flush: () => {},
+    close: () => log.push('close'),
+    writeDecryptionSecrets: (_type: number, data: Uint8Array) => log.push(`dsb ${Buffer.from(data).toString()}`),
+    writeInterfaceStatistics: () => log.push('isb'),
+    writeNameResolution: () => {},
+  };
+  let logged: string | null = null;
+  const secrets = {
+    take: () => {
+      const lines = logged;
+      logged = null;
+      return lines === null ? null : Buffer.from(lines);
+    },
+  };
+  const capture = new PacketCapture(writer, () => undefined, secrets);
+  const packet = (n: number): PacketRecord => ({ type: 'packet', tgid: 1, tsNs: n, startTime: 0n, cookie: 1n, originalLength: 1, ifindex: 1, direction: 'rx', data: Uint8Array.of(n) });
+  capture.onPacket(packet(1)); // the server's first flight, before the client logged its secrets
+  capture.flush();
+  logged = 'K1\n';
+  capture.onPacket(packet(2));
+  capture.flush();
+  assert.deepEqual(log, ['dsb K1\n'], 'packets are held, the secrets go out first');
+  capture.close(0);
+  assert.deepEqual(log, ['dsb K1\n', 'packet 1', 'packet 2', 'isb', 'close']);
+  assert.equal(capture.stats.written, 2);
 });
