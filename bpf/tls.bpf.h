@@ -62,6 +62,19 @@ struct {
 	__type(value, struct tls_session);
 } tls_sessions SEC(".maps");
 
+/*
+ * Entries of tls_threads (calls under way, sessions waiting for their socket): while there are none, the
+ * socket accounting skips its lookup, so traffic without TLS pays one load. Its own section keeps .bss
+ * (the stats user space reads by offset) as it is.
+ */
+__u64 tls_thread_entries SEC(".data.tls") = 0;
+
+static __always_inline void tls_thread_gone(__u32 tid)
+{
+	if (!bpf_map_delete_elem(&tls_threads, &tid))
+		__sync_fetch_and_add(&tls_thread_entries, -1);
+}
+
 /* Called by account_io() for every counted send/recv of a traced process. */
 static __always_inline void tls_note_socket(__u32 tid, const struct flow_key *key, __u8 direction)
 {
@@ -69,7 +82,7 @@ static __always_inline void tls_note_socket(__u32 tid, const struct flow_key *ke
 	struct tls_session *s;
 	struct tls_thread *t;
 
-	if (!tls_cfg.enabled || key->proto != IPPROTO_TCP)
+	if (!tls_cfg.enabled || !tls_thread_entries || key->proto != IPPROTO_TCP)
 		return;
 	t = bpf_map_lookup_elem(&tls_threads, &tid);
 	if (!t)
@@ -85,7 +98,7 @@ static __always_inline void tls_note_socket(__u32 tid, const struct flow_key *ke
 	s = bpf_map_lookup_elem(&tls_sessions, &sk);
 	if (s && !s->key.cookie)
 		s->key = *key;
-	bpf_map_delete_elem(&tls_threads, &tid);
+	tls_thread_gone(tid);
 }
 
 static __always_inline int tls_enter(struct pt_regs *ctx, void *ssl, void *buf, void *size_ptr)
@@ -101,7 +114,8 @@ static __always_inline int tls_enter(struct pt_regs *ctx, void *ssl, void *buf, 
 	if (!t) {
 		struct tls_thread init = {};
 
-		bpf_map_update_elem(&tls_threads, &tid, &init, BPF_NOEXIST);
+		if (!bpf_map_update_elem(&tls_threads, &tid, &init, BPF_NOEXIST))
+			__sync_fetch_and_add(&tls_thread_entries, 1);
 		t = bpf_map_lookup_elem(&tls_threads, &tid);
 		if (!t)
 			return 0;
@@ -248,7 +262,7 @@ done:
 	if (wait_for_socket)
 		t->pending_ssl = sk.ssl;
 	else if (!t->pending_ssl)
-		bpf_map_delete_elem(&tls_threads, &tid);
+		tls_thread_gone(tid);
 	return 0;
 }
 

@@ -39,7 +39,8 @@ export function keyLogOwner(name: string): number | null {
 }
 
 export function createKeyLogChannel(owner: { uid: number; gid: number } | null, base = KEYLOG_BASE): KeyLogChannel {
-  fs.mkdirSync(base, { recursive: true, mode: 0o755 });
+  // made here, removed again when the last channel goes (run --isolate keeps its own state there too)
+  const madeBase = fs.mkdirSync(base, { recursive: true, mode: 0o755 }) !== undefined;
   const dir = path.join(base, `${KEYLOG_PREFIX}${process.pid}-${crypto.randomBytes(8).toString('hex')}`);
   fs.mkdirSync(dir, { mode: 0o700 });
   const fifo = path.join(dir, KEYLOG_FIFO);
@@ -58,6 +59,7 @@ export function createKeyLogChannel(owner: { uid: number; gid: number } | null, 
   } catch (err) {
     if (fd >= 0) fs.closeSync(fd);
     removeChannelDir(dir);
+    if (madeBase) removeIfEmpty(base);
     throw err;
   }
   const lines = new KeyLogLines();
@@ -88,6 +90,7 @@ export function createKeyLogChannel(owner: { uid: number; gid: number } | null, 
       closed = true;
       fs.closeSync(fd);
       removeChannelDir(dir);
+      if (madeBase) removeIfEmpty(base);
     },
   };
 }
@@ -117,6 +120,14 @@ function removeChannelDir(dir: string): void {
   }
 }
 
+function removeIfEmpty(dir: string): void {
+  try {
+    fs.rmdirSync(dir);
+  } catch {
+    /* in use (ENOTEMPTY) or gone */
+  }
+}
+
 /** Removes the channels of proctap instances that no longer run. */
 export function removeStaleKeyLogs(base = KEYLOG_BASE): string[] {
   let names: string[] = [];
@@ -133,5 +144,6 @@ export function removeStaleKeyLogs(base = KEYLOG_BASE): string[] {
     removeChannelDir(dir);
     if (!fs.existsSync(dir)) removed.push(dir);
   }
+  if (removed.length > 0) removeIfEmpty(base);
   return removed;
 }

@@ -214,6 +214,8 @@ export class TraceEngine {
         { ...capture, userAppl: `proctap ${this.options.version}`, interfaceName: captureInterface },
         (pid, startTime) => this.collector.tree.get(pid, startTime ?? null),
       );
+      // with a key log the capture holds packets for their secrets: write them out also while no batch comes
+      if (capture.secrets) this.captureTimer = setInterval(() => this.toCapture((c) => c.flush()), 50);
     }
     this.tracer.start((batch) => {
       this.collector.onBatch(batch);
@@ -252,6 +254,7 @@ export class TraceEngine {
   }
 
   private stopDisplay = () => {};
+  private captureTimer: NodeJS.Timeout | null = null;
   private faultTimer: NodeJS.Timeout | null = null;
   private resumeConnector: NodeJS.Timeout | null = null;
   private lastOverflowWarningMs = -Infinity;
@@ -348,6 +351,7 @@ export class TraceEngine {
     const lost = lostCounters(stats, collector.connectorOverflows);
     const lostLine = lostRecordsWarning(lost);
     if (lostLine) this.options.log(lostLine);
+    if (this.captureTimer) clearInterval(this.captureTimer);
     const captureSummary = this.live ? await this.closeLiveCapture() : this.closeCapture(stats);
     const report = buildReport({
       version: this.options.version,
@@ -450,6 +454,7 @@ export class TraceEngine {
     if (this.faultTimer) clearTimeout(this.faultTimer);
     this.stopDisplay();
     this.tls?.close();
+    if (this.captureTimer) clearInterval(this.captureTimer);
     if (this.ringRunning) await this.tracer.stop().catch(() => {});
     if (this.resumeConnector) clearTimeout(this.resumeConnector);
     this.connector?.close();
