@@ -130,42 +130,9 @@ static __always_inline int tls_enter(struct pt_regs *ctx, void *ssl, void *buf, 
 	return 0;
 }
 
-/*
- * One record of plaintext: a ring-buffer record of a constant size class (reserve needs a constant size),
- * then the bytes. The copy's length must be provably in [1, class] on the very register the call uses,
- * which clang does not keep through its own range reasoning: bound it in asm, as the packet capture does.
- */
-#define TLS_DATA_CLASS(n)                                                                            \
-	if (cap <= (n)) {                                                                            \
-		r = bpf_ringbuf_reserve(&events, sizeof(*r) + (n), 0);                               \
-		if (r && cap > 0) {                                                                  \
-			__u64 len = cap - 1;                                                         \
-			asm volatile("%[len] &= %[mask]\n\t%[len] += 1"                              \
-				     : [len] "+r"(len)                                                \
-				     : [mask] "i"((n) - 1));                                          \
-			if (bpf_probe_read_user((void *)(r + 1), len, (void *)buf))                  \
-				flags = DATA_F_COPY_FAILED;                                          \
-		}                                                                                    \
-		goto reserved;                                                                       \
-	}
-
-static __always_inline void emit_tls_data(const struct flow_key *key, __u64 buf, __u32 n, __u64 offset,
-					  __u8 direction, __u32 tid)
+static __always_inline void fill_tls_record(struct data_record *r, const struct flow_key *key, __u32 n, __u32 cap,
+					    __u8 flags, __u64 offset, __u8 direction, __u32 tid)
 {
-	struct data_record *r = NULL;
-	__u32 cap = n < tls_cfg.snaplen ? n : tls_cfg.snaplen;
-	__u8 flags = 0;
-
-	if (cap > PROCTAP_DATA_SNAPLEN)
-		cap = PROCTAP_DATA_SNAPLEN;
-	TLS_DATA_CLASS(256)
-	TLS_DATA_CLASS(1024)
-	TLS_DATA_CLASS(PROCTAP_DATA_SNAPLEN)
-reserved:
-	if (!r) {
-		__sync_fetch_and_add(&stats.lost_records[RECORD_DATA], 1);
-		return;
-	}
 	r->header.type = RECORD_DATA;
 	r->header.cpu = bpf_get_smp_processor_id();
 	r->header.tgid = key->tgid;
@@ -180,7 +147,46 @@ reserved:
 	r->source = DATA_SOURCE_TLS;
 	r->flags = flags;
 	r->_pad = 0;
-	submit_record(r);
+}
+
+/*
+ * One record of plaintext: a ring-buffer record of a constant size class (reserve needs a constant size),
+ * then the bytes. The copy's length must be provably in [1, class] on the very register the call uses,
+ * which clang does not keep through its own range reasoning: bound it in asm, as the packet capture does.
+ * Each class reserves, fills and submits on its own: with one shared tail, clang merged the paths so
+ * that 6.1's verifier saw a reservation that could reach the "lost" branch unreleased.
+ */
+#define TLS_DATA_CLASS(n)                                                                            \
+	if (cap <= (n)) {                                                                            \
+		struct data_record *r = bpf_ringbuf_reserve(&events, sizeof(*r) + (n), 0);           \
+		__u8 flags = 0;                                                                      \
+		if (!r)                                                                              \
+			goto lost;                                                                   \
+		if (cap > 0) {                                                               \
+			__u64 len = cap - 1;                                                         \
+			asm volatile("%[len] &= %[mask]\n\t%[len] += 1"                              \
+				     : [len] "+r"(len)                                                \
+				     : [mask] "i"((n) - 1));                                          \
+			if (bpf_probe_read_user((void *)(r + 1), len, (void *)buf))                  \
+				flags = DATA_F_COPY_FAILED;                                          \
+		}                                                                                    \
+		fill_tls_record(r, key, n_bytes, cap, flags, offset, direction, tid);                \
+		submit_record(r);                                                                    \
+		return;                                                                              \
+	}
+
+static __always_inline void emit_tls_data(const struct flow_key *key, __u64 buf, __u32 n_bytes, __u64 offset,
+					  __u8 direction, __u32 tid)
+{
+	__u32 cap = n_bytes < tls_cfg.snaplen ? n_bytes : tls_cfg.snaplen;
+
+	if (cap > PROCTAP_DATA_SNAPLEN)
+		cap = PROCTAP_DATA_SNAPLEN;
+	TLS_DATA_CLASS(256)
+	TLS_DATA_CLASS(1024)
+	TLS_DATA_CLASS(PROCTAP_DATA_SNAPLEN)
+lost:
+	__sync_fetch_and_add(&stats.lost_records[RECORD_DATA], 1);
 }
 
 /* The byte count of a returning call, from its return value or (_ex) the count it stored; 0: no data. */
