@@ -11,6 +11,11 @@ packages=(
   iproute2 nftables iptables tshark tcpdump nsntrace                # tests: namespaces, NAT, pcap checks, nsntrace parity
   libcairo2-dev libpango1.0-dev libjpeg-dev libgif-dev librsvg2-dev # canvas (charts), built from source
   fonts-dejavu-core                                                 # chart text
+  nginx                                                             # tests: TLS server (issue 16)
+  openssl                                                           # tests: certificates for the TLS servers
+  curl                                                              # tests: TLS client (OpenSSL)
+  wget                                                              # tests: TLS client (GnuTLS)
+  libssl-dev                                                        # tests: a statically linked OpenSSL client
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -17,6 +17,7 @@ import { renderDoctor, runDoctor } from './doctor';
 import { checkPrivileges, readPasswd, resolveCredentials } from './privileges';
 import { UsageError, VERSION, runCli, type AttachTargets, type CliActions, type IsolateCliOptions, type TraceCliOptions } from './program';
 import { removeStaleIsolation } from '../isolate/system';
+import { removeStaleKeyLogs } from '../tls/keylog';
 import { installFatalHandlers } from '../util/teardown';
 
 export { EXIT_PROCTAP_FAILED, EXIT_USAGE, UsageError, VERSION } from './program';
@@ -73,6 +74,7 @@ function sessionOptions(opts: TraceCliOptions, events: EventStream | null, outpu
     log: (line: string) => process.stderr.write(`${line}\n`),
     dnsNames: opts.dnsNames !== false,
     retransmits: opts.retransmits !== false,
+    tlsPlaintext: opts.tlsPlaintext !== false,
     testHooks: opts.testHook,
     display: opts.quiet && !opts.live ? undefined : { live: opts.live === true, intervalMs: opts.live ? (opts.interval ?? 1000) : 1000 },
     capture: opts.pcap
@@ -177,7 +179,7 @@ export const systemActions: CliActions = {
     const events = openEvents(opts, outputs);
     let result;
     try {
-      result = await runTraced({ argv: command, credentials, isolate, ...sessionOptions(opts, events, outputs) });
+      result = await runTraced({ argv: command, credentials, isolate, tlsKeyLog: opts.tlsKeylog !== false, ...sessionOptions(opts, events, outputs) });
     } catch (err) {
       closeQuietly(events);
       outputs.discard();
@@ -226,7 +228,7 @@ export const systemActions: CliActions = {
 
   async cleanup(): Promise<number> {
     checkPrivileges();
-    const removed = [...(await removeStaleCgroups(cgroup2Mount())), ...removeStaleIsolation()];
+    const removed = [...(await removeStaleCgroups(cgroup2Mount())), ...removeStaleIsolation(), ...removeStaleKeyLogs()];
     process.stdout.write(removed.length ? `removed ${removed.join(', ')}\n` : 'nothing to clean up\n');
     return 0;
   },

@@ -101,6 +101,8 @@ function addTraceOptions(command: Command): Command {
     .option('--snaplen <bytes>', 'bytes kept per packet (default: whole packet, up to 262144)', parseSnaplen, MAX_SNAPLEN)
     .option('--no-dns-names', 'do not learn remote names from the DNS answers the traced processes receive')
     .option('--no-retransmits', 'do not count TCP retransmits per connection')
+    .option('--no-tls-plaintext', 'do not hook the TLS libraries of the traced processes (uprobes) for their plaintext')
+    .option('--no-tls-keylog', '(run -o) do not hand the command a TLS key log (SSLKEYLOGFILE) for the capture')
     .option('--force', 'overwrite existing output files (never through a symbolic link)')
     .option('-q, --quiet', 'no terminal report')
     .option('--no-color', 'no colors in the terminal report')
@@ -128,6 +130,8 @@ export interface TraceCliOptions {
   color: boolean;
   dnsNames: boolean;
   retransmits: boolean;
+  tlsPlaintext: boolean;
+  tlsKeylog: boolean;
   testHook?: TestHooks;
 }
 
@@ -141,7 +145,7 @@ export function traceCliOptions(raw: OptionValues): TraceCliOptions {
   for (const k of ['detail', 'live', 'force', 'quiet']) is(k, 'boolean');
   is('interval', 'number');
   if (raw.testHook !== undefined && (typeof raw.testHook !== 'object' || raw.testHook === null)) throw new TypeError(`option testHook: expected an object, got ${typeof raw.testHook}`);
-  for (const k of ['dnsNames', 'retransmits']) is(k, 'boolean', true);
+  for (const k of ['dnsNames', 'retransmits', 'tlsPlaintext', 'tlsKeylog']) is(k, 'boolean', true);
   for (const k of ['flowInterval', 'ringBuffer', 'snaplen']) is(k, 'number', true);
   for (const k of ['backend', 'pcapFormat']) is(k, 'string', true);
   is('color', 'boolean', true);

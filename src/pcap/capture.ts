@@ -3,7 +3,7 @@
 // with (owning pid and command), when the file is flushed, and what is said about drops.
 import type { PacketRecord } from '../kernel/records';
 import { PROCTAP_MAX_SNAPLEN } from '../native/layout.generated';
-import { LINKTYPE_RAW } from './pcapng';
+import { LINKTYPE_RAW, SECRETS_TYPE_TLS_KEYLOG } from './pcapng';
 import { createPcapngWriter, createPcapWriter, fdSink, fileSink, type ByteSink, type PacketWriter, type PcapngWriter } from './writer';
 
 export type CaptureFormat = 'pcapng' | 'pcap';
@@ -21,6 +21,14 @@ export interface CaptureFileOptions {
   userAppl: string;
   /** Name of the capture point, e.g. "proctap cgroup proctap-123-run". */
   interfaceName: string;
+  /** TLS key log lines for Decryption Secrets Blocks (pcapng only). */
+  secrets?: SecretsSource;
+}
+
+/** Where TLS secrets come from while the trace runs (the run's key log channel). */
+export interface SecretsSource {
+  /** Complete key log lines ("\n"-terminated) that arrived since the last call, or null. */
+  take(): Buffer | null;
 }
 
 export interface CaptureStats {
@@ -48,17 +56,54 @@ export function packetComment(pid: number, owner: PacketOwner | undefined): stri
   return `pid ${pid} (${owner?.comm ?? '?'})${owner?.netns !== undefined ? ` netns ${owner.netns}` : ''}`;
 }
 
+/** With a key log: how long packets wait for the secrets that decrypt them (see writeSecrets). */
+export const SECRETS_HOLD_MS = 100;
+
 export class PacketCapture {
   readonly stats: CaptureStats = { written: 0, filteredOut: 0, unowned: 0 };
   private readonly wallOffsetNs = monotonicToWallOffset();
 
+  /** Key log bytes written as Decryption Secrets Blocks. */
+  secretsWritten = 0;
+  /** With secrets: batches of packets not written yet (their records view their own batch's buffer). */
+  private held: Array<{ atMs: number; packets: PacketRecord[] }> = [];
+  private batch: PacketRecord[] = [];
+
   constructor(
     private readonly writer: PacketWriter,
     private readonly describe: (pid: number, startTime?: bigint) => PacketOwner | undefined,
+    private readonly secrets?: SecretsSource,
   ) {}
+
+  /**
+   * Secrets go in before the packets they decrypt. A client logs its handshake secrets only after the
+   * server's first flight arrived, and a reader (Wireshark) must have them when it reads that flight,
+   * so with a key log the packets are held SECRETS_HOLD_MS and written after what the channel holds
+   * by then: a client logs within microseconds of reading the flight, far inside that.
+   */
+  private writeSecrets(): void {
+    const lines = this.secrets?.take();
+    const w = this.writer as Partial<PcapngWriter>;
+    if (!lines || lines.length === 0 || !w.writeDecryptionSecrets) return;
+    w.writeDecryptionSecrets(SECRETS_TYPE_TLS_KEYLOG, lines);
+    this.secretsWritten += lines.length;
+  }
 
   /** Packets reaching here passed the filter already (the addon drops the others). */
   onPacket(p: PacketRecord): void {
+    if (this.secrets) this.batch.push(p);
+    else this.writePacket(p);
+  }
+
+  private writeHeld(all: boolean): void {
+    this.writeSecrets();
+    const now = Date.now();
+    while (this.held.length > 0 && (all || now - this.held[0].atMs >= SECRETS_HOLD_MS)) {
+      for (const p of this.held.shift()!.packets) this.writePacket(p);
+    }
+  }
+
+  private writePacket(p: PacketRecord): void {
     if (p.tgid === 0) this.stats.unowned++;
     this.writer.writePacket({
       timestampNs: BigInt(p.tsNs) + this.wallOffsetNs,
@@ -99,11 +144,21 @@ export class PacketCapture {
 
   /** After every ring-buffer batch: a reader following the file sees packets within one poll. */
   flush(): void {
+    if (this.secrets) {
+      if (this.batch.length > 0) this.held.push({ atMs: Date.now(), packets: this.batch });
+      this.batch = [];
+      this.writeHeld(false);
+    }
     this.writer.flush();
   }
 
   /** Writes the drop count (pcapng: an interface statistics block) and closes the file. */
   close(dropped: number): void {
+    if (this.secrets) {
+      if (this.batch.length > 0) this.held.push({ atMs: Date.now(), packets: this.batch });
+      this.batch = [];
+      this.writeHeld(true);
+    }
     const w = this.writer as Partial<PcapngWriter>;
     if (w.writeInterfaceStatistics) {
       w.writeInterfaceStatistics({
@@ -136,5 +191,5 @@ export function openCapture(options: CaptureFileOptions, describe: (pid: number,
           interfaces: [{ name: options.interfaceName, linkType: LINKTYPE_RAW, snapLen: options.snaplen, description: 'cgroup_skb hook: L3 packets of the traced sockets' }],
           batchPackets: 64,
         });
-  return new PacketCapture(writer, describe);
+  return new PacketCapture(writer, describe, options.format === 'pcap' ? undefined : options.secrets);
 }

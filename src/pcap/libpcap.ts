@@ -4,7 +4,7 @@
 // statistics block per capture at the end.
 import { loadNative, type LibpcapCapture, type LibpcapCaptureOptions, type LibpcapCaptureStats } from '../native';
 import * as L from '../native/layout.generated';
-import { LINKTYPE_LINUX_SLL2, type PacketDirection } from './pcapng';
+import { LINKTYPE_LINUX_SLL2, SECRETS_TYPE_TLS_KEYLOG, type PacketDirection } from './pcapng';
 import { createPcapngWriter, createPcapWriter, type ByteSink, type PacketWriter, type PcapngWriter } from './writer';
 
 /** Kernel ring per capture unless a source says otherwise. libpcap's 2 MiB drops about a third of the
@@ -101,6 +101,8 @@ export interface LibpcapRunOptions {
   open?: (options: LibpcapCaptureOptions, onBatch: (batch: ArrayBuffer) => void) => LibpcapCapture;
   /** The comment of each packet (e.g. its owning process), given its link type and direction. */
   annotate?: (packet: LibpcapPacket, linkType: number, direction: PacketDirection | undefined) => string | undefined;
+  /** TLS key log lines, written as Decryption Secrets Blocks before each batch's packets (pcapng only). */
+  secrets?: { take(): Buffer | null };
   /** Hold batches this long before writing them (so that annotate() knows about sockets whose records
    *  travel on another path, the ring buffer); stop() writes what is held. Default 0: write at once. */
   holdMs?: number;
@@ -143,6 +145,8 @@ export function startLibpcapRun(sources: LibpcapSource[], options: LibpcapRunOpt
     if (failed || writer === undefined) return;
     try {
       const linkType = linkTypes[index];
+      const secrets = options.secrets?.take();
+      if (secrets && (writer as Partial<PcapngWriter>).writeDecryptionSecrets) (writer as PcapngWriter).writeDecryptionSecrets(SECRETS_TYPE_TLS_KEYLOG, secrets);
       for (const p of decodeLibpcapBatch(batch)) {
         const direction = linkType === LINKTYPE_LINUX_SLL2 ? sll2Direction(p.data) : undefined;
         writer.writePacket({ ...p, interfaceId: index, direction, comment: options.annotate?.(p, linkType, direction) });

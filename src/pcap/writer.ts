@@ -6,6 +6,7 @@
 import * as fs from 'fs';
 import { pcapGlobalHeader, pcapRecord } from './pcap';
 import {
+  decryptionSecretsBlock,
   enhancedPacketBlock,
   interfaceDescriptionBlock,
   interfaceStatisticsBlock,
@@ -237,6 +238,8 @@ export interface PcapngWriter extends PacketWriter {
   writeInterfaceStatistics(s: { interfaceId: number; timestampNs: bigint; received?: bigint | number; dropped?: bigint | number; osDropped?: bigint | number; comment?: string }): void;
   /** NRB mapping raw addresses to names. */
   writeNameResolution(entries: NameResolutionEntry[]): void;
+  /** DSB, in order with the packets: it decrypts the packets written after it. */
+  writeDecryptionSecrets(secretsType: number, data: Uint8Array): void;
 }
 
 export function createPcapngWriter(sink: ByteSink, opts: PcapngWriterOptions): PcapngWriter {
@@ -272,6 +275,9 @@ export function createPcapngWriter(sink: ByteSink, opts: PcapngWriterOptions): P
     },
     writeNameResolution(entries) {
       w.push(nameResolutionBlock(entries));
+    },
+    writeDecryptionSecrets(secretsType, data) {
+      w.push(decryptionSecretsBlock(secretsType, data));
     },
   };
 }

@@ -47,6 +47,8 @@ export function eventOf(record: TraceRecord, originNs: number): Record<string, u
       return { ...base, socket: record.cookie.toString(), direction: record.direction, length: record.originalLength };
     case 'dns':
       return { ...base, socket: record.cookie.toString(), length: record.originalLength };
+    case 'data':
+      return { ...base, socket: record.key.cookie.toString(), source: record.source, direction: record.direction, offset: record.offset, length: record.length, captured: record.data.length };
   }
 }
 

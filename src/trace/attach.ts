@@ -157,6 +157,9 @@ export async function attachTraced(options: AttachOptions): Promise<AttachResult
       if (status.nspid.length > 1) node.nspid = status.nspid[status.nspid.length - 1];
       for (const s of openSockets(pid)) preexisting.push({ ...s, pid });
     }
+    /* TLS libraries: the targets' own, and for processes that start matching later the system's */
+    for (const pid of resolved.pids) session.tls?.scanProcess(pid);
+    if (waiting) session.tls?.hookSystemLibraries('/');
     const names = resolved.pids.length ? `pid ${resolved.pids.join(', ')}` : 'nothing yet';
     options.log(`proctap: attached to ${names}${waiting ? `; waiting for ${options.comm ?? options.cgroup} (Ctrl-C to stop)` : ''}`);
 

@@ -20,6 +20,8 @@ import { OutputFailures } from './outputs';
 import { Probes, type ProbeConfig } from './probes';
 import { TreeRebuilder, type TracedNow } from './rebuild';
 import { armFault, type TestHooks } from './test-hooks';
+import { TlsHooks } from '../tls/hooks';
+import { tlsNotes } from '../tls/notes';
 
 export { monotonicNs } from './rebuild';
 
@@ -43,6 +45,8 @@ export interface SessionOptions {
   dnsNames?: boolean;
   /** TCP retransmits per connection (default on). */
   retransmits?: boolean;
+  /** TLS plaintext from uprobes on the traced processes' TLS libraries (default on). */
+  tlsPlaintext?: boolean;
   /** The event stream: every record as it arrives; then after every ring-buffer batch (it flushes there). */
   onRecord?: (record: TraceRecord) => void;
   onBatchEnd?: () => void;
@@ -69,6 +73,8 @@ export interface ReportContext {
 export class TraceSession {
   readonly model = new TraceModel();
   readonly probes: Probes;
+  /** Finds and hooks the TLS libraries of traced processes (null with TLS plaintext off). */
+  readonly tls: TlsHooks | null;
   /** Output write errors: the first one is kept; `outputs.onFailure` is the caller's stop. */
   readonly outputs = new OutputFailures();
   /** Ring-buffer records seen. */
@@ -94,7 +100,9 @@ export class TraceSession {
       match: options.match,
       dnsNames: options.dnsNames,
       retransmits: options.retransmits,
+      tlsPlaintext: options.tlsPlaintext,
     });
+    this.tls = options.tlsPlaintext === false ? null : new TlsHooks(this.probes, options.log);
   }
 
   /** Attaches the process and lifecycle tracepoints, and the socket/packet hooks on each cgroup. */
@@ -123,8 +131,10 @@ export class TraceSession {
     const toEvents = this.outputs.guard();
     const { onRecord, onBatchEnd } = options;
     const capture = this.capture;
+    const tls = this.tls;
     const route = (record: TraceRecord) => {
       model.onRecord(record);
+      tls?.onRecord(record);
       capture?.onRecord(record);
       if (onRecord) toEvents(() => onRecord(record));
     };
@@ -138,6 +148,7 @@ export class TraceSession {
       request?.kind === 'ebpf' ? (request.filter?.program ?? null) : null,
     );
     this.ringRunning = true;
+    tls?.start();
     const rebuilder = new TreeRebuilder(model, options.tracedNow ?? { source: "the kernel's traced set", pids: () => probes.tracedPids() }, options.log);
     const hooks = options.testHooks;
     this.connector = loadNative().openProcConnector(
@@ -212,7 +223,10 @@ export class TraceSession {
       retransmits: probes.retransmitsUnavailable === null && options.retransmits !== false ? model.retransmits : undefined,
       packets,
       lost,
-      notes: traceNotes({ flows, processes, lost, retransmitsUnavailable: probes.retransmitsUnavailable, dnsResponsesCut: model.names.cut }),
+      notes: [
+        ...traceNotes({ flows, processes, lost, retransmitsUnavailable: probes.retransmitsUnavailable, dnsResponsesCut: model.names.cut }),
+        ...(this.tls ? tlsNotes(this.tls.facts(context.mode, options.capture)) : []),
+      ],
       ...(capture ? { capture } : {}),
       ...(options.dnsNames !== false ? { names: model.names } : {}),
       statistics: { flowIntervalMs: options.intervalMs, seriesIntervalMs: options.seriesIntervalMs },
@@ -225,6 +239,7 @@ export class TraceSession {
     this.closed = true;
     this.disarmFault();
     this.stopDisplay();
+    this.tls?.close();
     if (this.ringRunning) await this.probes.stop().catch(() => {});
     if (this.resumeConnector) clearTimeout(this.resumeConnector);
     this.connector?.close();
