@@ -11,6 +11,7 @@ packages=(
   iproute2 nftables iptables tshark tcpdump nsntrace                # tests: namespaces, NAT, pcap checks, nsntrace parity
   libcairo2-dev libpango1.0-dev libjpeg-dev libgif-dev librsvg2-dev # canvas (charts), built from source
   fonts-dejavu-core                                                 # chart text
+  prometheus podman runc busybox-static                             # tests: --metrics scraped by Prometheus, containers (podman --rootfs, runc); ~30 s
 )
 missing=()
 for p in "${packages[@]}"; do
