@@ -2,8 +2,11 @@
 // Packet capture policy: which packets go to the file (tcpdump filter), what each one is annotated with
 // (owning pid and command), when the file is flushed, and what is said about drops.
 import type { PacketRecord } from '../kernel/records';
+import { containerLabel } from '../proc/container';
 import { LINKTYPE_RAW } from './pcapng';
 import { createPcapngWriter, createPcapWriter, fdSink, fileSink, type ByteSink, type PacketWriter, type PcapngWriter } from './writer';
+import { createRotatingWriter, type RotatingWriter, type RotationHooks, type RotationPlan } from './rotate';
+import type { OutputFileOptions } from '../util/output';
 
 export type CaptureFormat = 'pcapng' | 'pcap';
 export const DLT_RAW = 12; /* libpcap's name for LINKTYPE_RAW */
@@ -19,6 +22,14 @@ export interface CaptureOptions {
   userAppl: string;
   /** Name of the capture point, e.g. "proctap cgroup proctap-123-run". */
   interfaceName: string;
+  /** -C / -G / -W: the file (`fd`) is the first of several (rotate.ts). */
+  rotation?: CaptureRotation;
+}
+
+export interface CaptureRotation {
+  plan: RotationPlan;
+  output: OutputFileOptions;
+  hooks?: RotationHooks;
 }
 
 export interface CaptureStats {
@@ -39,11 +50,14 @@ export interface PacketOwner {
   comm?: string;
   /** Network namespace inode, where it is not proctap's own (containers). */
   netns?: number;
+  /** Its container, where it runs in one. */
+  container?: { id: string; name?: string } | null;
 }
 
 export function packetComment(pid: number, owner: PacketOwner | undefined): string {
   if (pid === 0) return 'owner unknown';
-  return `pid ${pid} (${owner?.comm ?? '?'})${owner?.netns !== undefined ? ` netns ${owner.netns}` : ''}`;
+  const container = owner?.container ? ` container ${containerLabel(owner.container)}` : '';
+  return `pid ${pid} (${owner?.comm ?? '?'})${owner?.netns !== undefined ? ` netns ${owner.netns}` : ''}${container}`;
 }
 
 export class PacketCapture {
@@ -58,14 +72,14 @@ export class PacketCapture {
   /** Packets reaching here passed the filter already (the addon drops the others). */
   onPacket(p: PacketRecord): void {
     if (p.tgid === 0) this.stats.unowned++;
-    this.writer.writePacket({
+    const written = this.writer.writePacket({
       timestampNs: BigInt(p.tsNs) + this.wallOffsetNs,
       data: p.data,
       originalLength: p.originalLength,
       direction: p.direction === 'tx' ? 'outbound' : 'inbound',
       comment: this.commentOf(p),
     });
-    this.stats.written++;
+    if (written !== false) this.stats.written++;
   }
 
   // The last owner and its comment: a flood's packets come from one process, and looking it up (and
@@ -76,6 +90,7 @@ export class PacketCapture {
   private lastOwner: PacketOwner | undefined;
   private lastComm: string | undefined;
   private lastNetns: number | undefined;
+  private lastContainer: PacketOwner['container'];
   private lastComment: string | null = null;
 
   private commentOf(p: PacketRecord): string {
@@ -87,12 +102,18 @@ export class PacketCapture {
       this.lastComment = null;
     }
     const owner = this.lastOwner;
-    if (this.lastComment === null || owner?.comm !== this.lastComm || owner?.netns !== this.lastNetns) {
+    if (this.lastComment === null || owner?.comm !== this.lastComm || owner?.netns !== this.lastNetns || owner?.container !== this.lastContainer) {
       this.lastComment = packetComment(p.tgid, owner);
       this.lastComm = owner?.comm;
       this.lastNetns = owner?.netns;
+      this.lastContainer = owner?.container;
     }
     return this.lastComment;
+  }
+
+  /** A rotating capture's files, in the order they were last written to. */
+  get files(): string[] | undefined {
+    return (this.writer as Partial<RotatingWriter>).files?.();
   }
 
   /** After every ring-buffer batch: a reader following the file sees packets within one poll. */
@@ -126,13 +147,15 @@ export function captureSink(options: Pick<CaptureOptions, 'path' | 'fd'>): ByteS
 
 export function openCapture(options: CaptureOptions, describe: (pid: number, startTime?: bigint) => PacketOwner | undefined): PacketCapture {
   const sink = captureSink(options);
-  const writer =
+  const makeWriter = (into: ByteSink): PacketWriter =>
     options.format === 'pcap'
-      ? createPcapWriter(sink, { linkType: LINKTYPE_RAW, snapLen: options.snaplen, batchPackets: 64 })
-      : createPcapngWriter(sink, {
+      ? createPcapWriter(into, { linkType: LINKTYPE_RAW, snapLen: options.snaplen, batchPackets: 64 })
+      : createPcapngWriter(into, {
           userAppl: options.userAppl,
           interfaces: [{ name: options.interfaceName, linkType: LINKTYPE_RAW, snapLen: options.snaplen, description: 'cgroup_skb hook: L3 packets of the traced sockets' }],
           batchPackets: 64,
         });
+  const rotation = options.rotation;
+  const writer = rotation ? createRotatingWriter(rotation.plan, { first: sink, output: rotation.output }, makeWriter, rotation.hooks) : makeWriter(sink);
   return new PacketCapture(writer, describe);
 }

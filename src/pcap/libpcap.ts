@@ -5,6 +5,8 @@
 import { LIVE_PACKET_HEADER_SIZE, loadNative, type LiveCapture, type LiveCaptureOptions, type LiveCaptureStats } from '../native';
 import { LINKTYPE_LINUX_SLL2, type PacketDirection } from './pcapng';
 import { createPcapngWriter, createPcapWriter, type ByteSink, type PacketWriter, type PcapngWriter } from './writer';
+import { createRotatingWriter, type RotationHooks, type RotationPlan } from './rotate';
+import type { OutputFileOptions } from '../util/output';
 
 export const MAX_LIVE_SNAPLEN = 262144;
 /** Kernel ring per capture unless a source says otherwise. libpcap's 2 MiB drops about a third of the
@@ -80,6 +82,8 @@ export interface LiveCaptureRunOptions {
   /** Hold batches this long before writing them (so that annotate() knows about sockets whose records
    *  travel on another path, the ring buffer); stop() writes what is held. Default 0: write at once. */
   holdMs?: number;
+  /** -C / -G / -W: `sink` is the first of several files (rotate.ts). */
+  rotation?: { plan: RotationPlan; output: OutputFileOptions; hooks?: RotationHooks };
 }
 
 export interface LiveSourceResult extends LiveCaptureStats {
@@ -121,8 +125,7 @@ export function startLiveCapture(sources: LiveSource[], options: LiveCaptureRunO
       const linkType = linkTypes[index];
       for (const p of decodeLiveBatch(batch)) {
         const direction = linkType === LINKTYPE_LINUX_SLL2 ? sll2Direction(p.data) : undefined;
-        writer.writePacket({ ...p, interfaceId: index, direction, comment: options.annotate?.(p, linkType, direction) });
-        written[index]++;
+        if (writer.writePacket({ ...p, interfaceId: index, direction, comment: options.annotate?.(p, linkType, direction) }) !== false) written[index]++;
       }
       writer.flush();
     } catch (err) {
@@ -157,15 +160,17 @@ export function startLiveCapture(sources: LiveSource[], options: LiveCaptureRunO
       captures.push(capture);
       linkTypes.push(capture.linkType);
     });
-    writer =
+    const makeWriter = (sink: ByteSink): PacketWriter =>
       options.format === 'pcap'
-        ? createPcapWriter(options.sink, { linkType: captures[0].linkType, snapLen: sources[0].snaplen, batchPackets: 64 })
-        : createPcapngWriter(options.sink, {
+        ? createPcapWriter(sink, { linkType: captures[0].linkType, snapLen: sources[0].snaplen, batchPackets: 64 })
+        : createPcapngWriter(sink, {
             userAppl: options.userAppl,
             comment: options.comment,
             interfaces: sources.map((s, i) => ({ name: s.name ?? s.device, description: s.description, linkType: captures[i].linkType, snapLen: s.snaplen })),
             batchPackets: 64,
           });
+    const rotation = options.rotation;
+    writer = rotation ? createRotatingWriter(rotation.plan, { first: options.sink, output: rotation.output }, makeWriter, rotation.hooks) : makeWriter(options.sink);
   } catch (err) {
     for (const c of captures) c.close();
     throw err;

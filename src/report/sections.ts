@@ -150,6 +150,7 @@ function buildProcesses(input: ReportInputs, offset: (ns: number | null) => numb
       };
       if (node.nspid !== undefined) report.nspid = node.nspid;
       if (node.netns !== undefined) report.netns = node.netns;
+      if (node.container) report.container = node.container;
       return report;
     });
 }

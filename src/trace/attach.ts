@@ -17,12 +17,15 @@ import {
 import type { ConnectionReport, Report, Target } from '../schema/report';
 import { LINKTYPE_LINUX_SLL2 } from '../pcap/pcapng';
 import { TraceEngine, monotonicNs, type EngineOptions, type LiveDevice } from './session';
+import { containerTarget } from './containers';
 
 export interface AttachOptions extends Omit<EngineOptions, 'followChildren' | 'countUnownedPackets' | 'match'> {
   pids: number[];
   comm?: string;
   /** cgroup v2 path relative to the mount, e.g. /system.slice/redis.service */
   cgroup?: string;
+  /** A container by id (or a unique prefix) or name: its cgroup, as --cgroup (trace/containers.ts). */
+  container?: string;
   durationMs?: number;
   followChildren: boolean;
   /** --netns-capture: capture every interface of the targets' network namespaces with libpcap. */
@@ -75,12 +78,18 @@ function resolveTargets(options: AttachOptions, mount: string): ResolvedTargets 
     match = { ...match, comm: options.comm };
     cgroupDirs.add(mount); // a matching process may start in any cgroup
   }
-  if (options.cgroup !== undefined) {
-    const dir = path.resolve(path.join(mount, path.posix.normalize(`/${options.cgroup}`)));
+  const container = options.container !== undefined ? containerTarget(options.container) : null;
+  if (container) {
+    targets.push(container.target);
+    for (const pid of container.pids) pids.add(pid);
+  }
+  const cgroup = options.cgroup ?? container?.target.cgroup;
+  if (cgroup !== undefined) {
+    const dir = path.resolve(path.join(mount, path.posix.normalize(`/${cgroup}`)));
     if (!dir.startsWith(mount) || !fs.existsSync(path.join(dir, 'cgroup.procs'))) {
-      throw new AttachError(`unknown cgroup '${options.cgroup}' (no ${path.join(dir, 'cgroup.procs')})`);
+      throw new AttachError(`unknown cgroup '${cgroup}' (no ${path.join(dir, 'cgroup.procs')})`);
     }
-    targets.push({ kind: 'cgroup', path: options.cgroup });
+    if (!container) targets.push({ kind: 'cgroup', path: cgroup });
     for (const line of fs.readFileSync(path.join(dir, 'cgroup.procs'), 'utf8').split('\n')) if (line) pids.add(Number(line));
     match = { ...match, cgroupId: fs.statSync(dir, { bigint: true }).ino };
     cgroupDirs.add(dir);
@@ -124,7 +133,7 @@ export interface AttachResult {
 export async function attachTraced(options: AttachOptions): Promise<AttachResult> {
   const mount = cgroup2Mount();
   const resolved = resolveTargets(options, mount);
-  const waiting = options.comm !== undefined || options.cgroup !== undefined;
+  const waiting = options.comm !== undefined || options.cgroup !== undefined || options.container !== undefined;
   if (resolved.pids.length === 0 && !waiting) throw new AttachError('nothing to attach to');
 
   /* Load & verify, attach, start consuming: then add the targets so no event between is missed */
@@ -159,7 +168,7 @@ export async function attachTraced(options: AttachOptions): Promise<AttachResult
       for (const s of openSockets(pid)) preexisting.push({ ...s, pid });
     }
     const names = resolved.pids.length ? `pid ${resolved.pids.join(', ')}` : 'nothing yet';
-    options.log(`proctap: attached to ${names}${waiting ? `; waiting for ${options.comm ?? options.cgroup} (Ctrl-C to stop)` : ''}`);
+    options.log(`proctap: attached to ${names}${waiting ? `; waiting for ${options.comm ?? options.cgroup ?? `container ${options.container}`} (Ctrl-C to stop)` : ''}`);
 
     /* Trace until every target has exited, Ctrl-C, or --duration */
     const deadline = options.durationMs !== undefined ? Date.now() + options.durationMs : Infinity;

@@ -10,13 +10,14 @@ import { buildReport } from '../report/sections';
 import { addRemoteNames } from '../model/names';
 import { addStatistics } from '../report/statistics';
 import { startLiveDisplay } from '../render/live-view';
-import { DLT_RAW, captureSink, openCapture, packetComment, type CaptureFormat, type PacketCapture } from '../pcap/capture';
+import { DLT_RAW, captureSink, openCapture, packetComment, type CaptureFormat, type CaptureRotation, type PacketCapture } from '../pcap/capture';
 import { startLiveCapture, type LiveCaptureRun } from '../pcap/libpcap';
 import { PortOwners, packetPorts } from '../pcap/owners';
 import type { Backend, CaptureSummary, LostCounters, Report } from '../schema/report';
 import { TraceCollector } from '../model/model';
 import type { TraceRecord } from '../kernel/records';
 import { Tracer, type KernelStats, type TracerConfig } from './probes';
+import { ContainerTracker } from './containers';
 
 export interface CaptureOptions {
   path: string;
@@ -28,6 +29,8 @@ export interface CaptureOptions {
   filter: { expression: string; program: PacketFilter } | null;
   /** Capture with libpcap on network devices (given to start()) instead of the eBPF packet hook. */
   live?: boolean;
+  /** -C / -G / -W: `fd` is the first of several files (pcap/rotate.ts). */
+  rotation?: CaptureRotation;
 }
 
 /** A device to capture with libpcap: run --isolate's veth end, or "any" in a target's namespace. */
@@ -83,6 +86,10 @@ export interface EngineOptions {
   procConnectorPauseMs?: number;
   /** While tracing: a status line on a terminal's stderr, or with `live` a refreshing top-like view. */
   display?: { live: boolean; intervalMs: number };
+  /** Names each process's container (default: a tracker of its own; the event stream shares the caller's). */
+  containers?: ContainerTracker;
+  /** Once consuming has started (--metrics reads the engine from then on). */
+  onStarted?: (engine: TraceEngine) => void;
 }
 
 export interface ReportContext {
@@ -124,6 +131,7 @@ export function lostRecordsWarning(lost: LostCounters): string | null {
 export class TraceEngine {
   readonly collector = new TraceCollector();
   readonly tracer: Tracer;
+  readonly containers: ContainerTracker;
   private capture: PacketCapture | null = null;
   private live: { run: LiveCaptureRun; devices: LiveDevice[]; error: Error | null; unowned: number } | null = null;
   private readonly portOwners = new PortOwners();
@@ -150,7 +158,9 @@ export class TraceEngine {
       dnsNames: options.dnsNames,
       retransmits: options.retransmits,
     });
+    this.containers = options.containers ?? new ContainerTracker();
     this.collector.onRecordTap = (record) => {
+      this.containers.observe(record, this.collector.tree);
       if (record.type === 'packet' && this.capture) this.toCapture((c) => c.onPacket(record));
       // libpcap captures name each packet's process by its local port, learned from these records
       if (this.live && record.type === 'sockState' && record.localPort) this.portOwners.learn(6, record.localPort, { pid: record.tgid, startTime: record.startTime });
@@ -177,6 +187,7 @@ export class TraceEngine {
         liveDevices.map((d) => ({ device: d.device, netnsPath: d.netnsPath, name: d.name, description: d.description, linkType: d.linkType, snaplen: capture.snaplen, filter: capture.filter?.expression })),
         {
           sink: captureSink(capture),
+          rotation: capture.rotation,
           format: capture.format,
           userAppl: `proctap ${this.options.version}`,
           onError: (err) => {
@@ -236,6 +247,7 @@ export class TraceEngine {
         this.options.display,
       );
     }
+    this.options.onStarted?.(this);
   }
 
   private stopDisplay = () => {};
@@ -336,6 +348,7 @@ export class TraceEngine {
     const lostLine = lostRecordsWarning(lost);
     if (lostLine) this.options.log(lostLine);
     const captureSummary = this.live ? await this.closeLiveCapture() : this.closeCapture(stats);
+    this.containers.resolveRemaining(collector.tree);
     const report = buildReport({
       version: this.options.version,
       mode: context.mode,
