@@ -68,7 +68,7 @@ export function fleetOptionProblem(opts: FleetCliOptions): string | null {
   const rotation = [opts.fileSize !== undefined && '-C', opts.rotateSeconds !== undefined && '-G', opts.fileCount !== undefined && '-W'].filter(Boolean);
   if (rotation.length === 0) return null;
   if (!opts.pcap) return `${rotation.join(', ')} needs -o/--pcap FILE`;
-  if (opts.pcap === '-') return `${rotation.join(', ')} rotates files: it cannot write to standard output (-o -)`;
+  if (opts.pcap === '-') return `${rotation.join(', ')}: rotating files cannot go to standard output (-o -)`;
   if (opts.fileCount !== undefined && opts.fileSize === undefined && opts.rotateSeconds === undefined) return '-W needs -C SIZE or -G SECONDS';
   return null;
 }

@@ -165,6 +165,7 @@ export async function attachTraced(options: AttachOptions): Promise<AttachResult
       const netns = netnsInode(pid);
       if (netns !== null && netns !== ownNetns) node.netns = netns;
       if (status.nspid.length > 1) node.nspid = status.nspid[status.nspid.length - 1];
+      engine.containers.resolve(node);
       for (const s of openSockets(pid)) preexisting.push({ ...s, pid });
     }
     const names = resolved.pids.length ? `pid ${resolved.pids.join(', ')}` : 'nothing yet';

@@ -58,6 +58,11 @@ export class ContainerTracker {
     for (const node of tree.list()) if (node.container === undefined && node.exitNs === null) this.read(node);
   }
 
+  /** A process known from /proc (an attach target): read now, while it runs. */
+  resolve(node: { pid: number; container?: ContainerReport | null }): void {
+    this.read(node);
+  }
+
   private read(node: { pid: number; container?: ContainerReport | null }): void {
     const found = this.names.ofPid(node.pid);
     if (found !== undefined) node.container = found;
