@@ -145,6 +145,7 @@ export async function attachTraced(options: AttachOptions): Promise<AttachResult
     countUnownedPackets: false,
     match: resolved.match,
   });
+  for (const t of resolved.targets) if (t.kind === 'cgroup' || t.kind === 'container') engine.containers.setMatchedCgroup(t.kind === 'cgroup' ? t.path : t.cgroup);
   const stop = stopSignal(options.log);
   engine.onOutputError = () => stop.stop('an output failed');
   try {

@@ -6,12 +6,14 @@
 // read for the processes that still run.
 import type { TraceRecord } from '../kernel/records';
 import type { ProcessTree } from '../model/tree';
-import { containerLabel } from '../proc/container';
-import { ContainerLookupError, ContainerNames, findContainer } from '../proc/containers';
+import { containerLabel, parseContainerCgroup } from '../proc/container';
+import { ContainerLookupError, ContainerNames, describeContainer, findContainer } from '../proc/containers';
 import type { ContainerReport, Target } from '../schema/report';
 
 export class ContainerTracker {
   private lastRecord: TraceRecord | null = null;
+  /** The container of the cgroup attach --cgroup / --container matches processes in. */
+  private matched: ContainerReport | null | undefined;
   private lastContainer: ContainerReport | null | undefined;
 
   constructor(private readonly names = new ContainerNames()) {}
@@ -33,6 +35,13 @@ export class ContainerTracker {
         const node = tree.get(record.tgid, record.startTime);
         if (!node) break;
         this.read(node);
+        // gone already (a short-lived process, its record ~50 ms behind): where it matched --cgroup or
+        // --container it was in that cgroup when it exec'd; otherwise it most likely still was in its parent's
+        if (node.container === undefined) {
+          const parent = tree.get(record.ppid);
+          if (record.matched && this.matched !== undefined) node.container = this.matched;
+          else if (parent?.container !== undefined) node.container = parent.container;
+        }
         this.remember(record, node.container);
         break;
       }
@@ -56,6 +65,12 @@ export class ContainerTracker {
   /** At the end of the trace: processes whose container is still unknown, where they still run. */
   resolveRemaining(tree: ProcessTree): void {
     for (const node of tree.list()) if (node.container === undefined && node.exitNs === null) this.read(node);
+  }
+
+  /** attach --cgroup / --container: processes that start matching exec'd in this cgroup (v2 path). */
+  setMatchedCgroup(cgroupPath: string, root = '/'): void {
+    const ref = parseContainerCgroup(cgroupPath);
+    this.matched = ref ? describeContainer(ref, root) : null;
   }
 
   /** A process known from /proc (an attach target): read now, while it runs. */
