@@ -8,6 +8,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { containerLabel, containerOfProcCgroup, parseContainerCgroup, unescapeUnitName } from '../../src/proc/container';
 import { ContainerLookupError, ContainerNames, describeContainer, findContainer } from '../../src/proc/containers';
+import { ContainerTracker } from '../../src/trace/containers';
+import { ProcessTree } from '../../src/model/tree';
+import type { TraceRecord } from '../../src/kernel/records';
 
 const ID = 'dd96cc2c5968efd482918be0e255b4d04bd7756786cdb83db97c84fabcef2330';
 const ID2 = '4f1ab0c3c8e94e2a8d3e0c2b1a9f8e7d6c5b4a3928170695a4b3c2d1e0f9a8b7';
@@ -129,4 +132,31 @@ test('attach --container finds a container by name, id or unique id prefix', (t)
   fs.writeFileSync(path.join(root, 'proc/301/cgroup'), `0::/docker/${ID.slice(0, 2)}${'0'.repeat(62)}\n`);
   assert.throws(() => findContainer(ID.slice(0, 2), root), /names 2 containers/);
   assert.throws(() => findContainer('a b', root), /not a container id or name/);
+});
+
+test('the tracker: a fork inherits, an exec reads /proc, one gone by then takes the matched cgroup\'s or its parent\'s', (t) => {
+  const root = fakeHost();
+  t.after(() => fs.rmSync(root, { recursive: true, force: true }));
+  const tree = new ProcessTree();
+  const tracker = new ContainerTracker(new ContainerNames(root));
+  tracker.setMatchedCgroup(`/machine.slice/libpod-${ID2}.scope`, root);
+  const parent = tree.addRoot(101, 1, 'nginx', [], null);
+  tracker.resolve(parent);
+  assert.equal(parent.container?.name, 'web');
+  const base = { startTime: 0n, tsNs: 1 };
+  const fork: TraceRecord = { ...base, type: 'fork', tgid: 150, ppid: 101, nspid: 0, startTimeNs: 0n, comm: 'nginx' } as TraceRecord;
+  tree.onFork(150, 101, 'nginx', 1);
+  tracker.observe(fork, tree);
+  assert.equal(tree.get(150)?.container?.name, 'web', 'inherited: pid 150 has no /proc entry');
+  assert.deepEqual(tracker.eventFields(fork), { container: tree.get(150)!.container });
+  const exec = (tgid: number, ppid: number, matched: boolean): TraceRecord => ({ ...base, type: 'exec', tgid, ppid, matched, comm: 'x', filename: '/x', argv: [], argsTruncated: false } as TraceRecord);
+  tracker.observe(exec(150, 101, false), tree);
+  assert.equal(tree.get(150)?.container?.name, 'web', 'gone at its exec: its parent\'s');
+  tree.addRoot(400, 7, 'sh', [], 1);
+  tracker.observe(exec(400, 7, true), tree);
+  assert.equal(tree.get(400)?.container?.name, 'db', 'matched in the attach --container cgroup');
+  tree.addRoot(301, 1, 'bash', [], 1);
+  tracker.observe(exec(301, 1, false), tree);
+  assert.equal(tree.get(301)?.container, null, 'a host process: read, in no container');
+  assert.equal(tracker.eventFields(exec(301, 1, false)), undefined, 'only the record observed last');
 });
