@@ -11,6 +11,9 @@ import { ContainerLookupError, ContainerNames, describeContainer, findContainer 
 import { ContainerTracker } from '../../src/trace/containers';
 import { ProcessTree } from '../../src/model/tree';
 import type { TraceRecord } from '../../src/kernel/records';
+import { renderReport } from '../../src/render/table';
+import { emptyReport } from './synthreport';
+import type { ProcessReport } from '../../src/schema/report';
 
 const ID = 'dd96cc2c5968efd482918be0e255b4d04bd7756786cdb83db97c84fabcef2330';
 const ID2 = '4f1ab0c3c8e94e2a8d3e0c2b1a9f8e7d6c5b4a3928170695a4b3c2d1e0f9a8b7';
@@ -159,4 +162,18 @@ test('the tracker: a fork inherits, an exec reads /proc, one gone by then takes 
   tracker.observe(exec(301, 1, false), tree);
   assert.equal(tree.get(301)?.container, null, 'a host process: read, in no container');
   assert.equal(tracker.eventFields(exec(301, 1, false)), undefined, 'only the record observed last');
+});
+
+test('the terminal report marks a process\'s container after its pid', () => {
+  const report = emptyReport();
+  const traffic = { txBytes: 10, rxBytes: 20, txCalls: 1, rxCalls: 1 };
+  const proc = (pid: number, container?: ProcessReport['container']): ProcessReport => ({
+    pid, ppid: 1, comm: 'nginx', argv: ['nginx'], startOffsetMs: 0, exitOffsetMs: null, exitCode: null, exitSignal: null,
+    tcp: traffic, udp: { ...traffic, txBytes: 0, rxBytes: 0 }, packets: { txPackets: 1, rxPackets: 1, txBytes: 60, rxBytes: 60 }, ...(container ? { container } : {}),
+  });
+  report.processes = [proc(4242, { runtime: 'podman', id: ID, name: 'web' }), proc(4343, { runtime: 'docker', id: ID2 }), proc(4444)];
+  const text = renderReport(report, { color: false, width: 160 });
+  assert.match(text, /4242 @web /);
+  assert.match(text, new RegExp(`4343 @${ID2.slice(0, 12)} `));
+  assert.match(text, /4444 +nginx/);
 });
