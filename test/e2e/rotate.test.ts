@@ -8,7 +8,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Report } from '../../src/schema/report';
-import { NETLOAD, PROCTAP, TEST_BACKEND, loopbackFixture } from './harness';
+import { NETLOAD, PROCTAP, ROOT, TEST_BACKEND, lineFrom, loopbackFixture } from './harness';
 
 const env = loopbackFixture();
 const ROOT_BANNER = /Running as user "root" and group "root"\. This could be dangerous\.\n?/;
@@ -139,4 +139,35 @@ test('rotation options: clear errors for contradictions, before anything starts'
     assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
   }
   assert.equal(fs.existsSync('/tmp/x.pcapng'), false);
+});
+
+test('-C on a libpcap capture (attach --netns-capture): every file complete, every packet written once', async (t) => {
+  const ns = `proctap-rot-${process.pid}`;
+  const ip = (...args: string[]) => spawnSync('ip', args, { encoding: 'utf8' });
+  assert.equal(ip('netns', 'add', ns).status, 0);
+  t.after(() => ip('netns', 'del', ns));
+  assert.equal(ip('netns', 'exec', ns, 'ip', 'link', 'set', 'lo', 'up').status, 0);
+  const dir = fs.mkdtempSync(path.join(env.dir, 'n-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const target = spawn('ip', ['netns', 'exec', ns, 'python3', path.join(ROOT, 'test/workloads/attach_target.py'), '--echo-server', '--port', '7777', '--bytes', '3000000', '--out', path.join(dir, 'counts.jsonl')], { stdio: ['pipe', 'pipe', 'inherit'] });
+  await lineFrom(target.stdout!, /ready/, 'the namespaced target');
+  const json = path.join(dir, 'report.json');
+  const backend = TEST_BACKEND ? ['--backend', TEST_BACKEND] : [];
+  const proctap = spawn(PROCTAP, ['attach', ...backend, '-q', '--json', json, '--netns-capture', '-o', path.join(dir, 'ns.pcapng'), '-C', '1', String(target.pid)], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  proctap.stderr!.on('data', (d) => (stderr += d));
+  const exited = new Promise<number | null>((resolve) => proctap.on('close', resolve));
+  await lineFrom(proctap.stderr!, /attached to pid \d+/, 'proctap to attach');
+  target.stdin!.write('go\n');
+  assert.equal(await exited, 0, stderr);
+  const report = JSON.parse(fs.readFileSync(json, 'utf8')) as Report;
+  const files = report.capture?.files ?? [];
+  assert.ok(files.length >= 2, `${files.length} files`);
+  assert.deepEqual(files.map((f) => path.basename(f)), ['ns.pcapng', ...files.slice(1).map((_, i) => `ns.pcapng${i + 1}`)]);
+  const all = files.flatMap(packetsOf);
+  assert.equal(all.length, report.capture?.packets, 'the files hold every packet written');
+  assert.equal(report.capture?.dropped, 0);
+  assert.equal(new Set(all).size, all.length, 'no packet in two files');
+  for (const f of files) assert.match(tool('capinfos', ['-I', f]), /any \(netns \d+\)/);
+  process.stderr.write(`# --netns-capture -C 1: ${files.length} files, ${all.length} packets, each once\n`);
 });
