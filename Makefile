@@ -10,7 +10,9 @@ NODE_GYP   ?= node $(shell npm root -g 2>/dev/null)/npm/node_modules/node-gyp/bi
 ARCH       := $(shell uname -m | sed 's/x86_64/x86/; s/aarch64/arm64/')
 BPF_SRCS   := $(wildcard bpf/*.bpf.c)
 BPF_HDRS   := $(wildcard bpf/*.h)
-BPF_OBJS   := $(patsubst bpf/%.bpf.c,$(OUT)/bpf/%.bpf.o,$(BPF_SRCS)) $(OUT)/bpf/native_smoke.bpf.o
+BPF_OBJS   := $(patsubst bpf/%.bpf.c,$(OUT)/bpf/%.bpf.o,$(BPF_SRCS))
+# Test fixtures: built for the tests only, never part of the product's build/.
+TEST_OBJS  := $(OUT)/test/native_smoke.bpf.o
 # Node's own headers (Debian's nodejs, or a node install prefix): never downloaded.
 NODE_DIR   ?= $(shell node -p "require('path').resolve(process.execPath, '../..')")
 ADDON      := addon/build/Release/proctap.node
@@ -44,11 +46,11 @@ $(OUT)/bpf/%.bpf.o: bpf/%.bpf.c $(BPF_HDRS) $(OUT)/vmlinux.h
 	$(call msg,BPF,$@)
 	$(Q)mkdir -p $(OUT)/bpf && $(CLANG) -g -O2 -Wall -target bpf -D__TARGET_ARCH_$(ARCH) -I$(OUT) -Ibpf -c $< -o $@
 
-$(OUT)/bpf/native_smoke.bpf.o: test/fixtures/native_smoke.bpf.c $(OUT)/vmlinux.h
+$(OUT)/test/native_smoke.bpf.o: test/fixtures/native_smoke.bpf.c $(OUT)/vmlinux.h
 	$(call msg,BPF,$@)
-	$(Q)mkdir -p $(OUT)/bpf && $(CLANG) -g -O2 -Wall -target bpf -D__TARGET_ARCH_$(ARCH) -I$(OUT) -Ibpf -c $< -o $@
+	$(Q)mkdir -p $(OUT)/test && $(CLANG) -g -O2 -Wall -target bpf -D__TARGET_ARCH_$(ARCH) -I$(OUT) -Ibpf -c $< -o $@
 
-$(OUT)/gen-layout: scripts/gen-layout.c bpf/proctap.h
+$(OUT)/gen-layout: scripts/gen-layout.c bpf/proctap.h addon/batch_records.h
 	$(call msg,CC,$@)
 	$(Q)mkdir -p $(OUT) && $(CC) -O1 -Wall -o $@ $<
 
@@ -56,7 +58,7 @@ $(LAYOUT): $(OUT)/gen-layout
 	$(call msg,GEN,$@)
 	$(Q)$(OUT)/gen-layout > $@
 
-$(OUT)/proctap-launch: addon/launcher.c
+$(OUT)/proctap-launch: launcher/proctap-launch.c
 	$(call msg,CC,$@)
 	$(Q)mkdir -p $(OUT) && $(CC) -O2 -Wall -Wextra -o $@ $<
 
@@ -69,13 +71,13 @@ $(OUT)/.tsc: $(TS_SRCS) tsconfig.json | $(OUT)/.deps
 	$(call msg,TSC,dist/)
 	$(Q)rm -rf dist && npx --no-install tsc -p . && touch $@
 
-test: build
+test: build $(TEST_OBJS)
 	$(Q)bash scripts/run-tests.sh
 
 test-unit: build
 	$(Q)node --test --test-concurrency=1 dist/test/unit/
 
-test-e2e: build
+test-e2e: build $(TEST_OBJS)
 	$(Q)node --test --test-concurrency=1 dist/test/e2e/
 
 demo: build

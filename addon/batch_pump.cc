@@ -5,7 +5,9 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstring>
 
 #include "errors.h"
 
@@ -150,6 +152,26 @@ void BatchPump::OnFinalize() {
   finished_ = true;
   stop_waiters_.clear();
   owner_.Reset();
+}
+
+bool BatchBuilder::Append(const void* header, size_t header_size, const void* payload, size_t payload_size) {
+  size_t framed = (header_size + payload_size + 7) & ~size_t{7};
+  if (!batch_.empty() && batch_.size() + framed > max_bytes_ && !Flush()) return false;
+  if (batch_.capacity() == 0) batch_.reserve(std::min<size_t>(max_bytes_, 256 * 1024));
+  size_t at = batch_.size();
+  batch_.resize(at + framed, 0);
+  std::memcpy(batch_.data() + at, header, header_size);
+  if (payload_size > 0) std::memcpy(batch_.data() + at + header_size, payload, payload_size);
+  records_++;
+  return true;
+}
+
+bool BatchBuilder::Flush() {
+  if (batch_.empty()) return true;
+  std::vector<uint8_t> out;
+  out.swap(batch_);
+  records_ = 0;
+  return pump_.Deliver(std::move(out));
 }
 
 }  // namespace proctap

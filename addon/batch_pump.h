@@ -68,4 +68,26 @@ class BatchPump : public std::enable_shared_from_this<BatchPump> {
   std::vector<Napi::Promise::Deferred> stop_waiters_;
 };
 
+// Frames records into the worker's current batch: each record is a fixed header then its payload, zero
+// padded to 8 bytes. Once max_bytes would be passed the batch is delivered first, so one burst cannot pin
+// hundreds of MiB in JS. Worker thread only. Shared by the ring buffer, libpcap and the proc connector.
+class BatchBuilder {
+ public:
+  BatchBuilder(BatchPump& pump, size_t max_bytes) : pump_(pump), max_bytes_(max_bytes) {}
+  // False once JS is gone (Deliver failed): the caller must stop.
+  bool Append(const void* header, size_t header_size, const void* payload, size_t payload_size);
+  // Delivers what is pending (nothing to do when empty). False once JS is gone.
+  bool Flush();
+  size_t pending_bytes() const { return batch_.size(); }
+  int stop_fd() const { return pump_.stop_fd(); }
+  // Records in the batch being built.
+  uint64_t pending_records() const { return records_; }
+
+ private:
+  BatchPump& pump_;
+  size_t max_bytes_;
+  std::vector<uint8_t> batch_;
+  uint64_t records_ = 0;
+};
+
 }  // namespace proctap

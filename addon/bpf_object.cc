@@ -301,6 +301,11 @@ void BpfObject::StartRingBuffer(const Napi::CallbackInfo& info) {
   if (!(q >= 1 && q <= 1e6)) ThrowTypeError(env, "options.maxQueuedBatches must be in [1, 1000000]");
   options.poll_ms = static_cast<int>(p);
   options.max_queued_batches = static_cast<size_t>(q);
+  Napi::Value max_batch = opts.Get("maxBatchBytes");
+  if (!max_batch.IsNumber()) ThrowTypeError(env, "options.maxBatchBytes must be a number");
+  double b = max_batch.As<Napi::Number>().DoubleValue();
+  if (!(b >= 4096 && b <= (1 << 30))) ThrowTypeError(env, "options.maxBatchBytes must be in [4096, 2^30]");
+  options.max_batch_bytes = static_cast<size_t>(b);
   Napi::Value hook = opts.Get("packetFilter");
   if (hook.IsObject()) {
     Napi::Object h = hook.As<Napi::Object>();

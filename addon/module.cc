@@ -11,7 +11,7 @@
 
 #include "bpf_object.h"
 #include "conntrack.h"
-#include "live_capture.h"
+#include "libpcap_capture.h"
 #include "libbpf_log.h"
 #include "packet_filter.h"
 #include "proc_connector.h"
@@ -24,7 +24,7 @@ struct AddonData {
   Napi::FunctionReference bpf_object;
   Napi::FunctionReference proc_connector;
   Napi::FunctionReference packet_filter;
-  Napi::FunctionReference live_capture;
+  Napi::FunctionReference libpcap_capture;
 };
 
 Napi::Value OpenObject(const Napi::CallbackInfo& info) {
@@ -67,13 +67,13 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   data->bpf_object = Napi::Persistent(BpfObject::Define(env));
   data->proc_connector = Napi::Persistent(ProcConnector::Define(env));
   data->packet_filter = Napi::Persistent(PacketFilter::Define(env));
-  data->live_capture = Napi::Persistent(LiveCapture::Define(env));
+  data->libpcap_capture = Napi::Persistent(LibpcapCapture::Define(env));
   env.SetInstanceData<AddonData>(data);
 
   exports.Set("openObject", Napi::Function::New<OpenObject>(env, "openObject"));
   exports.Set("openProcConnector", Napi::Function::New<OpenProcConnector>(env, "openProcConnector"));
   exports.Set("compilePacketFilter", Napi::Function::New<CompilePacketFilter>(env, "compilePacketFilter"));
-  exports.Set("LiveCapture", data->live_capture.Value());
+  exports.Set("LibpcapCapture", data->libpcap_capture.Value());
   exports.Set("listInterfaces", Napi::Function::New<ListInterfaces>(env, "listInterfaces"));
   exports.Set("conntrackDump", Napi::Function::New<ConntrackDump>(env, "conntrackDump"));
   exports.Set("libbpfVersion", Napi::Function::New<LibbpfVersion>(env, "libbpfVersion"));

@@ -14,21 +14,17 @@
 #include <cstring>
 #include <vector>
 
+#include "batch_records.h"
 #include "errors.h"
 
 namespace proctap {
 namespace {
 
-enum RecordKind : uint32_t { kFork = 1, kExec = 2, kExit = 3, kOverflow = 4 };
-
-struct Record {
-  uint32_t kind, pid, tgid, parent_pid, parent_tgid, exit_code, exit_signal, reserved;
-  uint64_t timestamp_ns;
-};
+using Record = proc_event_record;
 static_assert(sizeof(Record) == kProcRecordSize, "record layout is part of the JS contract");
 
 // Every wake-up is one batch, but a sustained fork storm must still yield to JS now and then.
-constexpr size_t kMaxRecordsPerBatch = 8192;
+constexpr size_t kMaxBatchBytes = 8192 * sizeof(Record);
 
 int SendMcastOp(int sock, proc_cn_mcast_op op) {
   // nlmsghdr | cn_msg | u32 op, laid out by hand: cn_msg ends in a flexible array.
@@ -59,19 +55,19 @@ bool Decode(const proc_event& ev, Record* out) {
   out->timestamp_ns = ev.timestamp_ns;
   switch (ev.what) {
     case proc_event::PROC_EVENT_FORK:
-      out->kind = kFork;
+      out->kind = PROC_EVENT_KIND_FORK;
       out->pid = ev.event_data.fork.child_pid;
       out->tgid = ev.event_data.fork.child_tgid;
       out->parent_pid = ev.event_data.fork.parent_pid;
       out->parent_tgid = ev.event_data.fork.parent_tgid;
       return true;
     case proc_event::PROC_EVENT_EXEC:
-      out->kind = kExec;
+      out->kind = PROC_EVENT_KIND_EXEC;
       out->pid = ev.event_data.exec.process_pid;
       out->tgid = ev.event_data.exec.process_tgid;
       return true;
     case proc_event::PROC_EVENT_EXIT:
-      out->kind = kExit;
+      out->kind = PROC_EVENT_KIND_EXIT;
       out->pid = ev.event_data.exit.process_pid;
       out->tgid = ev.event_data.exit.process_tgid;
       out->parent_pid = ev.event_data.exit.parent_pid;
@@ -84,13 +80,8 @@ bool Decode(const proc_event& ev, Record* out) {
   }
 }
 
-void Append(std::vector<uint8_t>& batch, const Record& rec) {
-  const auto* bytes = reinterpret_cast<const uint8_t*>(&rec);
-  batch.insert(batch.end(), bytes, bytes + sizeof(rec));
-}
-
 // Parses one datagram; only the kernel (nl_pid 0) may speak for CN_IDX_PROC.
-void ParseDatagram(const uint8_t* buf, size_t len, std::vector<uint8_t>& batch) {
+bool ParseDatagram(const uint8_t* buf, size_t len, BatchBuilder& batch) {
   auto* nlh = reinterpret_cast<const nlmsghdr*>(buf);
   int remaining = static_cast<int>(len);
   for (; NLMSG_OK(nlh, remaining); nlh = NLMSG_NEXT(nlh, remaining)) {
@@ -102,14 +93,15 @@ void ParseDatagram(const uint8_t* buf, size_t len, std::vector<uint8_t>& batch) 
     proc_event ev;
     std::memcpy(&ev, cn->data, sizeof(ev));
     Record rec;
-    if (Decode(ev, &rec)) Append(batch, rec);
+    if (Decode(ev, &rec) && !batch.Append(&rec, sizeof(rec), nullptr, 0)) return false;
   }
+  return true;
 }
 
 void ReadLoop(BatchPump& pump, int sock, const std::atomic<bool>& paused) {
   alignas(nlmsghdr) static thread_local uint8_t buf[64 * 1024];
   pollfd fds[2] = {{sock, POLLIN, 0}, {pump.stop_fd(), POLLIN, 0}};
-  std::vector<uint8_t> batch;
+  BatchBuilder batch(pump, kMaxBatchBytes);
   for (;;) {
     // Paused: the socket is not read (its queue fills up and overflows); only a stop is waited for.
     int n = paused.load() ? poll(&fds[1], 1, 10) : poll(fds, 2, -1);
@@ -122,7 +114,7 @@ void ReadLoop(BatchPump& pump, int sock, const std::atomic<bool>& paused) {
       return;
     }
     if (fds[1].revents & POLLIN) return;
-    while (batch.size() < kMaxRecordsPerBatch * kProcRecordSize) {
+    while (batch.pending_bytes() + sizeof(Record) <= kMaxBatchBytes) {
       sockaddr_nl from{};
       socklen_t from_len = sizeof(from);
       ssize_t got = recvfrom(sock, buf, sizeof(buf), MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&from), &from_len);
@@ -131,23 +123,18 @@ void ReadLoop(BatchPump& pump, int sock, const std::atomic<bool>& paused) {
         if (errno == ENOBUFS) {
           // The socket queue overflowed: events are gone. Say so and keep listening.
           Record rec{};
-          rec.kind = kOverflow;
+          rec.kind = PROC_EVENT_KIND_OVERFLOW;
           rec.timestamp_ns = MonotonicNs();
-          Append(batch, rec);
+          if (!batch.Append(&rec, sizeof(rec), nullptr, 0)) return;
           continue;
         }
         if (errno == EAGAIN || errno == EWOULDBLOCK) break;
         return;  // socket is unusable
       }
       if (from.nl_pid != 0) continue;
-      ParseDatagram(buf, static_cast<size_t>(got), batch);
+      if (!ParseDatagram(buf, static_cast<size_t>(got), batch)) return;
     }
-    if (!batch.empty()) {
-      std::vector<uint8_t> out;
-      out.swap(batch);
-      out.shrink_to_fit();
-      if (!pump.Deliver(std::move(out))) return;
-    }
+    if (!batch.Flush()) return;
   }
 }
 
@@ -165,14 +152,20 @@ void ProcConnector::SetPaused(const Napi::CallbackInfo& info) {
 
 ProcConnector::ProcConnector(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ProcConnector>(info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsFunction()) ThrowTypeError(env, "onBatch must be a function");
+  if (info.Length() < 2 || !info[0].IsFunction() || !info[1].IsObject())
+    ThrowTypeError(env, "ProcConnector(onBatch: function, options: {receiveBufferBytes, maxQueuedBatches})");
+  Napi::Object options = info[1].As<Napi::Object>();
+  Napi::Value rcvbuf_value = options.Get("receiveBufferBytes");
+  Napi::Value queued_value = options.Get("maxQueuedBatches");
+  if (!rcvbuf_value.IsNumber() || !queued_value.IsNumber())
+    ThrowTypeError(env, "options.receiveBufferBytes and options.maxQueuedBatches must be numbers");
+  int rcvbuf = rcvbuf_value.As<Napi::Number>().Int32Value();
+  int max_queued = queued_value.As<Napi::Number>().Int32Value();
+  if (rcvbuf < 1 || max_queued < 1) throw Napi::RangeError::New(env, "options.receiveBufferBytes and options.maxQueuedBatches must be > 0");
 
   sock_ = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_CONNECTOR);
   if (sock_ < 0) ThrowErrno(env, errno, "socket(NETLINK_CONNECTOR)");
-  // Fork storms outrun a default-sized queue; FORCE ignores rmem_max (needs CAP_NET_ADMIN,
-  // which subscribing needs anyway). The caller may choose the size (a small one makes ENOBUFS testable).
-  int rcvbuf = 4 << 20;
-  if (info.Length() > 1 && info[1].IsNumber()) rcvbuf = info[1].As<Napi::Number>().Int32Value();
+  // FORCE ignores rmem_max (needs CAP_NET_ADMIN, which subscribing needs anyway).
   if (setsockopt(sock_, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof(rcvbuf)) < 0) {
     setsockopt(sock_, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
   }
@@ -193,7 +186,7 @@ ProcConnector::ProcConnector(const Napi::CallbackInfo& info) : Napi::ObjectWrap<
   int sock = sock_;
   auto paused = paused_;
   try {
-    pump_ = BatchPump::Start(env, info[0].As<Napi::Function>(), 64, Value(), "proctap.procConnector",
+    pump_ = BatchPump::Start(env, info[0].As<Napi::Function>(), static_cast<size_t>(max_queued), Value(), "proctap.procConnector",
                              [sock, paused](BatchPump& pump) { ReadLoop(pump, sock, *paused); });
   } catch (...) {
     CloseInternal();

@@ -7,17 +7,18 @@
 #include <memory>
 
 #include "batch_pump.h"
+#include "batch_records.h"
 
 namespace proctap {
 
-// Size of one decoded proc event as delivered to JS (layout in src/native/native.d.ts).
-constexpr size_t kProcRecordSize = 40;
+// Size of one decoded proc event as delivered to JS (struct proc_event_record, batch_records.h).
+constexpr size_t kProcRecordSize = sizeof(proc_event_record);
 
 // Netlink proc connector listener: fork/exec/exit of every process, batched per wake-up.
 class ProcConnector : public Napi::ObjectWrap<ProcConnector> {
  public:
   static Napi::Function Define(Napi::Env env);
-  // new ProcConnector(onBatch, receiveBufferBytes?): without a size, 4 MiB.
+  // new ProcConnector(onBatch, {receiveBufferBytes, maxQueuedBatches}): sizes are the caller's choice.
   explicit ProcConnector(const Napi::CallbackInfo& info);
   ~ProcConnector() override;
 

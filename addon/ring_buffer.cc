@@ -15,9 +15,6 @@
 namespace proctap {
 namespace {
 
-// Batches above this are split so one huge drain cannot pin hundreds of MiB in JS at once.
-constexpr size_t kMaxBatchBytes = 4 << 20;
-
 class RingBufferReader {
  public:
   explicit RingBufferReader(PacketFilterHook hook) : hook_(std::move(hook)) {}
@@ -31,8 +28,9 @@ class RingBufferReader {
     return rb_ == nullptr ? -errno : 0;
   }
 
-  void Run(BatchPump& pump, int poll_ms) {
-    pump_ = &pump;
+  void Run(BatchPump& pump, int poll_ms, size_t max_batch_bytes) {
+    BatchBuilder batch(pump, max_batch_bytes);
+    batch_ = &batch;
     pollfd fds[2] = {{ring_buffer__epoll_fd(rb_), POLLIN, 0}, {pump.stop_fd(), POLLIN, 0}};
     for (;;) {
       // Producers submit with BPF_RB_NO_WAKEUP, so the timeout, not readiness, is the usual
@@ -42,7 +40,7 @@ class RingBufferReader {
       bool stopping = n > 0 && (fds[1].revents & POLLIN);
       int err = ring_buffer__consume(rb_);
       if (err == -ECANCELED) return;  // Deliver() failed inside the callback: JS is gone
-      if (!Flush()) return;
+      if (!batch.Flush()) return;
       if (stopping) return;  // that consume was the final drain
     }
   }
@@ -64,22 +62,8 @@ class RingBufferReader {
 
   int Append(const void* data, size_t size) {
     if (Rejected(static_cast<const uint8_t*>(data), size)) return 0;
-    size_t framed = 8 + ((size + 7) & ~size_t{7});
-    if (!batch_.empty() && batch_.size() + framed > kMaxBatchBytes && !Flush()) return -ECANCELED;
-    if (batch_.capacity() == 0) batch_.reserve(64 * 1024);
-    size_t at = batch_.size();
-    batch_.resize(at + framed, 0);
     uint32_t header[2] = {static_cast<uint32_t>(size), 0};
-    std::memcpy(batch_.data() + at, header, sizeof(header));
-    std::memcpy(batch_.data() + at + 8, data, size);
-    return 0;
-  }
-
-  bool Flush() {
-    if (batch_.empty()) return true;
-    std::vector<uint8_t> out;
-    out.swap(batch_);
-    return pump_->Deliver(std::move(out));
+    return batch_->Append(header, sizeof(header), data, size) ? 0 : -ECANCELED;
   }
 
   static int OnSample(void* ctx, void* data, size_t size) {
@@ -88,8 +72,7 @@ class RingBufferReader {
 
   PacketFilterHook hook_;
   ring_buffer* rb_ = nullptr;
-  BatchPump* pump_ = nullptr;
-  std::vector<uint8_t> batch_;
+  BatchBuilder* batch_ = nullptr;  // Run()'s, while it runs
 };
 
 }  // namespace
@@ -100,9 +83,10 @@ std::shared_ptr<BatchPump> StartRingBuffer(Napi::Env env, int map_fd, Napi::Func
   uint64_t mark = LibbpfLogMark();
   if (int err = reader->Open(map_fd)) ThrowErrno(env, err, "ring_buffer__new", LibbpfLogTail(mark));
   int poll_ms = options.poll_ms;
+  size_t max_batch_bytes = options.max_batch_bytes;
   // The body's copy of `reader` is dropped on the poll thread when it ends, freeing the ring.
   return BatchPump::Start(env, on_batch, options.max_queued_batches, owner, "proctap.ringBuffer",
-                          [reader, poll_ms](BatchPump& pump) { reader->Run(pump, poll_ms); });
+                          [reader, poll_ms, max_batch_bytes](BatchPump& pump) { reader->Run(pump, poll_ms, max_batch_bytes); });
 }
 
 }  // namespace proctap

@@ -25,6 +25,7 @@ struct PacketFilterHook {
 struct RingBufferOptions {
   int poll_ms;
   size_t max_queued_batches;
+  size_t max_batch_bytes;  // a batch is delivered before it would grow past this
   PacketFilterHook packet_filter;
 };
 

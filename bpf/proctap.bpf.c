@@ -132,11 +132,8 @@ int BPF_PROG(sys_enter, struct pt_regs *regs, long id)
 	return 0;
 }
 
-/*
- * tracing_ctx: the program is BPF_PROG_TYPE_TRACING (tp_btf, fentry/fexit), which may use socket-local
- * storage and task pt_regs. kprobes may not: they skip claiming the socket and the sendfile chunk check
- * (on the kernels that need kprobes, sendfile goes through sendpage, not sendmsg, anyway).
- */
+/* The message-size bucket of a call of v bytes: 0 when empty, i for [2^(i-1), 2^i), the last one for
+ * 4 MiB and up (floor(log2(v)) + 1, branch-free, capped at PROCTAP_SIZE_BUCKETS - 1). */
 static __always_inline __u32 size_bucket(__u32 v)
 {
 	__u32 r, shift;
@@ -193,6 +190,11 @@ static __always_inline void read_sock_addrs_btf(struct sock *sk, __u8 family, __
 	*rport = bpf_ntohs(sk->__sk_common.skc_dport);
 }
 
+/*
+ * tracing_ctx: the program is BPF_PROG_TYPE_TRACING (tp_btf, fentry/fexit), which may use socket-local
+ * storage and task pt_regs. kprobes may not: they skip claiming the socket and the sendfile chunk check
+ * (on the kernels that need kprobes, sendfile goes through sendpage, not sendmsg, anyway).
+ */
 static __always_inline void account_io(struct sock *sk, int bytes, __u8 direction,
 				       int msg_flags, const bool tracing_ctx, const bool sendpage)
 {
@@ -343,18 +345,6 @@ int BPF_PROG(fexit_tcp_sendpage, struct sock *sk, struct page *page, int offset,
 
 /* ---- backend: kprobe (kprobe saves the arguments, kretprobe accounts the result) --------------- */
 
-struct io_args {
-	struct sock *sk;
-	int flags;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u32); /* thread id */
-	__type(value, struct io_args);
-} io_args SEC(".maps");
-
 
 static __always_inline void save_io_args(struct sock *sk, int flags)
 {
@@ -467,7 +457,6 @@ int BPF_PROG(sched_process_fork, struct task_struct *parent, struct task_struct 
 	r->header.start_time_ns = tp.start_time_ns;
 	r->ppid = ptgid;
 	r->nspid = pid_in_own_namespace(child);
-	r->start_time_ns = tp.start_time_ns;
 	BPF_CORE_READ_STR_INTO(&r->comm, child, comm);
 	submit_record(r);
 	return 0;
@@ -756,9 +745,9 @@ static __always_inline void capture_packet(struct __sk_buff *skb, const struct p
 	CAPTURE_CLASS(2048)
 	CAPTURE_CLASS(16384)
 	CAPTURE_CLASS(65536)
-	if (cap > 262144)
-		cap = 262144;
-	CAPTURE_CLASS(262144)
+	if (cap > PROCTAP_MAX_SNAPLEN)
+		cap = PROCTAP_MAX_SNAPLEN;
+	CAPTURE_CLASS(PROCTAP_MAX_SNAPLEN)
 reserved:
 	if (!r) {
 		__sync_fetch_and_add(&stats.lost_records[RECORD_PACKET], 1);
@@ -899,14 +888,6 @@ int skb_ingress_dns(struct __sk_buff *skb)
 }
 
 /* ---- TCP retransmits of traced sockets ------------------------------------------------------- */
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, __u64);   /* socket cookie */
-	__type(value, __u64); /* the socket's tcp_sock.total_retrans when last seen */
-} retransmits SEC(".maps");
 
 /*
  * tcp:tcp_retransmit_skb marks the moments a traced socket retransmits; the count itself is the kernel's

@@ -75,6 +75,28 @@ struct {
 	__type(value, struct packet_counters);
 } packets SEC(".maps");
 
+/* kprobe backend: the arguments a kprobe saw, for its kretprobe (the thread is inside the call). */
+struct io_args {
+	struct sock *sk;
+	int flags;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32); /* thread id */
+	__type(value, struct io_args);
+} io_args SEC(".maps");
+
+/* TCP retransmits of traced sockets (see tcp_retransmit_skb). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u64);   /* socket cookie */
+	__type(value, __u64); /* the socket's tcp_sock.total_retrans when last seen */
+} retransmits SEC(".maps");
+
 static __always_inline bool is_traced(__u32 tgid)
 {
 	return bpf_map_lookup_elem(&traced, &tgid) != NULL;

@@ -14,6 +14,7 @@
 #define PROCTAP_COMM_LEN 16
 #define PROCTAP_FILENAME_LEN 128
 #define PROCTAP_ARGS_LEN 512 /* power of two: the verifier bounds reads with a mask */
+#define PROCTAP_MAX_SNAPLEN 262144 /* bytes of one packet a capture keeps at most (eBPF and libpcap) */
 #define PROCTAP_SIZE_BUCKETS 24 /* log2 message sizes: 0 = empty, i = [2^(i-1), 2^i), last = 4 MiB and up */
 
 enum record_type {
@@ -88,10 +89,9 @@ struct flow_record {
 };
 
 struct fork_record {
-	struct record_header header; /* tgid = child */
+	struct record_header header; /* tgid = child; start_time_ns = the child's task start time */
 	__u32 ppid;                  /* parent process (tgid) */
 	__u32 nspid;                 /* the child's pid in its own (innermost) PID namespace */
-	__u64 start_time_ns;         /* task start time: pid + start time identify a process */
 	char comm[PROCTAP_COMM_LEN];
 };
 

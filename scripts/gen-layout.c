@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: MIT
 /*
- * Prints src/native/layout.generated.ts: sizes and field offsets of every struct in bpf/proctap.h, as the
- * C compiler lays them out, so the TypeScript decoders can never drift from the kernel side.
+ * Prints src/native/layout.generated.ts: sizes and field offsets of every struct in bpf/proctap.h and
+ * addon/batch_records.h, as the C compiler lays them out, so the TypeScript decoders can never drift from the kernel side.
  */
 #include <stddef.h>
 #include <stdio.h>
 #include "../bpf/proctap.h"
+#include "../addon/batch_records.h"
 
 #define BEGIN(s) printf("export const %s = {\n  size: %zu,\n", #s, sizeof(struct s))
 #define FIELD(s, f) printf("  %s: %zu,\n", #f, offsetof(struct s, f))
@@ -30,12 +31,17 @@ int main(void)
 	CONST(PROCTAP_FILENAME_LEN);
 	CONST(PROCTAP_ARGS_LEN);
 	CONST(PROCTAP_SIZE_BUCKETS);
+	CONST(PROCTAP_MAX_SNAPLEN);
 	CONST(RECORD_PACKET);
 	CONST(SOCK_META_ACTIVE);
 	CONST(SOCK_META_PASSIVE);
 	CONST(RECORD_DNS);
 	CONST(PROCTAP_DNS_SNAPLEN);
 	CONST(RECORD_DATA);
+	CONST(PROC_EVENT_KIND_FORK);
+	CONST(PROC_EVENT_KIND_EXEC);
+	CONST(PROC_EVENT_KIND_EXIT);
+	CONST(PROC_EVENT_KIND_OVERFLOW);
 	CONST(PROCTAP_DATA_SNAPLEN);
 	CONST(DATA_SOURCE_SOCKET);
 	CONST(DATA_SOURCE_TLS);
@@ -93,6 +99,23 @@ int main(void)
 	FIELD(dns_record, cap_len);
 	END();
 
+	BEGIN(proc_event_record);
+	FIELD(proc_event_record, kind);
+	FIELD(proc_event_record, pid);
+	FIELD(proc_event_record, tgid);
+	FIELD(proc_event_record, parent_pid);
+	FIELD(proc_event_record, parent_tgid);
+	FIELD(proc_event_record, exit_code);
+	FIELD(proc_event_record, exit_signal);
+	FIELD(proc_event_record, timestamp_ns);
+	END();
+
+	BEGIN(libpcap_packet_header);
+	FIELD(libpcap_packet_header, timestamp_ns);
+	FIELD(libpcap_packet_header, cap_len);
+	FIELD(libpcap_packet_header, orig_len);
+	END();
+
 	BEGIN(data_record);
 	FIELD(data_record, key);
 	FIELD(data_record, offset);
@@ -115,7 +138,6 @@ int main(void)
 	BEGIN(fork_record);
 	FIELD(fork_record, ppid);
 	FIELD(fork_record, nspid);
-	FIELD(fork_record, start_time_ns);
 	FIELD(fork_record, comm);
 	END();
 

@@ -4,13 +4,11 @@
 // (100 ms by default), at the moment of a send/recv that comes at least that long after the flow's
 // previous sample, plus a final sample when the flow ends (or the trace does).
 
+import type { Traffic } from '../schema/report';
+
 /** Cumulative counters of one flow at one moment (ms from the traced command's start). */
-export interface FlowSample {
+export interface FlowSample extends Traffic {
   tMs: number;
-  txBytes: number;
-  rxBytes: number;
-  txCalls: number;
-  rxCalls: number;
 }
 
 /** One flow = one (socket, process, remote endpoint). Samples are cumulative, in time order; the last one is final. */
@@ -38,13 +36,7 @@ export interface SizeHistogram {
 
 /** Per-sample increase of a flow's counters, attributed to the sample's time. Increases are taken
  *  against the running maximum, so they are never negative and sum to the last sample's counters. */
-export interface FlowDelta {
-  tMs: number;
-  txBytes: number;
-  rxBytes: number;
-  txCalls: number;
-  rxCalls: number;
-}
+export type FlowDelta = FlowSample;
 
 export function flowDeltas(flow: FlowSeries): FlowDelta[] {
   const max = { txBytes: 0, rxBytes: 0, txCalls: 0, rxCalls: 0 };

@@ -5,7 +5,8 @@ import * as os from 'node:os';
 import { loadNative } from '../native';
 import { cgroup2Mount, createCgroup, ownedCgroupName, removeCgroup } from '../proc/cgroup';
 import type { Backend } from '../schema/report';
-import { AUTO_ORDER, BackendError, Tracer } from '../trace/probes';
+import { AUTO_ORDER, BackendError, Probes } from '../trace/probes';
+import { PROC_CONNECTOR_OPTIONS } from '../trace/session';
 import { missingCapabilities } from './privileges';
 
 export interface Check {
@@ -36,8 +37,8 @@ function check(name: string, probe: () => string): Check {
 
 function probeBackend(backend: Backend): { usable: boolean; loads: boolean; reason: string } {
   try {
-    const tracer = Tracer.open({ ...PROBE_CONFIG, backend });
-    tracer.close();
+    const probes = Probes.open({ ...PROBE_CONFIG, backend });
+    probes.close();
     return { usable: true, loads: true, reason: 'loads and attaches' };
   } catch (err) {
     const attempt = (err as BackendError).attempts?.[0];
@@ -77,11 +78,11 @@ export async function runDoctor(): Promise<DoctorResult> {
   const selectedBackend = backends.find((b) => b.usable)?.backend ?? null;
 
   if (selectedBackend) {
-    const tracer = Tracer.open({ ...PROBE_CONFIG, backend: selectedBackend });
+    const probes = Probes.open({ ...PROBE_CONFIG, backend: selectedBackend });
     try {
       checks.push(
         check('process and TCP lifecycle tracepoints', () => {
-          tracer.attachTracing();
+          probes.attachTracing();
           return 'sched_process_fork/exec/exit, inet_sock_set_state (tp_btf)';
         }),
       );
@@ -90,22 +91,22 @@ export async function runDoctor(): Promise<DoctorResult> {
         try {
           checks.push(
             check('cgroup hooks', () => {
-              tracer.attachCgroup(dir);
+              probes.attachCgroup(dir);
               return 'sock_create/release, sendmsg/recvmsg 4/6, cgroup_skb ingress/egress';
             }),
           );
         } finally {
-          tracer.close();
+          probes.close();
           await removeCgroup(dir);
         }
       }
     } finally {
-      tracer.close();
+      probes.close();
     }
   }
   checks.push(
     check('proc connector', () => {
-      native.openProcConnector(() => {}).close();
+      native.openProcConnector(() => {}, PROC_CONNECTOR_OPTIONS).close();
       return 'netlink CN_IDX_PROC';
     }),
   );

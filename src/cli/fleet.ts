@@ -4,17 +4,17 @@
 import * as fs from 'node:fs';
 import type { Report } from '../schema/report';
 import { MetricsExporter } from '../metrics/exporter';
-import { engineMetricsSource } from '../metrics/engine-source';
+import { sessionMetricsSource } from '../trace/metrics-source';
 import { MetricsListenError, serveMetrics, type MetricsServer } from '../metrics/server';
 import { firstRotatedFileName, rotatedFileName, rotationDigits, type RotationPlan } from '../pcap/rotate';
 import type { CaptureRotation } from '../pcap/capture';
-import type { TraceEngine } from '../trace/session';
+import type { TraceSession } from '../trace/session';
 import type { OutputFileOptions } from '../util/output';
 import { UsageError, type TraceCliOptions } from './program';
 
 export interface Metrics {
-  /** EngineOptions.onStarted: scrapes read this engine from now on. */
-  onStarted(engine: TraceEngine): void;
+  /** SessionOptions.onStarted: scrapes read this session from now on. */
+  onStarted(session: TraceSession): void;
   close(): Promise<void>;
 }
 
@@ -30,7 +30,7 @@ export async function startMetrics(opts: TraceCliOptions, mode: 'run' | 'attach'
   }
   log(`proctap: Prometheus metrics on ${server.url}`);
   return {
-    onStarted: (engine) => exporter.setSource(engineMetricsSource(engine), { version, mode, backend: engine.tracer.backend }),
+    onStarted: (session) => exporter.setSource(sessionMetricsSource(session), { version, mode, backend: session.probes.backend }),
     close: () => server.close(),
   };
 }

@@ -8,7 +8,8 @@ import { OutputFileError, createOutputFile, sudoOwner } from '../util/output';
 import { renderCharts } from '../render/charts';
 import { errnoText, openEventStream, type EventStream } from '../render/events';
 import type { TraceRecord } from '../kernel/records';
-import { compileCaptureFilter, type CaptureOptions, type EngineOptions } from '../trace/session';
+import { captureKind, compileCaptureFilter, type CaptureKind, type CaptureRequest } from '../trace/capture';
+import type { SessionOptions } from '../trace/session';
 import { cgroup2Mount, removeStaleCgroups } from '../proc/cgroup';
 import { runTraced } from '../trace/run';
 import { AttachError, attachTraced } from '../trace/attach';
@@ -20,10 +21,6 @@ import { ContainerTracker } from '../trace/containers';
 import { ContainerLookupError } from '../proc/containers';
 import { planRotation, startMetrics, type Metrics, type Rotation } from './fleet';
 import { installFatalHandlers } from '../util/teardown';
-import { DLT_RAW } from '../pcap/capture';
-// libpcap's DLT numbers for these two are the pcapng link types
-import { LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL2 } from '../pcap/pcapng';
-
 
 export { EXIT_PROCTAP_FAILED, EXIT_USAGE, UsageError, VERSION } from './program';
 
@@ -57,17 +54,18 @@ interface Outputs {
   json: OutputTarget | null;
   events: OutputTarget | null;
   pcap: OutputTarget | null;
-  /** --pcap-filter, compiled once, here: a bad one is refused before anything starts. */
-  filter: CaptureOptions['filter'];
+  /** The capture's kind, and --pcap-filter compiled once for its link type, here: a bad one is refused
+   *  before anything starts. */
+  capture: { kind: CaptureKind; filter: CaptureRequest['filter'] };
   /** Removes the files created for this run: called when it fails before writing them. */
   discard(): void;
   /** -C / -G / -W: the capture file is the first of several. */
   rotation: Rotation | null;
 }
 
-type SharedEngineOptions = Omit<EngineOptions, 'followChildren' | 'countUnownedPackets' | 'match'>;
+type SharedSessionOptions = Omit<SessionOptions, 'followChildren' | 'countUnownedPackets' | 'match' | 'tracedNow'>;
 
-function engineOptions(opts: TraceCliOptions, events: EventStream | null, outputs: Outputs, containers: ContainerTracker, metrics: Metrics | null): SharedEngineOptions {
+function sessionOptions(opts: TraceCliOptions, events: EventStream | null, outputs: Outputs, containers: ContainerTracker, metrics: Metrics | null): SharedSessionOptions {
   return {
     containers,
     onStarted: metrics?.onStarted,
@@ -82,17 +80,16 @@ function engineOptions(opts: TraceCliOptions, events: EventStream | null, output
     log: (line: string) => process.stderr.write(`${line}\n`),
     dnsNames: opts.dnsNames !== false,
     retransmits: opts.retransmits !== false,
-    procConnectorBufferBytes: opts.procConnectorBuffer,
-    procConnectorPauseMs: opts.procConnectorPause,
-    injectFault: opts.injectFault,
+    testHooks: opts.testHook,
     display: opts.quiet && !opts.live ? undefined : { live: opts.live === true, intervalMs: opts.live ? (opts.interval ?? 1000) : 1000 },
     capture: opts.pcap
       ? {
+          kind: outputs.capture.kind,
           path: opts.pcap,
           fd: typeof outputs.pcap === 'number' ? outputs.pcap : undefined,
           format: opts.pcapFormat,
           snaplen: opts.snaplen,
-          filter: outputs.filter,
+          filter: outputs.capture.filter,
           rotation: outputs.rotation?.capture,
         }
       : undefined,
@@ -101,8 +98,9 @@ function engineOptions(opts: TraceCliOptions, events: EventStream | null, output
 
 /** A filter that does not compile, files that cannot be created: refused before anything starts
  *  (contradicting options were refused by program.ts already). */
-function prepareOutputs(opts: TraceCliOptions, linkType = DLT_RAW): Outputs {
-  let filter: Outputs['filter'] = null;
+function prepareOutputs(opts: TraceCliOptions, mode: Parameters<typeof captureKind>[0]): Outputs {
+  const { kind, linkType } = captureKind(mode);
+  let filter: CaptureRequest['filter'] = null;
   if (opts.pcapFilter !== undefined) {
     try {
       filter = compileCaptureFilter(opts.pcapFilter, opts.snaplen, linkType);
@@ -134,7 +132,7 @@ function prepareOutputs(opts: TraceCliOptions, linkType = DLT_RAW): Outputs {
       fs.rmSync(file, { force: true });
     }
   };
-  return { json: open(opts.json), events: open(opts.events), pcap: open(rotation ? rotation.firstFile : opts.pcap), filter, discard, rotation };
+  return { json: open(opts.json), events: open(opts.events), pcap: open(rotation ? rotation.firstFile : opts.pcap), capture: { kind, filter }, discard, rotation };
 }
 
 /** The JSON report where asked, and the terminal report on stderr (the command's stdout stays its own).
@@ -180,20 +178,19 @@ function closeQuietly(events: EventStream | null): void {
   }
 }
 
-/** The real actions: privileges checked, files created, BPF loaded. */
-export const liveActions: CliActions = {
+/** The actions on the real system: privileges checked, files created, BPF loaded. */
+export const systemActions: CliActions = {
   async run(command: string[], opts: TraceCliOptions, user: string | undefined, isolate?: IsolateCliOptions): Promise<number> {
     checkPrivileges();
     const credentials = resolveCredentials(user, process.env, readPasswd());
     const metrics = await startMetrics(opts, 'run', VERSION, (line) => process.stderr.write(`${line}\n`));
     try {
-      // --isolate captures Ethernet frames with libpcap: its filter is compiled for that link type.
-      const outputs = prepareOutputs(opts, isolate ? LINKTYPE_ETHERNET : DLT_RAW);
+      const outputs = prepareOutputs(opts, { isolate: isolate !== undefined });
       const containers = new ContainerTracker();
       const events = openEvents(opts, outputs, containers);
       let result;
       try {
-        result = await runTraced({ argv: command, credentials, isolate, ...engineOptions(opts, events, outputs, containers, metrics) });
+        result = await runTraced({ argv: command, credentials, isolate, ...sessionOptions(opts, events, outputs, containers, metrics) });
       } catch (err) {
         closeQuietly(events);
         outputs.discard();
@@ -211,12 +208,12 @@ export const liveActions: CliActions = {
     checkPrivileges();
     const metrics = await startMetrics(opts, 'attach', VERSION, (line) => process.stderr.write(`${line}\n`));
     try {
-      const outputs = prepareOutputs(opts, targets.netnsCapture ? LINKTYPE_LINUX_SLL2 : DLT_RAW);
+      const outputs = prepareOutputs(opts, { netnsCapture: targets.netnsCapture });
       const containers = new ContainerTracker();
       const events = openEvents(opts, outputs, containers);
       let result;
       try {
-        result = await attachTraced({ ...targets, ...engineOptions(opts, events, outputs, containers, metrics) });
+        result = await attachTraced({ ...targets, ...sessionOptions(opts, events, outputs, containers, metrics) });
       } catch (err) {
         closeQuietly(events);
         outputs.discard();
@@ -262,5 +259,5 @@ export const liveActions: CliActions = {
 /** Runs the CLI; resolves to the process exit code. */
 export function main(argv: string[]): Promise<number> {
   installFatalHandlers();
-  return runCli(argv, liveActions);
+  return runCli(argv, systemActions);
 }

@@ -6,6 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option, type OptionValues } from 'commander';
 import type { Backend } from '../schema/report';
+import type { TestHooks } from '../trace/test-hooks';
 import { MAX_SNAPLEN, type CaptureFormat } from '../pcap/capture';
 import { checkInterfaceName } from '../isolate/plan';
 import { fleetOptionProblem, parseFileCount, parseFileSize, parseListenAddress, parseMetricsTop, parseRotateSeconds, type ListenAddress } from './fleet-options';
@@ -52,10 +53,29 @@ export function parsePid(text: string): number {
   return Number(text);
 }
 
-function parseConnectorBuffer(text: string): number {
-  const n = Number(text);
-  if (!/^\d+$/.test(text) || n < 1 || n > 256 * 1024 * 1024) throw new InvalidArgumentError(`not a buffer size in bytes (1 to 268435456): '${text}'`);
-  return n;
+/**
+ * The tests' hooks (docs/reliability.md), one `--test-hook NAME=VALUE` each, hidden from --help:
+ *   inject-fault=uncaught-exception|unhandled-rejection   an internal error 300 ms into the trace
+ *   proc-connector-buffer=BYTES                            the proc connector's receive queue (1..256 MiB)
+ *   proc-connector-pause=MS                                the connector is not read for the first MS
+ */
+export function parseTestHook(text: string, hooks: TestHooks = {}): TestHooks {
+  const m = /^([a-z-]+)=(.*)$/.exec(text);
+  const [name, value] = m ? [m[1], m[2]] : [text, ''];
+  switch (name) {
+    case 'inject-fault':
+      if (value !== 'uncaught-exception' && value !== 'unhandled-rejection') throw new InvalidArgumentError(`inject-fault must be uncaught-exception or unhandled-rejection, got '${value}'`);
+      return { ...hooks, injectFault: value };
+    case 'proc-connector-buffer': {
+      const n = Number(value);
+      if (!/^\d+$/.test(value) || n < 1 || n > 256 * 1024 * 1024) throw new InvalidArgumentError(`not a buffer size in bytes (1 to 268435456): '${value}'`);
+      return { ...hooks, procConnectorBufferBytes: n };
+    }
+    case 'proc-connector-pause':
+      return { ...hooks, procConnectorPauseMs: parseMilliseconds(value) };
+    default:
+      throw new InvalidArgumentError(`unknown test hook '${name}'`);
+  }
 }
 
 export function parseMilliseconds(text: string): number {
@@ -90,11 +110,8 @@ function addTraceOptions(command: Command): Command {
     .option('--force', 'overwrite existing output files (never through a symbolic link)')
     .option('-q, --quiet', 'no terminal report')
     .option('--no-color', 'no colors in the terminal report')
-    // A small proc connector queue overflows under a fork storm: how the tests make ENOBUFS happen.
-    .addOption(new Option('--proc-connector-buffer <bytes>', 'proc connector receive queue').argParser(parseConnectorBuffer).hideHelp())
-    .addOption(new Option('--proc-connector-pause <ms>', 'do not read the proc connector for the first MS').argParser(parseMilliseconds).hideHelp())
-    // Fault injection for the tests: an internal error 300 ms into the trace (docs/reliability.md).
-    .addOption(new Option('--inject-fault <kind>', 'internal error during the trace').choices(['uncaught-exception', 'unhandled-rejection']).hideHelp());
+    // The tests' hooks (fault injection, a proc connector that overflows): parseTestHook, docs/reliability.md.
+    .addOption(new Option('--test-hook <name=value>', 'test only').argParser((v: string, prev?: TestHooks) => parseTestHook(v, prev)).hideHelp());
 }
 
 /** The options of run and attach, as commander parsed them (its values are untyped). */
@@ -122,9 +139,7 @@ export interface TraceCliOptions {
   color: boolean;
   dnsNames: boolean;
   retransmits: boolean;
-  procConnectorBuffer?: number;
-  procConnectorPause?: number;
-  injectFault?: 'uncaught-exception' | 'unhandled-rejection';
+  testHook?: TestHooks;
 }
 
 /** Commander's untyped option values as TraceCliOptions; a value of the wrong type is a bug here, not bad input. */
@@ -133,10 +148,11 @@ export function traceCliOptions(raw: OptionValues): TraceCliOptions {
     const v = raw[key];
     if ((v !== undefined || required) && typeof v !== type) throw new TypeError(`option ${key}: expected a ${type}, got ${typeof v}`);
   };
-  for (const k of ['json', 'chart', 'events', 'pcap', 'pcapFilter', 'injectFault']) is(k, 'string');
+  for (const k of ['json', 'chart', 'events', 'pcap', 'pcapFilter']) is(k, 'string');
   for (const k of ['detail', 'live', 'force', 'quiet']) is(k, 'boolean');
   is('interval', 'number');
-  for (const k of ['procConnectorBuffer', 'procConnectorPause', 'fileSize', 'rotateSeconds', 'fileCount', 'metricsTop']) is(k, 'number');
+  if (raw.testHook !== undefined && (typeof raw.testHook !== 'object' || raw.testHook === null)) throw new TypeError(`option testHook: expected an object, got ${typeof raw.testHook}`);
+  for (const k of ['fileSize', 'rotateSeconds', 'fileCount', 'metricsTop']) is(k, 'number');
   is('metrics', 'object');
   for (const k of ['dnsNames', 'retransmits']) is(k, 'boolean', true);
   for (const k of ['flowInterval', 'ringBuffer', 'snaplen']) is(k, 'number', true);

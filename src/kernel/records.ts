@@ -2,6 +2,7 @@
 // Decoding of ring-buffer batches into typed records. Pure: bytes in, objects out.
 // Batch framing (from the addon): [u32 length][u32 0][record bytes][zero padding to 8] ...
 import * as L from '../native/layout.generated';
+import type { Traffic } from '../schema/report';
 import { formatAddress } from '../util/net';
 
 export interface FlowKey {
@@ -19,16 +20,12 @@ export interface FlowKey {
   raw: Uint8Array;
 }
 
-export interface FlowCounters {
-  txBytes: number;
-  rxBytes: number;
-  txCalls: number;
-  rxCalls: number;
-}
+/** Bytes and calls of a flow: the report's Traffic shape, as the kernel counts them (struct flow_counters). */
+export type FlowCounters = Traffic;
 
 /** Every record names a process instance: tgid plus its task start time (0n when the kernel did not know it). */
 export type TraceRecord = { startTime: bigint } & (
-  | { type: 'fork'; tgid: number; tsNs: number; ppid: number; nspid: number; startTimeNs: bigint; comm: string }
+  | { type: 'fork'; tgid: number; tsNs: number; ppid: number; nspid: number; comm: string }
   | {
       type: 'exec';
       tgid: number;
@@ -205,7 +202,6 @@ export function decodeRecord(view: DataView, bytes: Uint8Array, at: number, leng
         startTime,
         ppid: view.getUint32(at + L.fork_record.ppid, true),
         nspid: view.getUint32(at + L.fork_record.nspid, true),
-        startTimeNs: view.getBigUint64(at + L.fork_record.start_time_ns, true),
         comm: cString(bytes, at + L.fork_record.comm, L.PROCTAP_COMM_LEN),
       };
     case L.RECORD_EXEC: {

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // What the Prometheus exporter reads, once per scrape: a snapshot of cumulative figures. Read-only;
-// engine-source.ts implements it from the trace engine (the one place that knows the model's shape).
+// trace/metrics-source.ts implements it from the trace session (the one place that knows the model's shape).
 //
 // The contract the exporter relies on (and survives a breach of, without a series going down):
 // - every figure is cumulative since the trace started and never decreases;

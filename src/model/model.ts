@@ -1,16 +1,15 @@
 // SPDX-License-Identifier: MIT
-// Folds decoded records (ring buffer) and proc connector events into the process tree, the flow table
-// and the connection tracker. No kernel access: the session feeds it and asks it what to finalize.
+// The trace model: decoded kernel records and proc connector events folded into the process tree, the
+// flow table, the connection tracker and the names learned from DNS answers. No kernel access and no
+// I/O: the trace session feeds it and asks it which sockets to read for the last time.
+import type { TraceRecord } from '../kernel/records';
+import type { ProcEvent } from '../kernel/proc-events';
 import { ConnectionTracker } from './connections';
 import { FlowTable } from './flows';
 import { DnsNameTable } from './names';
 import { ProcessTree } from './tree';
-import { forEachRecord, type TraceRecord } from '../kernel/records';
 
-export const PROC_KIND = { fork: 1, exec: 2, exit: 3, overflow: 4 } as const;
-export const PROC_RECORD_SIZE = 40;
-
-export class TraceCollector {
+export class TraceModel {
   readonly tree = new ProcessTree();
   readonly flows = new FlowTable();
   readonly connections = new ConnectionTracker();
@@ -19,22 +18,15 @@ export class TraceCollector {
   readonly retransmits = new Map<bigint, number>();
   /** Sockets released since the last takeReleased(): their flows can be read for the last time. */
   private released: bigint[] = [];
-  records = 0;
   connectorOverflows = 0;
-  /** Optional tap for the NDJSON event stream and the detail mode. */
-  onRecordTap: ((record: TraceRecord) => void) | null = null;
-
-  onBatch(batch: ArrayBuffer): void {
-    this.records += forEachRecord(batch, (record) => this.onRecord(record));
-  }
 
   onRecord(record: TraceRecord): void {
     switch (record.type) {
       case 'fork':
-        this.tree.onFork(record.tgid, record.ppid, record.comm, record.tsNs, 'kernel', record.startTimeNs);
+        this.tree.onFork(record.tgid, record.ppid, record.comm, record.tsNs, 'kernel', record.startTime);
         // Where the child lives in another PID namespace (a container), its own view of its pid.
         if (record.nspid && record.nspid !== record.tgid) {
-          const node = this.tree.get(record.tgid, record.startTimeNs);
+          const node = this.tree.get(record.tgid, record.startTime);
           if (node) node.nspid = record.nspid;
         }
         break;
@@ -61,10 +53,9 @@ export class TraceCollector {
       case 'dns':
         this.names.onResponse(record.data, record.tgid, record.tsNs);
         break;
-      case 'call':
+      default:
         break;
     }
-    this.onRecordTap?.(record);
   }
 
   /** A socket may be read twice (at release, then again at the end if it retransmitted after close()). */
@@ -78,25 +69,18 @@ export class TraceCollector {
     return released;
   }
 
-  /** Proc connector batch: fills in what kernel records missed (lost records); never overrides them.
-   *  Returns how many overflows (ENOBUFS: events lost) the batch reported. */
-  onProcBatch(batch: ArrayBuffer): number {
+  /** Proc connector events: they fill in what kernel records missed (lost records) and never override
+   *  them. Returns how many overflows (ENOBUFS: events lost) there were among them. */
+  onProcEvents(events: ProcEvent[]): number {
     let overflows = 0;
-    const view = new DataView(batch);
-    for (let at = 0; at + PROC_RECORD_SIZE <= batch.byteLength; at += PROC_RECORD_SIZE) {
-      const kind = view.getUint32(at, true);
-      const pid = view.getUint32(at + 4, true);
-      const tgid = view.getUint32(at + 8, true);
-      const parentTgid = view.getUint32(at + 16, true);
-      const exitCode = view.getUint32(at + 20, true);
-      const tsNs = Number(view.getBigUint64(at + 32, true));
-      if (kind === PROC_KIND.overflow) {
+    for (const e of events) {
+      if (e.kind === 'overflow') {
         this.connectorOverflows++;
         overflows++;
-      } else if (kind === PROC_KIND.fork && pid === tgid && this.tree.has(parentTgid) && !this.tree.has(tgid)) {
-        this.tree.onFork(tgid, parentTgid, '', tsNs, 'connector');
-      } else if (kind === PROC_KIND.exit && pid === tgid && this.tree.has(tgid)) {
-        this.tree.onExit(tgid, tsNs, exitCode, 'connector');
+      } else if (e.kind === 'fork' && e.pid === e.tgid && this.tree.has(e.parentTgid) && !this.tree.has(e.tgid)) {
+        this.tree.onFork(e.tgid, e.parentTgid, '', e.tsNs, 'connector');
+      } else if (e.kind === 'exit' && e.pid === e.tgid && this.tree.has(e.tgid)) {
+        this.tree.onExit(e.tgid, e.tsNs, e.waitStatus, 'connector');
       }
     }
     return overflows;

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
-// Remote names: what the traced processes learned from the DNS answers they received, and the report's
-// remoteName fields and `dns` section made from it. Pure: packets in, names out. No lookups of our own.
-import type { DnsReport, Report } from '../schema/report';
-import { DnsFormatError, parseDnsMessage, resolutions, udpDatagram } from './dns-message';
+// Remote names: what the traced processes learned from the DNS answers they received (report/names.ts
+// makes the report's remoteName fields and `dns` section from it). Pure: packets in, names out. No
+// lookups of our own.
+import { DnsFormatError, parseDnsMessage, resolutions, udpDatagram } from '../l7/dns-message';
 
 export interface LearnedName {
   name: string;
@@ -74,36 +74,4 @@ export class DnsNameTable {
   list(): LearnedName[] {
     return [...this.byName.values()];
   }
-}
-
-/** Adds `remoteName` to endpoints and connections, and the `dns` section (when any response was seen). */
-export function addRemoteNames(report: Report, table: DnsNameTable, originNs: number): void {
-  const atNs = (offsetMs: number) => originNs + offsetMs * 1e6;
-  for (const e of report.endpoints) {
-    const name = table.nameOf(e.remoteAddr);
-    if (name !== undefined) e.remoteName = name;
-  }
-  for (const c of report.connections) {
-    const name = table.nameOf(c.remoteAddr, atNs(c.startOffsetMs));
-    if (name !== undefined) c.remoteName = name;
-  }
-  if (table.responses === 0 && table.malformed === 0) return;
-  const dns: DnsReport = {
-    responses: table.responses,
-    malformed: table.malformed,
-    cut: table.cut,
-    names: table
-      .list()
-      .sort((a, b) => a.firstNs - b.firstNs || a.name.localeCompare(b.name))
-      .map((n) => ({
-        name: n.name,
-        cnames: n.cnames,
-        addresses: n.addresses,
-        pids: [...n.pids].sort((a, b) => a - b),
-        servers: n.servers,
-        firstOffsetMs: Math.round((n.firstNs - originNs) / 1000) / 1000,
-        ttl: n.ttl,
-      })),
-  };
-  report.dns = dns;
 }

@@ -25,6 +25,8 @@ export interface RingBufferOptions {
   pollMs: number;
   /** Batches waiting for JS before the poll thread blocks (back-pressure into the kernel ring). */
   maxQueuedBatches: number;
+  /** A batch is delivered before it would grow past this many bytes (4096 .. 2^30). */
+  maxBatchBytes: number;
   /** Records of `recordType` carrying a packet are filtered on the poll thread: rejected ones never reach JS. */
   packetFilter?: { filter: PacketFilter; recordType: number; dataOffset: number; capLenOffset: number; origLenOffset: number };
 }
@@ -92,7 +94,7 @@ export interface PacketFilter {
 }
 
 
-export interface LiveCaptureOptions {
+export interface LibpcapCaptureOptions {
   /** Device name in that namespace, or "any" (all interfaces; ask for linkType 276, DLT_LINUX_SLL2, to get
    *  the interface index and direction of every packet). */
   device: string;
@@ -104,17 +106,23 @@ export interface LiveCaptureOptions {
   snaplen: number;
   /** tcpdump filter expression, compiled for the device's link type; a bad one throws (code "EINVAL"). */
   filter?: string;
-  /** Kernel ring size in bytes (pcap_set_buffer_size); default libpcap's (2 MiB). */
-  bufferSize?: number;
+  /** Kernel ring size in bytes (pcap_set_buffer_size). */
+  bufferSize: number;
   promisc?: boolean;
   /** A partly filled ring block is handed over after this many ms (TPACKET_V3 block timeout); also the
-   *  delivery latency bound. stop() waits up to 2 * timeoutMs for the last block. Default 100. */
-  timeoutMs?: number;
+   *  delivery latency bound. */
+  timeoutMs: number;
+  /** stop(): after the reject-all filter is attached, how long to wait for the last partly filled block. */
+  drainMs: number;
+  /** A batch is delivered before it would grow past this many bytes. */
+  maxBatchBytes: number;
+  /** Batches waiting for JS before the capture thread waits (back-pressure). */
+  maxQueuedBatches: number;
   /** pcap_set_datalink after activation, e.g. 276 (DLT_LINUX_SLL2) on "any". */
   linkType?: number;
 }
 
-export interface LiveCaptureStats {
+export interface LibpcapCaptureStats {
   /** pcap_stats ps_recv: packets that passed the filter, counted by the kernel. */
   received: number;
   /** ps_drop: packets the kernel dropped because the ring was full. */
@@ -130,21 +138,21 @@ export interface LiveCaptureStats {
 /**
  * A running libpcap capture (TPACKET_V3, nanosecond timestamps) with its own thread. The constructor
  * returns once the device is open (or throws with .code, and .errno where there is one). Each batch
- * holds packets back to back: u64 tsNs (CLOCK_REALTIME), u32 capLen, u32 origLen, capLen bytes, zero
- * padding to 8 bytes (LIVE_PACKET_HEADER_SIZE in src/native/index.ts).
+ * holds packets back to back: a struct libpcap_packet_header (addon/batch_records.h: u64 timestampNs,
+ * CLOCK_REALTIME; u32 capLen; u32 origLen), capLen bytes, zero padding to 8 bytes.
  */
-export interface LiveCapture {
+export interface LibpcapCapture {
   /** pcap_datalink of the open handle: the pcapng IDB link type (1 EN10MB, 113 LINUX_SLL, 276 LINUX_SLL2, ...). */
   readonly linkType: number;
   readonly device: string;
   /** A pcap_activate warning (e.g. promiscuous mode not supported), if any. */
   readonly warning?: string;
   /** Final drain, join, then pcap_stats. Resolves after the last batch was delivered. */
-  stop(): Promise<LiveCaptureStats>;
+  stop(): Promise<LibpcapCaptureStats>;
   /** Immediate: undelivered batches are dropped, the thread is joined. Idempotent. */
   close(): void;
   /** The final statistics once the capture thread has ended (stop(), or the device went away), else null. */
-  stats(): LiveCaptureStats | null;
+  stats(): LibpcapCaptureStats | null;
 }
 
 export interface NetworkInterface {
@@ -198,20 +206,20 @@ export interface NativeModule {
   /** "1.1.2" */
   libbpfVersion(): string;
   /**
-   * Netlink proc connector (CN_IDX_PROC) reader thread. Batches are arrays of fixed 40-byte records:
-   * u32 kind (1 fork, 2 exec, 3 exit, 4 overflow: ENOBUFS, events were lost), u32 pid, u32 tgid,
-   * u32 parentPid, u32 parentTgid, u32 exitCode (wait status), u32 exitSignal, u32 reserved,
-   * u64 timestampNs (CLOCK_MONOTONIC as the kernel stamps proc events).
+   * Netlink proc connector (CN_IDX_PROC) reader thread. Batches are arrays of struct proc_event_record
+   * (addon/batch_records.h; offsets in layout.generated.ts): kind (fork, exec, exit, overflow: ENOBUFS,
+   * events were lost), pid, tgid, parent pid and tgid, exit code (wait status) and signal, timestamp
+   * (CLOCK_MONOTONIC). receiveBufferBytes: the socket's receive queue (SO_RCVBUFFORCE; the kernel doubles
+   * it); maxQueuedBatches: batches waiting for JS before the reader waits.
    */
-  /** receiveBufferBytes: the socket's receive queue (SO_RCVBUFFORCE; the kernel doubles it); default 4 MiB. */
-  openProcConnector(onBatch: (batch: ArrayBuffer) => void, receiveBufferBytes?: number): ProcConnector;
-  /** Starts a live capture (see LiveCapture). */
-  LiveCapture: new (options: LiveCaptureOptions, onBatch: (batch: ArrayBuffer) => void) => LiveCapture;
+  openProcConnector(onBatch: (batch: ArrayBuffer) => void, options: { receiveBufferBytes: number; maxQueuedBatches: number }): ProcConnector;
+  /** Starts a libpcap capture (see LibpcapCapture). */
+  LibpcapCapture: new (options: LibpcapCaptureOptions, onBatch: (batch: ArrayBuffer) => void) => LibpcapCapture;
   /** pcap_findalldevs, on a thread inside netnsPath when given. */
   listInterfaces(netnsPath?: string): NetworkInterface[];
   /** The whole conntrack table (of netnsPath's namespace when given) over ctnetlink; family filters in kernel.
    *  A table that outruns the socket buffer during the dump throws code ENOBUFS: dump again. */
   conntrackDump(options?: { family?: 'ipv4' | 'ipv6'; netnsPath?: string }): ConntrackEntry[];
-  /** Size of one proc connector record in a batch (see PROC_RECORD_* offsets in src/native/index.ts). */
+  /** Size of one proc connector record in a batch (sizeof(struct proc_event_record)). */
   PROC_RECORD_SIZE: number;
 }

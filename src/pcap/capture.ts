@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
-// Packet capture policy: which packets go to the file (tcpdump filter), what each one is annotated with
-// (owning pid and command), when the file is flushed, and what is said about drops.
+// eBPF packet capture policy: which packets go to the file (tcpdump filter), what each one is annotated
+// with (owning pid and command), when the file is flushed, and what is said about drops.
 import type { PacketRecord } from '../kernel/records';
+import { PROCTAP_MAX_SNAPLEN } from '../native/layout.generated';
 import { containerLabel } from '../proc/container';
 import { LINKTYPE_RAW } from './pcapng';
 import { createPcapngWriter, createPcapWriter, fdSink, fileSink, type ByteSink, type PacketWriter, type PcapngWriter } from './writer';
@@ -10,9 +11,10 @@ import type { OutputFileOptions } from '../util/output';
 
 export type CaptureFormat = 'pcapng' | 'pcap';
 export const DLT_RAW = 12; /* libpcap's name for LINKTYPE_RAW */
-export const MAX_SNAPLEN = 262144;
+/** The most bytes of one packet any capture keeps (bpf/proctap.h). */
+export const MAX_SNAPLEN = PROCTAP_MAX_SNAPLEN;
 
-export interface CaptureOptions {
+export interface CaptureFileOptions {
   /** File path, or "-" for standard output. */
   path: string;
   /** Already opened for writing (createOutputFile); else the path is created here. */
@@ -137,7 +139,7 @@ export class PacketCapture {
 }
 
 /** Where a capture goes: standard output, a descriptor opened up front, or a path created here. */
-export function captureSink(options: Pick<CaptureOptions, 'path' | 'fd'>): ByteSink {
+export function captureSink(options: Pick<CaptureFileOptions, 'path' | 'fd'>): ByteSink {
   return options.path === '-'
     ? fdSink(1, { label: 'standard output' })
     : options.fd !== undefined
@@ -145,7 +147,7 @@ export function captureSink(options: Pick<CaptureOptions, 'path' | 'fd'>): ByteS
       : fileSink(options.path);
 }
 
-export function openCapture(options: CaptureOptions, describe: (pid: number, startTime?: bigint) => PacketOwner | undefined): PacketCapture {
+export function openCapture(options: CaptureFileOptions, describe: (pid: number, startTime?: bigint) => PacketOwner | undefined): PacketCapture {
   const sink = captureSink(options);
   const makeWriter = (into: ByteSink): PacketWriter =>
     options.format === 'pcap'

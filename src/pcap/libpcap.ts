@@ -1,19 +1,42 @@
 // SPDX-License-Identifier: MIT
-// Live capture (libpcap on a device, possibly inside another network namespace) into the packet
-// writer: one interface block per capture, packets as their batches arrive, and pcap_stats in an
-// interface statistics block per capture at the end.
-import { LIVE_PACKET_HEADER_SIZE, loadNative, type LiveCapture, type LiveCaptureOptions, type LiveCaptureStats } from '../native';
+// libpcap captures (on a device, possibly inside another network namespace) into the packet writer: one
+// interface block per capture, packets as their batches arrive, and pcap_stats in an interface
+// statistics block per capture at the end.
+import { loadNative, type LibpcapCapture, type LibpcapCaptureOptions, type LibpcapCaptureStats } from '../native';
+import * as L from '../native/layout.generated';
 import { LINKTYPE_LINUX_SLL2, type PacketDirection } from './pcapng';
 import { createPcapngWriter, createPcapWriter, type ByteSink, type PacketWriter, type PcapngWriter } from './writer';
 import { createRotatingWriter, type RotationHooks, type RotationPlan } from './rotate';
 import type { OutputFileOptions } from '../util/output';
 
-export const MAX_LIVE_SNAPLEN = 262144;
 /** Kernel ring per capture unless a source says otherwise. libpcap's 2 MiB drops about a third of the
  *  packets of a bulk TCP transfer over a veth (~600 MB/s, 64 KiB GSO packets); 32 MiB dropped none. */
-export const DEFAULT_LIVE_BUFFER_BYTES = 32 << 20;
+export const DEFAULT_LIBPCAP_BUFFER_BYTES = 32 << 20;
+/** TPACKET_V3 block timeout: a partly filled block is handed over after this long (latency bound). */
+export const LIBPCAP_BLOCK_TIMEOUT_MS = 100;
+/** At stop, after the reject-all filter: two block timeouts (the kernel hands a partly filled block over
+ *  only when its timer fires), plus a margin. */
+const LIBPCAP_DRAIN_MS = 2 * LIBPCAP_BLOCK_TIMEOUT_MS + 20;
+const LIBPCAP_MAX_BATCH_BYTES = 4 << 20;
+const LIBPCAP_MAX_QUEUED_BATCHES = 16;
 
-export interface LivePacket {
+/** The mechanism's options for one source, with proctap's choices where the source leaves them open. */
+export function libpcapOptions(source: LibpcapSourceOptions): LibpcapCaptureOptions {
+  return {
+    ...source,
+    bufferSize: source.bufferSize ?? DEFAULT_LIBPCAP_BUFFER_BYTES,
+    timeoutMs: source.timeoutMs ?? LIBPCAP_BLOCK_TIMEOUT_MS,
+    drainMs: source.drainMs ?? (source.timeoutMs !== undefined ? 2 * source.timeoutMs + 20 : LIBPCAP_DRAIN_MS),
+    maxBatchBytes: source.maxBatchBytes ?? LIBPCAP_MAX_BATCH_BYTES,
+    maxQueuedBatches: source.maxQueuedBatches ?? LIBPCAP_MAX_QUEUED_BATCHES,
+  };
+}
+
+/** A source's options: the mechanism's, with the sizes and timings optional (libpcapOptions fills them). */
+export type LibpcapSourceOptions = Omit<LibpcapCaptureOptions, 'bufferSize' | 'timeoutMs' | 'drainMs' | 'maxBatchBytes' | 'maxQueuedBatches'> &
+  Partial<Pick<LibpcapCaptureOptions, 'bufferSize' | 'timeoutMs' | 'drainMs' | 'maxBatchBytes' | 'maxQueuedBatches'>>;
+
+export interface LibpcapPacket {
   /** Wall clock (CLOCK_REALTIME), nanoseconds. */
   timestampNs: bigint;
   /** From the link-layer header on, as the device's link type says. */
@@ -21,20 +44,21 @@ export interface LivePacket {
   originalLength: number;
 }
 
-/** Splits one LiveCapture batch (u64 tsNs, u32 capLen, u32 origLen, bytes, pad to 8; repeated). */
-export function decodeLiveBatch(batch: ArrayBuffer): LivePacket[] {
+/** Splits one LibpcapCapture batch (struct libpcap_packet_header, the bytes, pad to 8; repeated). */
+export function decodeLibpcapBatch(batch: ArrayBuffer): LibpcapPacket[] {
   const view = new DataView(batch);
-  const out: LivePacket[] = [];
+  const out: LibpcapPacket[] = [];
+  const H = L.libpcap_packet_header;
   let at = 0;
   while (at < batch.byteLength) {
-    if (at + LIVE_PACKET_HEADER_SIZE > batch.byteLength) throw new RangeError(`live capture batch: truncated header at ${at}`);
-    const capLen = view.getUint32(at + 8, true);
-    const start = at + LIVE_PACKET_HEADER_SIZE;
-    if (start + capLen > batch.byteLength) throw new RangeError(`live capture batch: packet at ${at} runs past the end`);
+    if (at + H.size > batch.byteLength) throw new RangeError(`libpcap capture batch: truncated header at ${at}`);
+    const capLen = view.getUint32(at + H.cap_len, true);
+    const start = at + H.size;
+    if (start + capLen > batch.byteLength) throw new RangeError(`libpcap capture batch: packet at ${at} runs past the end`);
     out.push({
-      timestampNs: view.getBigUint64(at, true),
+      timestampNs: view.getBigUint64(at + H.timestamp_ns, true),
       data: new Uint8Array(batch, start, capLen),
-      originalLength: view.getUint32(at + 12, true),
+      originalLength: view.getUint32(at + H.orig_len, true),
     });
     at = start + ((capLen + 7) & ~7);
   }
@@ -61,24 +85,24 @@ export function sll2InterfaceIndex(data: Uint8Array): number | undefined {
   return new DataView(data.buffer, data.byteOffset, data.byteLength).getUint32(4, false);
 }
 
-export interface LiveSource extends LiveCaptureOptions {
+export type LibpcapSource = LibpcapSourceOptions & {
   /** if_name of its interface block (default: the device name). */
   name?: string;
   /** if_description (e.g. which namespace). */
   description?: string;
-}
+};
 
-export interface LiveCaptureRunOptions {
+export interface LibpcapRunOptions {
   sink: ByteSink;
   format?: 'pcapng' | 'pcap';
   userAppl: string;
   comment?: string;
   /** A write failed (ENOSPC, EPIPE, ...): called once; later packets are not written. */
   onError?: (error: Error) => void;
-  /** Opens one capture; default the addon's LiveCapture (tests pass a fake). */
-  open?: (options: LiveCaptureOptions, onBatch: (batch: ArrayBuffer) => void) => LiveCapture;
+  /** Opens one capture; default the addon's LibpcapCapture (tests pass a fake). */
+  open?: (options: LibpcapCaptureOptions, onBatch: (batch: ArrayBuffer) => void) => LibpcapCapture;
   /** The comment of each packet (e.g. its owning process), given its link type and direction. */
-  annotate?: (packet: LivePacket, linkType: number, direction: PacketDirection | undefined) => string | undefined;
+  annotate?: (packet: LibpcapPacket, linkType: number, direction: PacketDirection | undefined) => string | undefined;
   /** Hold batches this long before writing them (so that annotate() knows about sockets whose records
    *  travel on another path, the ring buffer); stop() writes what is held. Default 0: write at once. */
   holdMs?: number;
@@ -86,34 +110,34 @@ export interface LiveCaptureRunOptions {
   rotation?: { plan: RotationPlan; output: OutputFileOptions; hooks?: RotationHooks };
 }
 
-export interface LiveSourceResult extends LiveCaptureStats {
+export interface LibpcapSourceResult extends LibpcapCaptureStats {
   /** Packets written to the file from this source. */
   written: number;
 }
 
-export interface LiveCaptureRun {
+export interface LibpcapRun {
   /** Per source, in order: its device and the link type libpcap gave it (its IDB). */
   readonly interfaces: ReadonlyArray<{ device: string; linkType: number }>;
   /** Stops every capture (final drain), writes their statistics, closes the file. */
-  stop(): Promise<LiveSourceResult[]>;
+  stop(): Promise<LibpcapSourceResult[]>;
   /** Immediate teardown: threads joined, undelivered packets dropped, file closed. Idempotent. */
   close(): void;
 }
 
-export function checkLiveSource(s: LiveSource): void {
-  if (typeof s.device !== 'string' || s.device === '') throw new TypeError('live capture: device must be a non-empty string');
-  if (!Number.isInteger(s.snaplen) || s.snaplen < 1 || s.snaplen > MAX_LIVE_SNAPLEN) {
-    throw new RangeError(`live capture: snaplen must be 1..${MAX_LIVE_SNAPLEN}, got ${s.snaplen}`);
+export function checkLibpcapSource(s: LibpcapSource): void {
+  if (typeof s.device !== 'string' || s.device === '') throw new TypeError('libpcap capture: device must be a non-empty string');
+  if (!Number.isInteger(s.snaplen) || s.snaplen < 1 || s.snaplen > L.PROCTAP_MAX_SNAPLEN) {
+    throw new RangeError(`libpcap capture: snaplen must be 1..${L.PROCTAP_MAX_SNAPLEN}, got ${s.snaplen}`);
   }
-  if (s.netnsPath !== undefined && (typeof s.netnsPath !== 'string' || s.netnsPath === '')) throw new TypeError('live capture: netnsPath must be a non-empty string');
-  if (s.filter !== undefined && typeof s.filter !== 'string') throw new TypeError('live capture: filter must be a string');
+  if (s.netnsPath !== undefined && (typeof s.netnsPath !== 'string' || s.netnsPath === '')) throw new TypeError('libpcap capture: netnsPath must be a non-empty string');
+  if (s.filter !== undefined && typeof s.filter !== 'string') throw new TypeError('libpcap capture: filter must be a string');
 }
 
-export function startLiveCapture(sources: LiveSource[], options: LiveCaptureRunOptions): LiveCaptureRun {
-  if (sources.length === 0) throw new RangeError('live capture: no source');
-  if (options.format === 'pcap' && sources.length > 1) throw new RangeError('live capture: classic pcap holds one interface; use pcapng');
-  sources.forEach(checkLiveSource);
-  const open = options.open ?? ((o, onBatch) => new (loadNative().LiveCapture)(o, onBatch));
+export function startLibpcapRun(sources: LibpcapSource[], options: LibpcapRunOptions): LibpcapRun {
+  if (sources.length === 0) throw new RangeError('libpcap capture: no source');
+  if (options.format === 'pcap' && sources.length > 1) throw new RangeError('libpcap capture: classic pcap holds one interface; use pcapng');
+  sources.forEach(checkLibpcapSource);
+  const open = options.open ?? ((o, onBatch) => new (loadNative().LibpcapCapture)(o, onBatch));
 
   let writer: PacketWriter | undefined;
   let failed = false;
@@ -123,7 +147,7 @@ export function startLiveCapture(sources: LiveSource[], options: LiveCaptureRunO
     if (failed || writer === undefined) return;
     try {
       const linkType = linkTypes[index];
-      for (const p of decodeLiveBatch(batch)) {
+      for (const p of decodeLibpcapBatch(batch)) {
         const direction = linkType === LINKTYPE_LINUX_SLL2 ? sll2Direction(p.data) : undefined;
         if (writer.writePacket({ ...p, interfaceId: index, direction, comment: options.annotate?.(p, linkType, direction) }) !== false) written[index]++;
       }
@@ -152,11 +176,11 @@ export function startLiveCapture(sources: LiveSource[], options: LiveCaptureRunO
   };
 
   // Batches arrive on the event loop, so none can come before the writer below exists.
-  const captures: LiveCapture[] = [];
+  const captures: LibpcapCapture[] = [];
   try {
     sources.forEach((s, i) => {
       const { name: _name, description: _description, ...native } = s;
-      const capture: LiveCapture = open({ ...native, bufferSize: native.bufferSize ?? DEFAULT_LIVE_BUFFER_BYTES }, onBatch(i));
+      const capture: LibpcapCapture = open(libpcapOptions(native), onBatch(i));
       captures.push(capture);
       linkTypes.push(capture.linkType);
     });

@@ -2,6 +2,8 @@
 // Per-packet process metadata for libpcap captures (run --isolate, attach --netns-capture): libpcap sees
 // frames, not sockets, so a packet is matched to its owner by its local (protocol, port), learned from
 // the trace's own records (TCP state changes and flow records carry the local port). Pure.
+import { parseIpHeader } from '../util/ip';
+import { AF_INET } from '../util/net';
 import { LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2, type PacketDirection } from './pcapng';
 const ETH_P_IP = 0x0800;
 const ETH_P_IPV6 = 0x86dd;
@@ -9,34 +11,11 @@ const ETH_P_8021Q = 0x8100;
 
 export interface PacketPorts {
   proto: 6 | 17;
-  /** Source and destination IP addresses, as formatAddress writes them (IPv4 dotted, IPv6 raw hex-free). */
+  /** Source and destination IP addresses, as formatAddress writes them. */
   srcAddr: string;
   dstAddr: string;
   srcPort: number;
   dstPort: number;
-}
-
-function ipv4(b: Uint8Array, at: number): string {
-  return `${b[at]}.${b[at + 1]}.${b[at + 2]}.${b[at + 3]}`;
-}
-
-function ipv6(b: Uint8Array, at: number): string {
-  const groups: string[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push(((b[at + i] << 8) | b[at + i + 1]).toString(16));
-  // the shortest form, as inet_ntop: the longest run of two or more zero groups becomes "::"
-  let best = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8; ) {
-    let j = i;
-    while (j < 8 && groups[j] === '0') j++;
-    if (j - i > bestLen) {
-      best = i;
-      bestLen = j - i;
-    }
-    i = j === i ? i + 1 : j;
-  }
-  if (best < 0) return groups.join(':');
-  return `${groups.slice(0, best).join(':')}::${groups.slice(best + bestLen).join(':')}`;
 }
 
 /** TCP/UDP ports and addresses of an Ethernet, LINUX_SLL or LINUX_SLL2 frame; null for anything else (ARP, ICMP,
@@ -63,29 +42,13 @@ export function packetPorts(data: Uint8Array, linkType: number): PacketPorts | n
   } else {
     return null;
   }
-  let proto: number;
-  let srcAddr: string;
-  let dstAddr: string;
-  if (etherType === ETH_P_IP) {
-    if (data.length < at + 20 || data[at] >> 4 !== 4) return null;
-    const ihl = (data[at] & 0x0f) * 4;
-    const fragOffset = ((data[at + 6] & 0x1f) << 8) | data[at + 7];
-    if (fragOffset !== 0 || ihl < 20) return null;
-    proto = data[at + 9];
-    srcAddr = ipv4(data, at + 12);
-    dstAddr = ipv4(data, at + 16);
-    at += ihl;
-  } else if (etherType === ETH_P_IPV6) {
-    if (data.length < at + 40 || data[at] >> 4 !== 6) return null;
-    proto = data[at + 6];
-    srcAddr = ipv6(data, at + 8);
-    dstAddr = ipv6(data, at + 24);
-    at += 40;
-  } else {
-    return null;
-  }
-  if ((proto !== 6 && proto !== 17) || data.length < at + 4) return null;
-  return { proto, srcAddr, dstAddr, srcPort: (data[at] << 8) | data[at + 1], dstPort: (data[at + 2] << 8) | data[at + 3] };
+  if (etherType !== ETH_P_IP && etherType !== ETH_P_IPV6) return null;
+  const ip = parseIpHeader(data, at);
+  if (!ip || (etherType === ETH_P_IP) !== (ip.family === AF_INET) || ip.fragmentOffset !== 0) return null;
+  const proto = ip.protocol;
+  const l4 = ip.transportAt;
+  if ((proto !== 6 && proto !== 17) || data.length < l4 + 4) return null;
+  return { proto, srcAddr: ip.sourceAddr, dstAddr: ip.destinationAddr, srcPort: (data[l4] << 8) | data[l4 + 1], dstPort: (data[l4 + 2] << 8) | data[l4 + 3] };
 }
 
 export interface PortOwner {

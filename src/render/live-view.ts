@@ -6,7 +6,7 @@ import type { Flow } from '../model/flows';
 import { protoName } from '../util/net';
 import { formatBytes, formatCount, formatDuration, formatEndpoint } from '../util/format';
 
-export interface LiveTotals {
+export interface DisplayTotals {
   elapsedMs: number;
   txBytes: number;
   rxBytes: number;
@@ -14,7 +14,7 @@ export interface LiveTotals {
   lost: number;
 }
 
-export function statusLine(t: LiveTotals): string {
+export function statusLine(t: DisplayTotals): string {
   return `proctap: ${formatDuration(t.elapsedMs)} · tx ${formatBytes(t.txBytes)} · rx ${formatBytes(t.rxBytes)} · ` +
     `${formatCount(t.records)} records · ${t.lost ? `${formatCount(t.lost)} LOST` : 'nothing lost'}`;
 }
@@ -47,7 +47,7 @@ export function snapshot(flows: Flow[], keyOf: (f: Flow) => string): Map<string,
   return m;
 }
 
-export function liveView(t: LiveTotals, processes: RateRow[], endpoints: RateRow[], rows = 10): string {
+export function liveView(t: DisplayTotals, processes: RateRow[], endpoints: RateRow[], rows = 10): string {
   const line = (r: RateRow) =>
     `${r.key.padEnd(44).slice(0, 44)} ${`${formatBytes(r.txRate)}/s`.padStart(12)} ${`${formatBytes(r.rxRate)}/s`.padStart(12)} ` +
     `${formatBytes(r.txBytes).padStart(10)} ${formatBytes(r.rxBytes).padStart(10)}`;
@@ -63,7 +63,7 @@ export function liveView(t: LiveTotals, processes: RateRow[], endpoints: RateRow
   ].join('\n');
 }
 
-export interface LiveSource {
+export interface DisplaySource {
   flows(): Flow[];
   comm(pid: number): string | undefined;
   records(): number;
@@ -74,7 +74,7 @@ export interface LiveSource {
  * Every intervalMs: with `live`, redraw the top-like view (alternate screen); otherwise rewrite one
  * status line on stderr. Only when stderr is a terminal. Returns stop().
  */
-export function startLiveDisplay(source: LiveSource, options: { live: boolean; intervalMs: number }): () => void {
+export function startTraceDisplay(source: DisplaySource, options: { live: boolean; intervalMs: number }): () => void {
   const out = process.stderr;
   if (!out.isTTY) return () => {};
   const started = Date.now();

@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: MIT
-// Builds the JSON report (schemaVersion 1) from what a trace collected. Pure: data in, data out.
+// The core of the JSON report (schemaVersion 1): header, totals, processes, endpoints, connections, from
+// what the trace model holds. Pure: data in, data out. report/assemble.ts adds the other sections.
+import type { OwnerPackets } from '../kernel/maps';
 import type { Flow } from '../model/flows';
 import type { TcpConnection } from '../model/connections';
 import { decodeWaitStatus, processId, type ProcessNode } from '../model/tree';
@@ -16,14 +18,7 @@ import {
 } from '../schema/report';
 import { protoName } from '../util/net';
 
-export interface PacketTotals {
-  txPackets: number;
-  rxPackets: number;
-  txBytes: number;
-  rxBytes: number;
-}
-
-export interface ReportInputs {
+export interface CoreInputs {
   version: string;
   mode: 'run' | 'attach';
   backend: Backend;
@@ -38,8 +33,8 @@ export interface ReportInputs {
   connections: TcpConnection[];
   /** TCP retransmits per socket cookie (sockets without any are absent); undefined = not counted. */
   retransmits?: Map<bigint, number>;
-  /** Per owner processId(tgid, start time); tgid 0 ("0/0") holds packets whose owner could not be told. */
-  packets: Map<string, PacketTotals>;
+  /** Packet counters per socket owner; tgid 0 holds packets whose owner could not be told. */
+  packets: OwnerPackets[];
   lost: LostCounters;
   notes: string[];
 }
@@ -54,14 +49,14 @@ function addTraffic(into: Traffic, flow: Flow): void {
   into.rxCalls += flow.counters.rxCalls;
 }
 
-function addPackets(into: Packets, p: PacketTotals): void {
+function addPackets(into: Packets, p: Packets): void {
   into.txPackets += p.txPackets;
   into.rxPackets += p.rxPackets;
   into.txBytes += p.txBytes;
   into.rxBytes += p.rxBytes;
 }
 
-export function buildReport(input: ReportInputs): Report {
+export function coreReport(input: CoreInputs): Report {
   const offset = (ns: number | null): number | null =>
     ns === null ? null : Math.round((ns - input.originNs) / 1000) / 1000;
   const span = (from: number, to: number | null): number | null => (to === null ? null : Math.round((to - from) / 1000) / 1000);
@@ -79,7 +74,7 @@ export function buildReport(input: ReportInputs): Report {
     }
     addPackets(totals.packets, p.packets);
   }
-  const unowned = input.packets.get(processId(0, 0n));
+  const unowned = input.packets.find((o) => o.tgid === 0)?.packets;
   return {
     schemaVersion: SCHEMA_VERSION,
     tool: { name: 'proctap', version: input.version },
@@ -95,7 +90,7 @@ export function buildReport(input: ReportInputs): Report {
     processes,
     endpoints,
     connections,
-    notes: input.notes,
+    notes: [...input.notes],
   };
 }
 
@@ -111,7 +106,7 @@ export function processResolver(processes: ProcessNode[]): (pid: number, startTi
   return (pid, startTime) => (startTime ? byId.get(processId(pid, startTime)) : latest.get(pid));
 }
 
-function buildProcesses(input: ReportInputs, offset: (ns: number | null) => number | null): ProcessReport[] {
+function buildProcesses(input: CoreInputs, offset: (ns: number | null) => number | null): ProcessReport[] {
   const owner = processResolver(input.processes);
   const traffic = new Map<ProcessNode, { tcp: Traffic; udp: Traffic }>();
   for (const flow of input.flows) {
@@ -121,11 +116,10 @@ function buildProcesses(input: ReportInputs, offset: (ns: number | null) => numb
     if (!t) traffic.set(node, (t = { tcp: zeroTraffic(), udp: zeroTraffic() }));
     addTraffic(t[protoName(flow.key.proto)], flow);
   }
-  const packetsOf = new Map<ProcessNode, PacketTotals[]>();
-  for (const [id, p] of input.packets) {
-    const [pid, start] = id.split('/');
-    const node = Number(pid) ? owner(Number(pid), BigInt(start)) : undefined;
-    if (node) packetsOf.set(node, [...(packetsOf.get(node) ?? []), p]);
+  const packetsOf = new Map<ProcessNode, Packets[]>();
+  for (const o of input.packets) {
+    const node = o.tgid ? owner(o.tgid, o.startTime) : undefined;
+    if (node) packetsOf.set(node, [...(packetsOf.get(node) ?? []), o.packets]);
   }
   return [...input.processes]
     .sort((a, b) => (a.startNs ?? -Infinity) - (b.startNs ?? -Infinity) || a.pid - b.pid || Number((a.startTime ?? 0n) - (b.startTime ?? 0n)))
@@ -156,7 +150,7 @@ function buildProcesses(input: ReportInputs, offset: (ns: number | null) => numb
 }
 
 function buildConnections(
-  input: ReportInputs,
+  input: CoreInputs,
   offset: (ns: number | null) => number | null,
   span: (from: number, to: number | null) => number | null,
 ): ConnectionReport[] {

@@ -1,12 +1,12 @@
 // SPDX-License-Identifier: MIT
-// Turns the flow table into the inputs of the time-series, distribution and pattern code, and adds their
-// results to the report. Pure: flows and offsets in, report fields out.
+// Turns the flow table into the inputs of the time-series, distribution and pattern code, and returns
+// their results as report sections. Pure: flows and offsets in, sections out.
 import type { Flow } from '../model/flows';
 import { buildDistributions } from '../analysis/distributions';
 import { detectPatterns } from '../analysis/patterns';
 import type { FlowSeries, SizeHistogram } from '../analysis/series';
 import { buildTimeSeries, chooseIntervalMs } from '../analysis/timeseries';
-import type { Report } from '../schema/report';
+import type { ConnectionReport, Report } from '../schema/report';
 import { protoName } from '../util/net';
 
 export interface SeriesContext {
@@ -52,17 +52,22 @@ export function sizeHistograms(flows: Flow[]): SizeHistogram[] {
   return [...byKey.values()];
 }
 
-export function addStatistics(report: Report, flows: Flow[], context: SeriesContext, flowIntervalMs: number, intervalMs?: number): void {
+export type StatisticsSections = Required<Pick<Report, 'timeSeries' | 'distributions' | 'patterns'>>;
+
+/** Time series, distributions and patterns of a trace's flows and connection rows. */
+export function statisticsSections(flows: Flow[], connections: ConnectionReport[], context: SeriesContext, flowIntervalMs: number, intervalMs?: number): StatisticsSections {
   const series = flowSeries(flows, context);
   const bucketMs = intervalMs ?? chooseIntervalMs(context.durationMs);
-  report.timeSeries = buildTimeSeries(series, context.durationMs, bucketMs);
-  report.distributions = buildDistributions({
-    series,
-    histograms: sizeHistograms(flows),
-    connections: report.connections,
-    durationMs: context.durationMs,
-    intervalMs: bucketMs,
-    sampleResolutionMs: flowIntervalMs,
-  });
-  report.patterns = detectPatterns({ series, connections: report.connections, durationMs: context.durationMs });
+  return {
+    timeSeries: buildTimeSeries(series, context.durationMs, bucketMs),
+    distributions: buildDistributions({
+      series,
+      histograms: sizeHistograms(flows),
+      connections,
+      durationMs: context.durationMs,
+      intervalMs: bucketMs,
+      sampleResolutionMs: flowIntervalMs,
+    }),
+    patterns: detectPatterns({ series, connections, durationMs: context.durationMs }),
+  };
 }

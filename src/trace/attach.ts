@@ -14,12 +14,17 @@ import {
   readStatus,
   type ProcNetSocket,
 } from '../proc/procfs';
-import type { ConnectionReport, Report, Target } from '../schema/report';
+import type { Report, Target } from '../schema/report';
+import { assembleReport } from '../report/assemble';
+import type { AttachFacts, PreexistingSocket } from '../report/attach';
+import type { ProcessNode } from '../model/tree';
 import { LINKTYPE_LINUX_SLL2 } from '../pcap/pcapng';
-import { TraceEngine, monotonicNs, type EngineOptions, type LiveDevice } from './session';
+import type { LibpcapDevice } from './capture';
+import { TraceSession, monotonicNs, type SessionOptions } from './session';
+import { onStopSignals, sleep } from './signals';
 import { containerTarget } from './containers';
 
-export interface AttachOptions extends Omit<EngineOptions, 'followChildren' | 'countUnownedPackets' | 'match'> {
+export interface AttachOptions extends Omit<SessionOptions, 'followChildren' | 'countUnownedPackets' | 'match' | 'tracedNow'> {
   pids: number[];
   comm?: string;
   /** cgroup v2 path relative to the mount, e.g. /system.slice/redis.service */
@@ -37,9 +42,9 @@ export interface AttachOptions extends Omit<EngineOptions, 'followChildren' | 'c
  * (entered by the capture thread only, as nsenter would), so the file holds everything the container
  * sees on its interfaces, also packets no socket owns (ARP, ICMP).
  */
-export function netnsCaptureDevices(pids: number[], log: (line: string) => void): LiveDevice[] {
+export function netnsCaptureDevices(pids: number[], log: (line: string) => void): LibpcapDevice[] {
   const ownNetns = netnsInode('self');
-  const seen = new Map<number, LiveDevice>();
+  const seen = new Map<number, LibpcapDevice>();
   for (const pid of pids) {
     const inode = netnsInode(pid);
     if (inode === null || seen.has(inode)) continue;
@@ -56,14 +61,14 @@ interface ResolvedTargets {
   targets: Target[];
   pids: number[];
   cgroupDirs: string[];
-  match: EngineOptions['match'];
+  match: SessionOptions['match'];
 }
 
 function resolveTargets(options: AttachOptions, mount: string): ResolvedTargets {
   const targets: Target[] = [];
   const pids = new Set<number>();
   const cgroupDirs = new Set<string>();
-  let match: EngineOptions['match'];
+  let match: SessionOptions['match'];
   for (const pid of options.pids) {
     if (pid === process.pid) throw new AttachError(`pid ${pid} is proctap itself`);
     const status = readStatus(pid);
@@ -116,13 +121,8 @@ function stopSignal(log: (line: string) => void): { promise: Promise<void>; stop
     log(`proctap: ${why}: detaching`);
     resolve();
   };
-  const onSignal = (signal: NodeJS.Signals) => stop(signal);
-  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
-  for (const s of signals) process.on(s, onSignal);
-  return { promise, stop, dispose: () => signals.forEach((s) => process.off(s, onSignal)) };
+  return { promise, stop, dispose: onStopSignals(stop) };
 }
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export interface AttachResult {
   report: Report;
@@ -137,36 +137,35 @@ export async function attachTraced(options: AttachOptions): Promise<AttachResult
   if (resolved.pids.length === 0 && !waiting) throw new AttachError('nothing to attach to');
 
   /* Load & verify, attach, start consuming: then add the targets so no event between is missed */
-  const liveDevices = options.netnsCapture ? netnsCaptureDevices(resolved.pids, options.log) : [];
-  const engine = new TraceEngine({
+  const libpcapDevices = options.netnsCapture ? netnsCaptureDevices(resolved.pids, options.log) : [];
+  const session = new TraceSession({
     ...options,
-    capture: options.capture && options.netnsCapture ? { ...options.capture, live: true } : options.capture,
     followChildren: options.followChildren,
     countUnownedPackets: false,
     match: resolved.match,
   });
-  for (const t of resolved.targets) if (t.kind === 'cgroup' || t.kind === 'container') engine.containers.setMatchedCgroup(t.kind === 'cgroup' ? t.path : t.cgroup);
+  for (const t of resolved.targets) if (t.kind === 'cgroup' || t.kind === 'container') session.containers.setMatchedCgroup(t.kind === 'cgroup' ? t.path : t.cgroup);
   const stop = stopSignal(options.log);
-  engine.onOutputError = () => stop.stop('an output failed');
+  session.outputs.onFailure = () => stop.stop('an output failed');
   try {
-    engine.attach(resolved.cgroupDirs);
-    engine.start(resolved.cgroupDirs.length === 1 ? `cgroup ${resolved.cgroupDirs[0]}` : 'cgroups of the targets', liveDevices);
+    session.attach(resolved.cgroupDirs);
+    session.start(resolved.cgroupDirs.length === 1 ? `cgroup ${resolved.cgroupDirs[0]}` : 'cgroups of the targets', libpcapDevices);
     const startedAt = new Date();
     const originNs = monotonicNs();
-    const preexisting: Array<ProcNetSocket & { pid: number }> = [];
+    const preexisting: PreexistingSocket[] = [];
     const ownNetns = netnsInode('self');
     for (const pid of resolved.pids) {
-      engine.tracer.addTraced(pid);
+      session.probes.addTraced(pid);
       const status = readStatus(pid);
       if (!status) {
         if (options.pids.includes(pid)) throw new AttachError(`pid ${pid} exited during setup`);
         continue;
       }
-      const node = engine.collector.tree.addRoot(pid, status.ppid, status.name, readArgv(pid), null);
+      const node = session.model.tree.addRoot(pid, status.ppid, status.name, readArgv(pid), null);
       const netns = netnsInode(pid);
       if (netns !== null && netns !== ownNetns) node.netns = netns;
       if (status.nspid.length > 1) node.nspid = status.nspid[status.nspid.length - 1];
-      engine.containers.resolve(node);
+      session.containers.resolve(node);
       for (const s of openSockets(pid)) preexisting.push({ ...s, pid });
     }
     const names = resolved.pids.length ? `pid ${resolved.pids.join(', ')}` : 'nothing yet';
@@ -177,65 +176,35 @@ export async function attachTraced(options: AttachOptions): Promise<AttachResult
     let stopped = false;
     void stop.promise.then(() => (stopped = true));
     while (!stopped && Date.now() < deadline) {
-      const everyoneGone = engine.collector.tree.list().every((p) => p.exitNs !== null || !isAlive(p.pid));
-      if (everyoneGone && !waiting && engine.collector.tree.size > 0) break;
+      const everyoneGone = session.model.tree.list().every((p) => p.exitNs !== null || !isAlive(p.pid));
+      if (everyoneGone && !waiting && session.model.tree.size > 0) break;
       await Promise.race([sleep(Math.min(100, Math.max(1, deadline - Date.now()))), stop.promise]);
     }
     const durationMs = (monotonicNs() - originNs) / 1e6;
 
-    engine.onOutputError = () => {}; // the trace is over: a failing last write is only reported
-    const report = await engine.finish({ mode: 'attach', command: [], exitCode: null, startedAt, originNs, durationMs });
-    report.targets = resolved.targets;
-    markPreexisting(report, preexisting);
-    annotateNamespaces(report);
-    return { report, outputError: engine.outputError };
+    session.outputs.onFailure = () => {}; // the trace is over: a failing last write is only reported
+    const inputs = await session.finish({ mode: 'attach', command: [], exitCode: null, startedAt, originNs, durationMs });
+    const attach: AttachFacts = { targets: resolved.targets, preexisting, namespaces: namespacesNow(inputs.processes) };
+    return { report: assembleReport({ ...inputs, attach }), outputError: session.outputs.error };
   } finally {
     stop.dispose();
-    await engine.close();
+    await session.close();
   }
 }
 
-/** Connections open before the attach: matched to traced flows by 5-tuple, or listed without traffic. */
-export function markPreexisting(report: Report, sockets: Array<ProcNetSocket & { pid: number }>): void {
-  const key = (proto: string, la: string, lp: number, ra: string, rp: number) => `${proto} ${la}:${lp} ${ra}:${rp}`;
-  const rows = new Map<string, ConnectionReport>();
-  for (const c of report.connections) rows.set(key(c.proto, c.localAddr, c.localPort, c.remoteAddr, c.remotePort), c);
-  for (const s of sockets) {
-    if (s.proto === 'tcp' && (s.state === 10 || s.remotePort === 0)) continue; // listeners
-    const row = rows.get(key(s.proto, s.localAddr, s.localPort, s.remoteAddr, s.remotePort));
-    if (row) {
-      row.preexisting = true;
-      continue;
-    }
-    report.connections.push({
-      pid: s.pid,
-      proto: s.proto,
-      role: 'unknown',
-      localAddr: s.localAddr,
-      localPort: s.localPort,
-      remoteAddr: s.remoteAddr,
-      remotePort: s.remotePort,
-      startOffsetMs: 0,
-      durationMs: null,
-      txBytes: 0,
-      rxBytes: 0,
-      txCalls: 0,
-      rxCalls: 0,
-      outcome: 'open',
-      error: null,
-      preexisting: true,
-    });
-  }
-}
-
-/** Container view for processes that appeared after the attach and still run: namespace pid and netns. */
-export function annotateNamespaces(report: Report): void {
+/** The container view of processes that appeared after the attach and still run: namespace pid and
+ *  netns, where not proctap's (targets were read at the attach; the gone keep what they inherited). */
+function namespacesNow(processes: ProcessNode[]): AttachFacts['namespaces'] {
   const ownNetns = netnsInode('self');
-  for (const p of report.processes) {
-    if (p.startOffsetMs === null || p.exitOffsetMs !== null) continue; // targets: read at attach; gone: inherited
+  const namespaces: AttachFacts['namespaces'] = new Map();
+  for (const p of processes) {
+    if (p.startNs === null || p.exitNs !== null) continue;
     const status = readStatus(p.pid);
     const netns = netnsInode(p.pid);
-    if (status && status.nspid.length > 1) p.nspid = status.nspid[status.nspid.length - 1];
-    if (netns !== null && netns !== ownNetns) p.netns = netns;
+    const ns: { nspid?: number; netns?: number } = {};
+    if (status && status.nspid.length > 1) ns.nspid = status.nspid[status.nspid.length - 1];
+    if (netns !== null && netns !== ownNetns) ns.netns = netns;
+    namespaces.set(p.pid, ns);
   }
+  return namespaces;
 }

@@ -22,7 +22,7 @@ export class ContainerTracker {
   observe(record: TraceRecord, tree: ProcessTree): void {
     switch (record.type) {
       case 'fork': {
-        const node = tree.get(record.tgid, record.startTimeNs);
+        const node = tree.get(record.tgid, record.startTime);
         if (!node) break;
         const parent = tree.get(record.ppid);
         if (parent && parent.container === undefined) this.read(parent);

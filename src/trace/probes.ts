@@ -1,16 +1,25 @@
 // SPDX-License-Identifier: MIT
-// The loaded BPF object: backend choice, load-time configuration, attachment, and map access.
-// One linear story, as in libbpf-bootstrap: open -> configure -> load -> attach -> poll -> close.
+// The probes: the loaded BPF object with its backend choice, load-time configuration, attachment, and
+// map access (decoding is kernel/'s). One linear story, as in libbpf-bootstrap: open -> configure ->
+// load -> attach -> poll -> close.
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { loadNative } from '../native';
 import type { BpfObject, PacketFilter } from '../native/native';
 import * as L from '../native/layout.generated';
 import type { Backend } from '../schema/report';
-import { decodeFlowCounters, decodeFlowKey, type FlowCounters, type FlowKey } from '../kernel/records';
-import { formatAddress } from '../util/net';
-import type { PacketTotals } from '../report/sections';
-import { processId } from '../model/tree';
+import type { FlowKey } from '../kernel/records';
+import {
+  decodeFlowValue,
+  decodeFlows,
+  decodePacketCounters,
+  decodeRetransmitMap,
+  decodeRetransmits,
+  decodeStats,
+  type FinalFlow,
+  type KernelStats,
+  type OwnerPackets,
+} from '../kernel/maps';
 
 /** Socket I/O programs of each backend, cheapest first (the auto-selection order). */
 export const BACKEND_PROGRAMS: Record<Backend, string[]> = {
@@ -57,7 +66,7 @@ const CGROUP_PROGRAMS = [
 
 export const DEFAULT_OBJECT = path.resolve(__dirname, '../../../build/bpf/proctap.bpf.o');
 
-export interface TracerConfig {
+export interface ProbeConfig {
   objectPath?: string;
   backend: Backend | 'auto';
   /** Minimum ms between two interval records of one flow. */
@@ -85,38 +94,17 @@ export interface BackendAttempt {
   reason: string;
 }
 
-export interface FinalFlow {
-  key: FlowKey;
-  counters: FlowCounters;
-  /** log2 message-size histograms (calls per bucket), as counted in kernel. */
-  sizes: { tx: number[]; rx: number[] };
-  firstNs: number;
-  lastNs: number;
-  localAddr: string;
-  localPort: number;
-}
+export type { FinalFlow, KernelStats } from '../kernel/maps';
 
-export interface KernelStats {
-  lostRecords: Record<string, number>;
-  flowTableFull: number;
-  flowTableFullBytes: number;
-  tracedTableFull: number;
-  retransmitTableFull: number;
-}
-
-const RECORD_NAMES: Record<number, string> = {
-  [L.RECORD_FORK]: 'fork', [L.RECORD_EXEC]: 'exec', [L.RECORD_EXIT]: 'exit', [L.RECORD_FLOW_NEW]: 'flowNew',
-  [L.RECORD_FLOW_UPDATE]: 'flowUpdate', [L.RECORD_SOCK_STATE]: 'sockState', [L.RECORD_SOCK_RELEASE]: 'sockRelease',
-  [L.RECORD_CALL]: 'call', [L.RECORD_PACKET]: 'packet', [L.RECORD_DNS]: 'dns', [L.RECORD_DATA]: 'data',
-};
+/** Ring-buffer delivery: the poll period bounds latency; batches are capped in size and in number
+ *  waiting for JS (back-pressure into the kernel ring). */
+export const RING_POLL_MS = 50;
+const RING_MAX_QUEUED_BATCHES = 64;
+const RING_MAX_BATCH_BYTES = 4 << 20;
 
 /** Optional features, each a program of its own: left out (not loaded) when turned off. */
 const DNS_PROGRAM = 'skb_ingress_dns';
 const RETRANSMIT_PROGRAM = 'tcp_retransmit_skb';
-
-function u64(buf: Buffer, at: number): number {
-  return Number(buf.readBigUInt64LE(at));
-}
 
 function errorText(err: unknown): string {
   const e = err as { code?: string; message?: string };
@@ -131,7 +119,7 @@ export class BackendError extends Error {
   }
 }
 
-export class Tracer {
+export class Probes {
   readonly links: number[] = [];
 
   /** Why retransmits are not counted, when they are not (the tracepoint would not attach). */
@@ -141,11 +129,11 @@ export class Tracer {
     private readonly object: BpfObject,
     readonly backend: Backend,
     readonly attempts: BackendAttempt[],
-    private readonly config: TracerConfig,
+    private readonly config: ProbeConfig,
   ) {}
 
   /** Opens, configures and loads the object with the first backend that loads and attaches. */
-  static open(config: TracerConfig): Tracer {
+  static open(config: ProbeConfig): Probes {
     const native = loadNative();
     const objectPath = config.objectPath ?? DEFAULT_OBJECT;
     const candidates = config.backend === 'auto' ? AUTO_ORDER : [config.backend];
@@ -179,7 +167,7 @@ export class Tracer {
         attempts.push({ backend, ok: false, loaded: false, reason: `refused at load: ${errorText(err)}` });
         continue;
       }
-      const tracer = new Tracer(object, backend, attempts, config);
+      const tracer = new Probes(object, backend, attempts, config);
       try {
         for (const p of [...BACKEND_PROGRAMS[backend], ...optional]) tracer.links.push(object.attach(p));
       } catch (err) {
@@ -244,7 +232,7 @@ export class Tracer {
   }
 
   /** Starts the poll thread; with a filter, packet records it rejects are dropped before they reach JS. */
-  start(onBatch: (batch: ArrayBuffer) => void, packetFilter: PacketFilter | null = null, pollMs = 50): void {
+  start(onBatch: (batch: ArrayBuffer) => void, packetFilter: PacketFilter | null = null): void {
     const hook = packetFilter
       ? {
           filter: packetFilter,
@@ -254,7 +242,12 @@ export class Tracer {
           origLenOffset: L.packet_record.orig_len,
         }
       : undefined;
-    this.object.startRingBuffer('events', onBatch, { pollMs, maxQueuedBatches: 64, packetFilter: hook });
+    this.object.startRingBuffer('events', onBatch, {
+      pollMs: RING_POLL_MS,
+      maxQueuedBatches: RING_MAX_QUEUED_BATCHES,
+      maxBatchBytes: RING_MAX_BATCH_BYTES,
+      packetFilter: hook,
+    });
   }
 
   packetsFilteredOut(): number {
@@ -272,15 +265,7 @@ export class Tracer {
   }
 
   dumpFlows(): FinalFlow[] {
-    const dump = this.object.mapDump('flows');
-    const flows: FinalFlow[] = [];
-    const keys = new DataView(dump.keys.buffer, dump.keys.byteOffset, dump.keys.byteLength);
-    const keyBytes = new Uint8Array(dump.keys.buffer, dump.keys.byteOffset, dump.keys.byteLength);
-    for (let i = 0; i < dump.count; i++) {
-      const key = decodeFlowKey(keys, keyBytes, i * dump.keySize);
-      flows.push(decodeFlowValue(key, dump.values.subarray(i * dump.valueSize, (i + 1) * dump.valueSize)));
-    }
-    return flows;
+    return decodeFlows(this.object.mapDump('flows'));
   }
 
   /** A socket's retransmit total as last seen in kernel, removed from the kernel table (its socket was released). */
@@ -288,50 +273,20 @@ export class Tracer {
     const key = Buffer.alloc(8);
     key.writeBigUInt64LE(cookie);
     const value = this.object.mapLookupAndDelete('retransmits', key);
-    return value ? u64(value, 0) : 0;
+    return value ? decodeRetransmits(value) : 0;
   }
 
   dumpRetransmits(): Map<bigint, number> {
-    const dump = this.object.mapDump('retransmits');
-    const counts = new Map<bigint, number>();
-    for (let i = 0; i < dump.count; i++) {
-      counts.set(dump.keys.readBigUInt64LE(i * dump.keySize), u64(dump.values, i * dump.valueSize));
-    }
-    return counts;
+    return decodeRetransmitMap(this.object.mapDump('retransmits'));
   }
 
-  /** Packet counters per owner, keyed by processId(tgid, start time). */
-  dumpPackets(): Map<string, PacketTotals> {
-    const dump = this.object.mapDump('packets');
-    const packets = new Map<string, PacketTotals>();
-    for (let i = 0; i < dump.count; i++) {
-      const v = dump.values.subarray(i * dump.valueSize);
-      const k = i * dump.keySize;
-      const owner = processId(dump.keys.readUInt32LE(k + L.process_id.tgid), dump.keys.readBigUInt64LE(k + L.process_id.start_time_ns));
-      packets.set(owner, {
-        txPackets: u64(v, L.packet_counters.tx_packets),
-        rxPackets: u64(v, L.packet_counters.rx_packets),
-        txBytes: u64(v, L.packet_counters.tx_bytes),
-        rxBytes: u64(v, L.packet_counters.rx_bytes),
-      });
-    }
-    return packets;
+  /** Packet counters per socket owner (tgid 0: owner unknown). */
+  dumpPackets(): OwnerPackets[] {
+    return decodePacketCounters(this.object.mapDump('packets'));
   }
 
   readStats(): KernelStats {
-    const bss = this.object.getInitialValue('.bss');
-    const lostRecords: Record<string, number> = {};
-    for (let type = 1; type < L.RECORD_TYPE_MAX; type++) {
-      const n = u64(bss, L.proctap_stats.lost_records + 8 * type);
-      if (n) lostRecords[RECORD_NAMES[type] ?? `type${type}`] = n;
-    }
-    return {
-      lostRecords,
-      flowTableFull: u64(bss, L.proctap_stats.flow_table_full),
-      flowTableFullBytes: u64(bss, L.proctap_stats.flow_table_full_bytes),
-      tracedTableFull: u64(bss, L.proctap_stats.traced_table_full),
-      retransmitTableFull: u64(bss, L.proctap_stats.retransmit_table_full),
-    };
+    return decodeStats(this.object.getInitialValue('.bss'));
   }
 
   close(): void {
@@ -339,7 +294,7 @@ export class Tracer {
   }
 }
 
-function configure(object: BpfObject, config: TracerConfig): void {
+function configure(object: BpfObject, config: ProbeConfig): void {
   const rodata = object.getInitialValue('.rodata');
   rodata.writeBigUInt64LE(BigInt(Math.round(config.intervalMs * 1e6)), L.proctap_config.interval_ns);
   rodata.writeUInt32LE(Math.max(4096, config.ringBufferBytes >>> 3), L.proctap_config.wakeup_bytes);
@@ -354,24 +309,4 @@ function configure(object: BpfObject, config: TracerConfig): void {
   rodata.writeUInt8(config.retransmits === false ? 0 : 1, L.proctap_config.retransmits);
   object.setInitialValue('.rodata', rodata);
   object.setMapMaxEntries('events', config.ringBufferBytes);
-}
-
-function decodeFlowValue(key: FlowKey, value: Buffer): FinalFlow {
-  const view = new DataView(value.buffer, value.byteOffset, value.byteLength);
-  const laddr = value.subarray(L.flow_value.laddr, L.flow_value.laddr + 16);
-  return {
-    key,
-    counters: decodeFlowCounters(view, L.flow_value.counters),
-    firstNs: u64(value, L.flow_value.first_ns),
-    lastNs: u64(value, L.flow_value.last_ns),
-    localAddr: formatAddress(key.family, laddr),
-    localPort: value.readUInt16LE(L.flow_value.lport),
-    sizes: { tx: readBuckets(value, L.flow_value.tx_sizes), rx: readBuckets(value, L.flow_value.rx_sizes) },
-  };
-}
-
-function readBuckets(value: Buffer, at: number): number[] {
-  const buckets: number[] = [];
-  for (let i = 0; i < L.PROCTAP_SIZE_BUCKETS; i++) buckets.push(value.readUInt32LE(at + 4 * i));
-  return buckets;
 }

@@ -15,16 +15,18 @@ import {
   signalCgroup,
 } from '../proc/cgroup';
 import { launchGated, startReaper, type LaunchedCommand, type Reaper } from '../proc/launch';
-import type { IsolationReport, Report } from '../schema/report';
-import { loadNative, type ConntrackEntry } from '../native';
-import { mapConnections } from '../isolate/natmap';
+import type { Report } from '../schema/report';
+import { loadNative } from '../native';
+import { assembleReport } from '../report/assemble';
+import type { IsolationFacts } from '../report/isolation';
 import { onFatal } from '../util/teardown';
 import { hasStaleIsolation, removeStaleIsolation, setupIsolation, type Isolation } from '../isolate/system';
-import { TraceEngine, captureInterfaceName, monotonicNs, type EngineOptions } from './session';
+import { TraceSession, captureInterfaceName, monotonicNs, type SessionOptions } from './session';
+import { onStopSignals, sleep } from './signals';
 
 export const LAUNCHER = path.resolve(__dirname, '../../../build/proctap-launch');
 
-export interface RunOptions extends Omit<EngineOptions, 'followChildren' | 'countUnownedPackets' | 'match'> {
+export interface RunOptions extends Omit<SessionOptions, 'followChildren' | 'countUnownedPackets' | 'match' | 'tracedNow'> {
   argv: string[];
   /** The command's credentials; null keeps root. */
   credentials: { uid: number; gid: number } | null;
@@ -32,49 +34,16 @@ export interface RunOptions extends Omit<EngineOptions, 'followChildren' | 'coun
   isolate?: { device?: string; forwarding: boolean; publicDns: boolean };
 }
 
-/**
- * The source address and port each connection of the namespace had on the host after masquerade, from
- * the host's conntrack table (read over ctnetlink before the namespace is torn down).
- */
-export function addNatMappings(report: Report, iso: Isolation): void {
-  const own = new Set([iso.v4.nsAddr, ...(iso.v6 ? [iso.v6.nsAddr] : [])]);
-  const rows = report.connections.filter((c) => own.has(c.localAddr) && c.localPort > 0 && c.remoteAddr !== '*');
-  if (rows.length === 0 || iso.device === null) return;
-  let entries: ConntrackEntry[];
+/** The namespace and the host's conntrack table, read before the namespace is torn down: the report maps
+ *  each connection to the source it had after masquerade. */
+function isolationFacts(iso: Isolation): IsolationFacts {
+  if (iso.device === null) return { isolation: iso, conntrack: [] };
   try {
     const native = loadNative();
-    entries = [...native.conntrackDump({ family: 'ipv4' }), ...(iso.v6 ? native.conntrackDump({ family: 'ipv6' }) : [])];
+    return { isolation: iso, conntrack: [...native.conntrackDump({ family: 'ipv4' }), ...(iso.v6 ? native.conntrackDump({ family: 'ipv6' }) : [])] };
   } catch (err) {
-    report.notes.push(`NAT mapping not shown: conntrack could not be read (${(err as Error).message}).`);
-    return;
+    return { isolation: iso, conntrack: { error: (err as Error).message } };
   }
-  const mapped = mapConnections(
-    entries,
-    rows.map((c) => ({ protocol: c.proto, src: c.localAddr, srcPort: c.localPort, dst: c.remoteAddr, dstPort: c.remotePort })),
-  );
-  let missing = 0;
-  rows.forEach((c, i) => {
-    const m = mapped[i];
-    if (m === undefined) missing++;
-    else if (m.sourceTranslated) c.nat = { addr: m.translatedSrc, port: m.translatedSrcPort };
-  });
-  if (missing > 0) report.notes.push(`NAT mapping: conntrack had no entry for ${missing} connection${missing === 1 ? '' : 's'} (expired before the end of the run).`);
-}
-
-export function isolationReport(iso: Isolation): IsolationReport {
-  return {
-    netns: iso.names.netns,
-    hostInterface: iso.names.hostIf,
-    namespaceInterface: iso.names.nsIf,
-    subnet: iso.v4.cidr,
-    gateway: iso.v4.hostAddr,
-    address: iso.v4.nsAddr,
-    ...(iso.v6 ? { ipv6: { subnet: iso.v6.cidr, gateway: iso.v6.hostAddr, address: iso.v6.nsAddr } } : {}),
-    device: iso.device,
-    nat: iso.nat,
-    ipForward: iso.forwarding,
-    dns: iso.dns,
-  };
 }
 
 export interface RunResult {
@@ -83,8 +52,6 @@ export interface RunResult {
   /** An output (capture file, event stream) failed to write: the trace was stopped early. */
   outputError: Error | null;
 }
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Signals (and a failed output) stop the trace the way a user expects: first SIGTERM to the tree, then
  *  SIGKILL. */
@@ -101,13 +68,11 @@ function installStopHandlers(cgroupDir: string, log: (line: string) => void): { 
     signalCgroup(cgroupDir, 'SIGTERM');
     killTimer = setTimeout(() => killCgroup(cgroupDir), 3000);
   };
-  const onSignal = (signal: NodeJS.Signals) => stop(signal);
-  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
-  for (const s of signals) process.on(s, onSignal);
+  const removeSignals = onStopSignals(stop);
   return {
     stop,
     dispose: () => {
-      for (const s of signals) process.off(s, onSignal);
+      removeSignals();
       if (killTimer) clearTimeout(killTimer);
     },
   };
@@ -127,11 +92,9 @@ export async function runTraced(options: RunOptions): Promise<RunResult> {
   if (hasStaleIsolation()) for (const what of removeStaleIsolation()) options.log(`proctap: removed leftover ${what}`);
 
   /* Load & verify BPF programs, pick the socket I/O backend */
-  // --isolate captures with libpcap on the namespace end of the veth: every packet there is the tree's.
-  const capture = options.capture && options.isolate ? { ...options.capture, live: true } : options.capture;
   let cgroupDir: string | null = null;
-  const liveProcesses = { source: "the command's cgroup.procs", pids: () => (cgroupDir ? cgroupPids(cgroupDir) : []) };
-  const engine = new TraceEngine({ ...options, capture, followChildren: true, countUnownedPackets: true, liveProcesses });
+  const tracedNow = { source: "the command's cgroup.procs", pids: () => (cgroupDir ? cgroupPids(cgroupDir) : []) };
+  const session = new TraceSession({ ...options, followChildren: true, countUnownedPackets: true, tracedNow });
   let launched: LaunchedCommand | null = null;
   let reaper: Reaper | null = null;
   let isolation: Isolation | null = null;
@@ -148,10 +111,11 @@ export async function runTraced(options: RunOptions): Promise<RunResult> {
       isolation = iso;
       fatalUndo.push(onFatal(() => iso.teardown()));
     }
-    engine.attach([cgroupDir]);
-    engine.start(
+    session.attach([cgroupDir]);
+    // --isolate captures with libpcap on the namespace end of the veth: every packet there is the tree's.
+    session.start(
       captureInterfaceName(cgroupDir),
-      isolation && capture?.live
+      isolation && options.capture?.kind === 'libpcap'
         ? [{ device: isolation.names.nsIf, netnsPath: isolation.netnsPath, name: `${isolation.names.nsIf} (netns ${isolation.names.netns})`, description: 'proctap run --isolate: namespace end of the veth pair', localAddrs: [isolation.v4.nsAddr, ...(isolation.v6 ? [isolation.v6.nsAddr] : [])] }]
         : [],
     );
@@ -166,13 +130,13 @@ export async function runTraced(options: RunOptions): Promise<RunResult> {
       credentials: options.credentials,
       stdoutToStderr: options.capture?.path === '-',
     });
-    engine.tracer.addTraced(launched.pid);
+    session.probes.addTraced(launched.pid);
     const startedAt = new Date();
     const originNs = monotonicNs();
-    engine.collector.tree.addRoot(launched.pid, process.pid, path.basename(options.argv[0]).slice(0, 15), options.argv, originNs);
+    session.model.tree.addRoot(launched.pid, process.pid, path.basename(options.argv[0]).slice(0, 15), options.argv, originNs);
     const stopHandlers = installStopHandlers(cgroupDir, options.log);
     removeStopHandlers = stopHandlers.dispose;
-    engine.onOutputError = () => stopHandlers.stop('an output failed');
+    session.outputs.onFailure = () => stopHandlers.stop('an output failed');
     launched.release();
 
     /* Trace until the command and every descendant have exited */
@@ -181,18 +145,15 @@ export async function runTraced(options: RunOptions): Promise<RunResult> {
     const durationMs = (monotonicNs() - originNs) / 1e6;
 
     /* Drain, read the kernel's final counters, report */
-    engine.onOutputError = () => {}; // the trace is over: a failing last write is only reported
-    const report = await engine.finish({ mode: 'run', command: options.argv, exitCode: exit.exitCode, startedAt, originNs, durationMs });
-    if (isolation) {
-      report.isolation = isolationReport(isolation);
-      addNatMappings(report, isolation);
-    }
-    return { report, exitCode: exit.exitCode, outputError: engine.outputError };
+    session.outputs.onFailure = () => {}; // the trace is over: a failing last write is only reported
+    const inputs = await session.finish({ mode: 'run', command: options.argv, exitCode: exit.exitCode, startedAt, originNs, durationMs });
+    const report = assembleReport({ ...inputs, ...(isolation ? { isolation: isolationFacts(isolation) } : {}) });
+    return { report, exitCode: exit.exitCode, outputError: session.outputs.error };
   } finally {
     for (const undo of fatalUndo) undo();
     removeStopHandlers();
     launched?.abort();
-    await engine.close();
+    await session.close();
     if (cgroupDir) await removeCgroup(cgroupDir);
     if (isolation) {
       try {

@@ -435,7 +435,7 @@ for (const fault of ['uncaught-exception', 'unhandled-rejection'] as const) {
   test(`an internal error (${fault}) during run --isolate: one line, exit 125, tree killed, state identical`, async () => {
     const stateBefore = networkState();
     const marker = `ptfault${process.pid}`;
-    const proctap = spawn(PROCTAP, ['run', '-q', '--isolate', '--inject-fault', fault, '--', 'python3', '-c', 'import time; time.sleep(30)', marker], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const proctap = spawn(PROCTAP, ['run', '-q', '--isolate', '--test-hook', `inject-fault=${fault}`, '--', 'python3', '-c', 'import time; time.sleep(30)', marker], { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     proctap.stderr.on('data', (d) => (stderr += d));
     const code = await new Promise((resolve) => proctap.on('close', resolve));

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// Live capture inside a network namespace the test creates (netns + veth pair, names with "ptlive"):
+// libpcap capture inside a network namespace the test creates (netns + veth pair, names with "ptlive"):
 // known UDP datagrams and TCP bytes from the host to a program in the namespace, captured on "any"
 // (LINUX_SLL2) and on the namespace's veth end through netnsPath, written as pcapng and counted by
 // tshark. Needs root. Traffic goes only to addresses inside that namespace.
@@ -12,7 +12,7 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { loadNative, type NativeError } from '../../src/native';
-import { startLiveCapture } from '../../src/pcap/libpcap';
+import { libpcapOptions, startLibpcapRun } from '../../src/pcap/libpcap';
 import { LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL2 } from '../../src/pcap/pcapng';
 import { fileSink } from '../../src/pcap/writer';
 import { createVethNamespace, deleteNamespace, freeSubnet, hostState, NsProgram, threadNames, threadStillListed, type VethNamespace } from './netns-fixture';
@@ -92,7 +92,7 @@ test('capture on "any" and on the veth end inside the netns: every packet, count
   try {
     assert.equal(await sink.nextLine(), 'ready');
     const errors: Error[] = [];
-    const run = startLiveCapture(
+    const run = startLibpcapRun(
       [
         // The namespace as `attach` finds it: through a process living in it.
         { device: 'any', netnsPath: `/proc/${sink.child.pid}/ns/net`, snaplen: 262144, linkType: LINKTYPE_LINUX_SLL2, description: `netns ${ns.name}` },
@@ -161,7 +161,7 @@ test('capture on "any" and on the veth end inside the netns: every packet, count
 test('a bad device, namespace or filter is a one-line error with a code, and leaves no thread behind', async () => {
   const attempt = (options: { device: string; netnsPath?: string; filter?: string }): NativeError => {
     try {
-      new native.LiveCapture({ snaplen: 100, ...options }, () => {}).close();
+      new native.LibpcapCapture(libpcapOptions({ snaplen: 100, ...options }), () => {}).close();
     } catch (err) {
       return err as NativeError;
     }
@@ -184,7 +184,7 @@ test('a capture whose device disappears ends with an error in its stats', async 
   const victim = createVethNamespace('v', freeSubnet(), 0);
   let deleted = false;
   try {
-    const capture = new native.LiveCapture({ device: victim.hostIf, snaplen: 100, timeoutMs: 20 }, () => {});
+    const capture = new native.LibpcapCapture(libpcapOptions({ device: victim.hostIf, snaplen: 100, timeoutMs: 20 }), () => {});
     assert.equal(capture.stats(), null, 'no statistics while running');
     spawnSync('ip', ['link', 'del', victim.hostIf]);
     deleted = true;

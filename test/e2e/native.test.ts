@@ -1,28 +1,17 @@
 // SPDX-License-Identifier: MIT
 // The native addon against the real kernel, driven by test/fixtures/native_smoke.bpf.c (built by
-// `make build` into build/bpf/native_smoke.bpf.o). Needs root.
+// `make test` into build/test/native_smoke.bpf.o). Needs root.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import {
-  loadNative,
-  PROC_KIND,
-  PROC_RECORD_EXIT_CODE,
-  PROC_RECORD_KIND,
-  PROC_RECORD_PARENT_TGID,
-  PROC_RECORD_PID,
-  PROC_RECORD_SIZE,
-  PROC_RECORD_TGID,
-  PROC_RECORD_TIMESTAMP,
-  type BpfObject,
-  type NativeError,
-} from '../../src/native';
+import { loadNative, type BpfObject, type NativeError } from '../../src/native';
+import { PROC_EVENT_SIZE, decodeProcEvents, type ProcEvent } from '../../src/kernel/proc-events';
 import { findCgroup2Mount, ownedCgroupName } from '../../src/proc/cgroup';
 
 const ROOT = path.resolve(__dirname, '../../..');
-const FIXTURE = path.join(ROOT, 'build/bpf/native_smoke.bpf.o');
+const FIXTURE = path.join(ROOT, 'build/test/native_smoke.bpf.o');
 const native = loadNative();
 
 const TAG = 0x7a9c0001;
@@ -118,8 +107,8 @@ function assertNativeError(err: unknown, errno: number, code: string, message?: 
 
 test('module surface', () => {
   assert.match(native.libbpfVersion(), /^\d+\.\d+(\.\d+)?$/);
-  assert.equal(native.PROC_RECORD_SIZE, PROC_RECORD_SIZE);
-  assert.equal(PROC_RECORD_SIZE, 40);
+  assert.equal(native.PROC_RECORD_SIZE, PROC_EVENT_SIZE);
+  assert.equal(PROC_EVENT_SIZE, 40);
 });
 
 test('open: programs, maps and initial values before load', () => {
@@ -159,9 +148,9 @@ test('load, attach, ring buffer batches, live .bss and map ops', async () => {
     obj.startRingBuffer('events', (batch) => {
       batches++;
       events.push(...decodeBatch(batch));
-    }, { pollMs: 20, maxQueuedBatches: 2 });
+    }, { pollMs: 20, maxQueuedBatches: 2, maxBatchBytes: 4 << 20 });
     assert.throws(
-      () => obj.startRingBuffer('events', () => {}, { pollMs: 20, maxQueuedBatches: 2 }),
+      () => obj.startRingBuffer('events', () => {}, { pollMs: 20, maxQueuedBatches: 2, maxBatchBytes: 4 << 20 }),
       /already running/,
     );
 
@@ -243,7 +232,7 @@ test('stopRingBuffer drains everything into one batch before resolving', async (
     obj.startRingBuffer('events', (batch) => {
       batches++;
       events.push(...decodeBatch(batch));
-    }, { pollMs: 600_000, maxQueuedBatches: 1 });
+    }, { pollMs: 600_000, maxQueuedBatches: 1, maxBatchBytes: 4 << 20 });
     const M = 40;
     const pids = forkChildren(M);
     await new Promise((r) => setTimeout(r, 50));
@@ -257,7 +246,7 @@ test('stopRingBuffer drains everything into one batch before resolving', async (
     await obj.stopRingBuffer(); // already stopped: resolves at once
 
     // A stopped ring buffer can be started again.
-    obj.startRingBuffer('events', (batch) => events.push(...decodeBatch(batch)), { pollMs: 10, maxQueuedBatches: 4 });
+    obj.startRingBuffer('events', (batch) => events.push(...decodeBatch(batch)), { pollMs: 10, maxQueuedBatches: 4, maxBatchBytes: 4 << 20 });
     forkChildren(2);
     await obj.stopRingBuffer();
     assert.equal(events.length, M + 2);
@@ -270,7 +259,7 @@ test('close is idempotent, stops a running ring buffer and invalidates the objec
   const obj = openConfigured();
   obj.load();
   obj.attach('on_fork');
-  obj.startRingBuffer('events', () => {}, { pollMs: 5, maxQueuedBatches: 1 });
+  obj.startRingBuffer('events', () => {}, { pollMs: 5, maxQueuedBatches: 1, maxBatchBytes: 4 << 20 });
   forkChildren(2);
   const pending = obj.stopRingBuffer();
   obj.close();
@@ -348,48 +337,32 @@ test('attachCgroup attaches to a cgroup v2 directory', (t) => {
 });
 
 test('proc connector reports fork, exec and exit of a child', async () => {
-  interface ProcRecord {
-    kind: number;
-    pid: number;
-    tgid: number;
-    parentTgid: number;
-    exitCode: number;
-    timestampNs: bigint;
-  }
-  const records: ProcRecord[] = [];
+  const records: ProcEvent[] = [];
   const connector = native.openProcConnector((batch) => {
     assert.ok(batch instanceof ArrayBuffer);
-    assert.equal(batch.byteLength % PROC_RECORD_SIZE, 0);
-    const view = new DataView(batch);
-    for (let at = 0; at < batch.byteLength; at += PROC_RECORD_SIZE) {
-      records.push({
-        kind: view.getUint32(at + PROC_RECORD_KIND, true),
-        pid: view.getUint32(at + PROC_RECORD_PID, true),
-        tgid: view.getUint32(at + PROC_RECORD_TGID, true),
-        parentTgid: view.getUint32(at + PROC_RECORD_PARENT_TGID, true),
-        exitCode: view.getUint32(at + PROC_RECORD_EXIT_CODE, true),
-        timestampNs: view.getBigUint64(at + PROC_RECORD_TIMESTAMP, true),
-      });
-    }
-  });
+    assert.equal(batch.byteLength % PROC_EVENT_SIZE, 0);
+    records.push(...decodeProcEvents(batch));
+  }, { receiveBufferBytes: 4 << 20, maxQueuedBatches: 64 });
   try {
-    const before = process.hrtime.bigint();
+    const before = Number(process.hrtime.bigint());
     const child = spawnSync('/bin/sh', ['-c', 'exit 3']);
-    const after = process.hrtime.bigint();
+    const after = Number(process.hrtime.bigint());
     assert.equal(child.status, 3);
-    const mine = () => records.filter((r) => r.tgid === child.pid);
+    const mine = () => records.filter((r) => r.kind !== 'overflow' && r.tgid === child.pid);
     await waitFor('fork, exec and exit of the child', () =>
-      [PROC_KIND.fork, PROC_KIND.exec, PROC_KIND.exit].every((k) => mine().some((r) => r.kind === k)),
+      ['fork', 'exec', 'exit'].every((k) => mine().some((r) => r.kind === k)),
     );
-    const fork = mine().find((r) => r.kind === PROC_KIND.fork)!;
+    const fork = mine().find((r) => r.kind === 'fork')!;
+    assert.ok(fork.kind === 'fork');
     assert.equal(fork.pid, child.pid);
     assert.equal(fork.parentTgid, process.pid);
-    const exit = mine().find((r) => r.kind === PROC_KIND.exit)!;
-    assert.equal(exit.exitCode, 3 << 8, 'wait status');
+    const exit = mine().find((r) => r.kind === 'exit')!;
+    assert.ok(exit.kind === 'exit');
+    assert.equal(exit.waitStatus, 3 << 8, 'wait status');
     assert.equal(exit.parentTgid, process.pid);
     // Kernel timestamps share CLOCK_MONOTONIC with process.hrtime.
-    for (const r of mine()) assert.ok(r.timestampNs >= before && r.timestampNs <= after, 'timestamp in range');
-    assert.ok(!records.some((r) => r.kind === PROC_KIND.overflow));
+    for (const r of mine()) assert.ok(r.tsNs >= before && r.tsNs <= after, 'timestamp in range');
+    assert.ok(!records.some((r) => r.kind === 'overflow'));
   } finally {
     connector.close();
     connector.close();

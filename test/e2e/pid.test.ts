@@ -93,7 +93,7 @@ test('attach: a target inside a PID namespace shows its host pid and NSpid; so d
 test('proc connector overflow: a fork storm with the reader stopped is detected, warned about, and the tree rebuilt', async () => {
   // a tiny socket queue that is not read for the first second, a 4 KiB ring buffer that loses fork records too
   const run = await proctapRun([
-    '-q', '--proc-connector-buffer', '1', '--proc-connector-pause', '1s', '--ring-buffer', '4K',
+    '-q', '--test-hook', 'proc-connector-buffer=1', '--test-hook', 'proc-connector-pause=1s', '--ring-buffer', '4K',
     '--', 'python3', STORM, '300', '2.5',
   ]);
   assert.equal(run.code, 0, run.stderr);

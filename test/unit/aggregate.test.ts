@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ConnectionTracker, TCP_STATE, closeOutcome } from '../../src/model/connections';
 import { FlowTable } from '../../src/model/flows';
-import { buildReport, type ReportInputs } from '../../src/report/sections';
+import { assembleReport, type ReportInputs } from '../../src/report/assemble';
 import { ProcessTree, decodeWaitStatus } from '../../src/model/tree';
 import type { FlowKey } from '../../src/kernel/records';
 
@@ -86,11 +86,12 @@ test('the report sums flows per process and protocol, groups endpoints and lists
   const input: ReportInputs = {
     version: '0.0.0', mode: 'run', backend: 'tracepoint', command: ['app'], exitCode: 0, startedAt: new Date(0),
     durationMs: 10, originNs: 1_000_000, processes: tree.list(), flows: flows.list(), connections: tracker.list(),
-    packets: new Map([['1/0', { txPackets: 4, rxPackets: 5, txBytes: 400, rxBytes: 500 }], ['0/0', { txPackets: 1, rxPackets: 0, txBytes: 60, rxBytes: 0 }]]),
+    packets: [{ tgid: 1, startTime: 0n, packets: { txPackets: 4, rxPackets: 5, txBytes: 400, rxBytes: 500 } }, { tgid: 0, startTime: 0n, packets: { txPackets: 1, rxPackets: 0, txBytes: 60, rxBytes: 0 } }],
     lost: { records: 0, recordsByKind: {}, flowTableFullCalls: 0, flowTableFullBytes: 0, tracedTableFull: 0, procConnectorOverflows: 0 },
     notes: [],
+    statistics: { flowIntervalMs: 100 },
   };
-  const report = buildReport(input);
+  const report = assembleReport(input);
   assert.equal(report.schemaVersion, 1);
   assert.deepEqual(report.processes.map((p) => [p.pid, p.ppid, p.startOffsetMs, p.exitOffsetMs]), [[1, 0, 0, null], [2, 1, 2, 4]]);
   assert.deepEqual(report.processes[1].tcp, counters(10, 20, 1, 1));
@@ -110,6 +111,6 @@ test('the report sums flows per process and protocol, groups endpoints and lists
   assert.ok(report.connections.every((c) => c.retransmits === undefined), 'not counted: no field');
 
   // retransmits per socket: TCP rows get their socket's count (0 when none), UDP rows none
-  const counted = buildReport({ ...input, retransmits: new Map([[1n, 7]]) });
+  const counted = assembleReport({ ...input, retransmits: new Map([[1n, 7]]) });
   assert.deepEqual(counted.connections.map((c) => [c.pid, c.proto, c.retransmits]), [[1, 'tcp', 7], [2, 'tcp', 0], [2, 'udp', undefined]]);
 });

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { oneLine, parseMilliseconds, parseRingBufferSize, parseSize } from '../../src/cli/program';
 import { commandEnvironment } from '../../src/proc/launch';
-import { lostRecordsWarning } from '../../src/trace/session';
+import { lostRecordsWarning } from '../../src/render/warnings';
 import { missingCapabilities, parsePasswd, resolveCredentials } from '../../src/cli/privileges';
 import { cgroupOwner, findCgroup2Mount } from '../../src/proc/cgroup';
 import { formatAddress } from '../../src/util/net';

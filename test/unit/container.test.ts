@@ -147,7 +147,7 @@ test('the tracker: a fork inherits, an exec reads /proc, one gone by then takes 
   tracker.resolve(parent);
   assert.equal(parent.container?.name, 'web');
   const base = { startTime: 0n, tsNs: 1 };
-  const fork: TraceRecord = { ...base, type: 'fork', tgid: 150, ppid: 101, nspid: 0, startTimeNs: 0n, comm: 'nginx' } as TraceRecord;
+  const fork: TraceRecord = { ...base, type: 'fork', tgid: 150, ppid: 101, nspid: 0, comm: 'nginx' } as TraceRecord;
   tree.onFork(150, 101, 'nginx', 1);
   tracker.observe(fork, tree);
   assert.equal(tree.get(150)?.container?.name, 'web', 'inherited: pid 150 has no /proc entry');

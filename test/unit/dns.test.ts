@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { DnsFormatError, parseDnsMessage, readName, resolutions, udpDatagram } from '../../src/model/dns-message';
-import { addRemoteNames, DnsNameTable } from '../../src/model/names';
+import { DnsFormatError, parseDnsMessage, readName, resolutions, udpDatagram } from '../../src/l7/dns-message';
+import { DnsNameTable } from '../../src/model/names';
+import { nameRemotes } from '../../src/report/names';
 import { renderReport } from '../../src/render/table';
 import { syntheticReport } from './synthreport';
 
@@ -205,7 +206,7 @@ test('remoteName goes beside the address in JSON and in the terminal, with a DNS
   const [a, b, c, d] = remote.remoteAddr.split('.').map(Number);
   const answer = [...header({ qd: 1, an: 1 }), ...name('svc.proctap.test'), ...u16(1), ...u16(1), ...rr(pointer(12), 1, 30, [a, b, c, d])];
   table.onResponse(ipv4Udp(Uint8Array.from(answer)), 43, origin + 1e6);
-  addRemoteNames(report, table, origin);
+  report.dns = nameRemotes(table, report, origin);
   assert.equal(report.endpoints[0].remoteName, 'svc.proctap.test');
   assert.ok(report.connections.some((x) => x.remoteAddr === remote.remoteAddr && x.remoteName === 'svc.proctap.test'));
   assert.deepEqual(report.dns, {
@@ -219,7 +220,8 @@ test('remoteName goes beside the address in JSON and in the terminal, with a DNS
   assert.match(text, /DNS names \(1\)\n• svc\.proctap\.test → /);
   // without any DNS response the report has no dns section at all (older readers see nothing new)
   const plain = syntheticReport();
-  addRemoteNames(plain, new DnsNameTable(), origin);
+  const none = nameRemotes(new DnsNameTable(), plain, origin);
+  if (none) plain.dns = none;
   assert.equal(plain.dns, undefined);
   assert.ok(!renderReport(plain, { color: false }).includes('DNS names'));
 });

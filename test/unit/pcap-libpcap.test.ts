@@ -1,16 +1,16 @@
 // SPDX-License-Identifier: MIT
 // src/pcap/libpcap.ts without a kernel: batch decoding, SLL2 direction, and the adapter driven by a fake
-// LiveCapture into a real pcapng file that tshark reads back.
+// LibpcapCapture into a real pcapng file that tshark reads back.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { DEFAULT_LIVE_BUFFER_BYTES, decodeLiveBatch, sll2Direction, sll2InterfaceIndex, startLiveCapture } from '../../src/pcap/libpcap';
+import { DEFAULT_LIBPCAP_BUFFER_BYTES, decodeLibpcapBatch, sll2Direction, sll2InterfaceIndex, startLibpcapRun } from '../../src/pcap/libpcap';
 import { LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL2 } from '../../src/pcap/pcapng';
 import { fileSink } from '../../src/pcap/writer';
-import type { LiveCapture, LiveCaptureOptions, LiveCaptureStats } from '../../src/native';
+import type { LibpcapCapture, LibpcapCaptureOptions, LibpcapCaptureStats } from '../../src/native';
 
 interface RawPacket {
   tsNs: bigint;
@@ -64,24 +64,24 @@ function ethernet(l3: Buffer): Buffer {
   return Buffer.concat([h, l3]);
 }
 
-test('decodeLiveBatch: timestamps, lengths and bytes of every packet; padding skipped', () => {
+test('decodeLibpcapBatch: timestamps, lengths and bytes of every packet; padding skipped', () => {
   const a = Uint8Array.from([1, 2, 3]);
   const b = new Uint8Array(8).fill(9);
-  const out = decodeLiveBatch(encodeBatch([{ tsNs: 1_700_000_000_123_456_789n, data: a, origLen: 1500 }, { tsNs: 5n, data: b }, { tsNs: 6n, data: new Uint8Array(0) }]));
+  const out = decodeLibpcapBatch(encodeBatch([{ tsNs: 1_700_000_000_123_456_789n, data: a, origLen: 1500 }, { tsNs: 5n, data: b }, { tsNs: 6n, data: new Uint8Array(0) }]));
   assert.equal(out.length, 3);
   assert.equal(out[0].timestampNs, 1_700_000_000_123_456_789n);
   assert.deepEqual([...out[0].data], [1, 2, 3]);
   assert.equal(out[0].originalLength, 1500);
   assert.deepEqual([...out[1].data], [...b]);
   assert.equal(out[2].data.length, 0);
-  assert.deepEqual(decodeLiveBatch(new ArrayBuffer(0)), []);
+  assert.deepEqual(decodeLibpcapBatch(new ArrayBuffer(0)), []);
 });
 
-test('decodeLiveBatch refuses a batch whose packet runs past the end', () => {
+test('decodeLibpcapBatch refuses a batch whose packet runs past the end', () => {
   const batch = Buffer.from(encodeBatch([{ tsNs: 1n, data: new Uint8Array(8) }]));
   batch.writeUInt32LE(64, 8);
-  assert.throws(() => decodeLiveBatch(batch.buffer.slice(batch.byteOffset, batch.byteOffset + batch.length)), /runs past the end/);
-  assert.throws(() => decodeLiveBatch(new ArrayBuffer(8)), /truncated header/);
+  assert.throws(() => decodeLibpcapBatch(batch.buffer.slice(batch.byteOffset, batch.byteOffset + batch.length)), /runs past the end/);
+  assert.throws(() => decodeLibpcapBatch(new ArrayBuffer(8)), /truncated header/);
 });
 
 test('sll2Direction: PACKET_OUTGOING is outbound, host/broadcast/multicast/otherhost inbound, others unknown', () => {
@@ -93,26 +93,26 @@ test('sll2Direction: PACKET_OUTGOING is outbound, host/broadcast/multicast/other
   assert.equal(sll2InterfaceIndex(sll2(0, 0x01020304, l3)), 0x01020304);
 });
 
-class FakeCapture implements LiveCapture {
+class FakeCapture implements LibpcapCapture {
   readonly device: string;
   stopped = false;
   closed = false;
   constructor(
-    readonly options: LiveCaptureOptions,
+    readonly options: LibpcapCaptureOptions,
     readonly onBatch: (b: ArrayBuffer) => void,
     readonly linkType: number,
-    private readonly stats_: LiveCaptureStats,
+    private readonly stats_: LibpcapCaptureStats,
   ) {
     this.device = options.device;
   }
-  async stop(): Promise<LiveCaptureStats> {
+  async stop(): Promise<LibpcapCaptureStats> {
     this.stopped = true;
     return this.stats_;
   }
   close(): void {
     this.closed = true;
   }
-  stats(): LiveCaptureStats | null {
+  stats(): LibpcapCaptureStats | null {
     return this.stopped ? this.stats_ : null;
   }
 }
@@ -120,11 +120,11 @@ class FakeCapture implements LiveCapture {
 const haveTshark = spawnSync('sh', ['-c', 'command -v tshark']).status === 0;
 
 test('two sources become two interfaces (SLL2 with direction, Ethernet without) that tshark reads back', { skip: haveTshark ? false : 'tshark not installed' }, async () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'proctap-pcap-live-'));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'proctap-pcap-libpcap-'));
   try {
     const file = path.join(dir, 'live.pcapng');
     const fakes: FakeCapture[] = [];
-    const run = startLiveCapture(
+    const run = startLibpcapRun(
       [
         { device: 'any', netnsPath: '/run/netns/x', snaplen: 262144, linkType: LINKTYPE_LINUX_SLL2, description: 'netns x' },
         { device: 'veth0', snaplen: 100, name: 'veth0 in x', bufferSize: 1 << 20 },
@@ -135,7 +135,7 @@ test('two sources become two interfaces (SLL2 with direction, Ethernet without) 
         open: (options, onBatch) => {
           assert.equal('name' in options || 'description' in options, false, 'IDB fields are not capture options');
           const isAny = options.device === 'any';
-          assert.equal(options.bufferSize, isAny ? DEFAULT_LIVE_BUFFER_BYTES : 1 << 20, 'default ring size unless the source sets one');
+          assert.equal(options.bufferSize, isAny ? DEFAULT_LIBPCAP_BUFFER_BYTES : 1 << 20, 'default ring size unless the source sets one');
           const fake = new FakeCapture(options, onBatch, isAny ? LINKTYPE_LINUX_SLL2 : LINKTYPE_ETHERNET, {
             received: isAny ? 3 : 2, dropped: isAny ? 1 : 0, ifDropped: 0, delivered: isAny ? 3 : 2,
           });
@@ -181,7 +181,7 @@ test('a source that fails to open closes the ones already open and rethrows', ()
   const opened: FakeCapture[] = [];
   assert.throws(
     () =>
-      startLiveCapture([{ device: 'a', snaplen: 100 }, { device: 'b', snaplen: 100 }], {
+      startLibpcapRun([{ device: 'a', snaplen: 100 }, { device: 'b', snaplen: 100 }], {
         sink: { write() {}, close() {} },
         userAppl: 't',
         open: (options, onBatch) => {
@@ -200,21 +200,21 @@ test('a source that fails to open closes the ones already open and rethrows', ()
 test('options are checked before anything is opened', () => {
   const open = (): never => assert.fail('must not open');
   const base = { sink: { write() {}, close() {} }, userAppl: 't', open };
-  assert.throws(() => startLiveCapture([], base), RangeError);
-  assert.throws(() => startLiveCapture([{ device: '', snaplen: 100 }], base), TypeError);
-  assert.throws(() => startLiveCapture([{ device: 'x', snaplen: 0 }], base), RangeError);
-  assert.throws(() => startLiveCapture([{ device: 'x', snaplen: 300000 }], base), RangeError);
-  assert.throws(() => startLiveCapture([{ device: 'x', snaplen: 10 }, { device: 'y', snaplen: 10 }], { ...base, format: 'pcap' }), /one interface/);
+  assert.throws(() => startLibpcapRun([], base), RangeError);
+  assert.throws(() => startLibpcapRun([{ device: '', snaplen: 100 }], base), TypeError);
+  assert.throws(() => startLibpcapRun([{ device: 'x', snaplen: 0 }], base), RangeError);
+  assert.throws(() => startLibpcapRun([{ device: 'x', snaplen: 300000 }], base), RangeError);
+  assert.throws(() => startLibpcapRun([{ device: 'x', snaplen: 10 }, { device: 'y', snaplen: 10 }], { ...base, format: 'pcap' }), /one interface/);
 });
 
 test('holdMs: batches wait, annotate() names each packet when written, stop() writes what is held', { skip: haveTshark ? false : 'tshark not installed' }, async () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'proctap-pcap-live-'));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'proctap-pcap-libpcap-'));
   try {
     const file = path.join(dir, 'held.pcapng');
     let fake: FakeCapture | undefined;
     let known = false; // what annotate() knows changes while the batches are held
     const seen: Array<[number, string | undefined]> = [];
-    const run = startLiveCapture([{ device: 'veth0', snaplen: 262144 }], {
+    const run = startLibpcapRun([{ device: 'veth0', snaplen: 262144 }], {
       sink: fileSink(file),
       userAppl: 'proctap test',
       holdMs: 60_000,

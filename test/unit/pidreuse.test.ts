@@ -5,13 +5,27 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as L from '../../src/native/layout.generated';
 import { frameRecords } from './batch';
-import { buildReport } from '../../src/report/sections';
-import { addStatistics } from '../../src/report/statistics';
-import { PROC_KIND, PROC_RECORD_SIZE, TraceCollector } from '../../src/model/model';
+import { assembleReport } from '../../src/report/assemble';
+import { TraceModel } from '../../src/model/model';
+import { forEachRecord } from '../../src/kernel/records';
+import { PROC_EVENT_SIZE, decodeProcEvents } from '../../src/kernel/proc-events';
 import { ProcessTree } from '../../src/model/tree';
 import type { ProcessReport } from '../../src/schema/report';
 import { processTree, renderReport } from '../../src/render/table';
 import { emptyReport } from './synthreport';
+
+/** The model fed as the trace session feeds it: ring-buffer batches and proc connector batches, decoded. */
+class TraceCollector extends TraceModel {
+  onBatch(batch: ArrayBuffer): void {
+    forEachRecord(batch, (r) => this.onRecord(r));
+  }
+
+  onProcBatch(batch: ArrayBuffer): number {
+    return this.onProcEvents(decodeProcEvents(batch));
+  }
+}
+
+const PROC_KIND = { fork: L.PROC_EVENT_KIND_FORK, exec: L.PROC_EVENT_KIND_EXEC, exit: L.PROC_EVENT_KIND_EXIT, overflow: L.PROC_EVENT_KIND_OVERFLOW };
 
 
 function header(size: number, type: number, tgid: number, ts: number, startTime: bigint): Buffer {
@@ -27,7 +41,6 @@ const fork = (pid: number, ppid: number, ts: number, start: bigint, comm = 'work
   const r = header(L.fork_record.size, L.RECORD_FORK, pid, ts, start);
   r.writeUInt32LE(ppid, L.fork_record.ppid);
   r.writeUInt32LE(nspid, L.fork_record.nspid);
-  r.writeBigUInt64LE(start, L.fork_record.start_time_ns);
   r.write(comm, L.fork_record.comm);
   return r;
 };
@@ -65,15 +78,16 @@ const flow = (pid: number, start: bigint, cookie: bigint, ts: number, txBytes: n
 };
 
 function procBatch(events: Array<{ kind: number; tgid: number; parent?: number; ts: number; code?: number }>): ArrayBuffer {
-  const b = Buffer.alloc(events.length * PROC_RECORD_SIZE);
+  const b = Buffer.alloc(events.length * PROC_EVENT_SIZE);
+  const R = L.proc_event_record;
   events.forEach((e, i) => {
-    const at = i * PROC_RECORD_SIZE;
-    b.writeUInt32LE(e.kind, at);
-    b.writeUInt32LE(e.tgid, at + 4);
-    b.writeUInt32LE(e.tgid, at + 8);
-    b.writeUInt32LE(e.parent ?? 0, at + 16);
-    b.writeUInt32LE(e.code ?? 0, at + 20);
-    b.writeBigUInt64LE(BigInt(e.ts), at + 32);
+    const at = i * PROC_EVENT_SIZE;
+    b.writeUInt32LE(e.kind, at + R.kind);
+    b.writeUInt32LE(e.tgid, at + R.pid);
+    b.writeUInt32LE(e.tgid, at + R.tgid);
+    b.writeUInt32LE(e.parent ?? 0, at + R.parent_tgid);
+    b.writeUInt32LE(e.code ?? 0, at + R.exit_code);
+    b.writeBigUInt64LE(BigInt(e.ts), at + R.timestamp_ns);
   });
   return b.buffer.slice(b.byteOffset, b.byteOffset + b.length);
 }
@@ -116,12 +130,16 @@ test('a pid reused within one trace is two processes; each keeps its own bytes, 
   assert.deepEqual(instances.map((p) => [p.startTime, p.waitStatus, p.source]), [[FIRST, 3 << 8, 'kernel'], [SECOND, 4 << 8, 'kernel']]);
   assert.equal(c.tree.get(100)?.startTime, ROOT_START, 'the root learns its start time from its exec record');
 
-  const report = buildReport({
+  const report = assembleReport({
     version: '0', mode: 'run', backend: 'tracepoint', command: ['shell'], exitCode: 0, startedAt: new Date(0),
     durationMs: 50, originNs: origin, processes: c.tree.list(), flows: c.flows.list(), connections: [],
-    packets: new Map([[`200/${FIRST}`, { txPackets: 2, rxPackets: 0, txBytes: 1600, rxBytes: 0 }], [`200/${SECOND}`, { txPackets: 1, rxPackets: 0, txBytes: 352, rxBytes: 0 }]]),
+    packets: [
+      { tgid: 200, startTime: FIRST, packets: { txPackets: 2, rxPackets: 0, txBytes: 1600, rxBytes: 0 } },
+      { tgid: 200, startTime: SECOND, packets: { txPackets: 1, rxPackets: 0, txBytes: 352, rxBytes: 0 } },
+    ],
     lost: { records: 0, recordsByKind: {}, flowTableFullCalls: 0, flowTableFullBytes: 0, tracedTableFull: 0, procConnectorOverflows: 0 },
     notes: [],
+    statistics: { flowIntervalMs: 100, seriesIntervalMs: 10 },
   });
   const rows = report.processes.filter((p) => p.pid === 200).map((p) => [p.startTimeNs, p.exitCode, p.tcp.txBytes, p.packets.txBytes]);
   assert.deepEqual(rows, [[Number(FIRST), 3, 1500, 1600], [Number(SECOND), 4, 300, 352]]);
@@ -129,7 +147,6 @@ test('a pid reused within one trace is two processes; each keeps its own bytes, 
     report.connections.map((r) => [r.pid, r.startTimeNs, r.txBytes]),
     [[200, Number(FIRST), 1500], [200, Number(SECOND), 300]],
   );
-  addStatistics(report, c.flows.list(), { originNs: origin, durationMs: 50 }, 100, 10);
   assert.deepEqual(
     report.timeSeries!.perProcess.map((p) => [p.pid, p.startTimeNs, p.tx.reduce((a, b) => a + b, 0)]),
     [[200, Number(FIRST), 1500], [200, Number(SECOND), 300]],

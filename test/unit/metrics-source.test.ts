@@ -4,11 +4,11 @@
 // socket whose CLOSE has not come yet is not "ended" until the trace is over.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { TraceCollector } from '../../src/model/model';
+import { TraceModel } from '../../src/model/model';
 import type { FlowCounters, FlowKey, TraceRecord } from '../../src/kernel/records';
-import { engineMetricsSource } from '../../src/metrics/engine-source';
-import type { TraceEngine } from '../../src/trace/session';
-import type { FinalFlow } from '../../src/trace/probes';
+import { sessionMetricsSource } from '../../src/trace/metrics-source';
+import type { TraceSession } from '../../src/trace/session';
+import type { FinalFlow } from '../../src/kernel/maps';
 import { TCP_STATE } from '../../src/model/connections';
 
 const key = (cookie: bigint, tgid: number, port: number): FlowKey => ({
@@ -20,7 +20,7 @@ const state = (cookie: bigint, oldState: number, newState: number, tsNs: number)
   type: 'sockState', tgid: 100, tsNs, cookie, family: 2, oldState, newState, error: 0, flags: 0, localAddr: '127.0.0.1', localPort: 40000, remoteAddr: '127.0.0.1', remotePort: 80, startTime: 0n,
 });
 
-function fakeEngine(collector: TraceCollector, kernelFlows: () => FinalFlow[]): TraceEngine {
+function fakeSession(collector: TraceModel, kernelFlows: () => FinalFlow[]): TraceSession {
   let open = true;
   const guard = <T>(v: () => T) => () => {
     if (!open) throw new Error('BpfObject is closed');
@@ -33,11 +33,11 @@ function fakeEngine(collector: TraceCollector, kernelFlows: () => FinalFlow[]): 
     readStats: guard(() => ({ lostRecords: { flowUpdate: 2 }, flowTableFull: 0, flowTableFullBytes: 0, tracedTableFull: 0, retransmitTableFull: 0 })),
     close: () => (open = false),
   };
-  return { collector, tracer } as unknown as TraceEngine;
+  return { model: collector, probes: tracer, records: 0 } as unknown as TraceSession;
 }
 
 test('live kernel counters win over older samples; the model alone once the object is closed', () => {
-  const collector = new TraceCollector();
+  const collector = new TraceModel();
   collector.tree.addRoot(100, 1, 'nginx', ['nginx'], 0);
   const a = key(7n, 100, 80);
   collector.onRecord(flow(a, c(1000, 10)));
@@ -48,8 +48,8 @@ test('live kernel counters win over older samples; the model alone once the obje
     // a flow whose first record is still in the ring buffer
     { key: key(9n, 100, 443), counters: c(7, 0, 1, 0), sizes: { tx: [], rx: [] }, firstNs: 0, lastNs: 2, localAddr: '127.0.0.1', localPort: 40001 },
   ];
-  const engine = fakeEngine(collector, () => kernel);
-  const source = engineMetricsSource(engine);
+  const engine = fakeSession(collector, () => kernel);
+  const source = sessionMetricsSource(engine);
   let s = source.snapshot();
   assert.deepEqual(s.totals.tcp, { txBytes: 4012, rxBytes: 45, txCalls: 6, rxCalls: 3 });
   assert.deepEqual(s.processes.map((p) => [p.pid, p.comm, p.tcp.txBytes]), [[100, 'nginx', 4007]]);
@@ -60,14 +60,14 @@ test('live kernel counters win over older samples; the model alone once the obje
 
   // the model's final read at the end (finalize), then the object closes
   collector.flows.finalize(a, c(4100, 41, 5, 2), 0, 3, '127.0.0.1', 40000);
-  (engine.tracer as unknown as { close(): void }).close();
+  (engine.probes as unknown as { close(): void }).close();
   s = source.snapshot();
   assert.equal(s.totals.tcp.txBytes, 4100, 'flows only the kernel knew are gone with it (the engine finalizes every flow before it closes)');
   assert.equal(s.processes[0].key, firstKey, 'a process keeps its key');
 });
 
 test('connections: opened by role; ended only by the kernel\'s CLOSE until the trace is over', () => {
-  const collector = new TraceCollector();
+  const collector = new TraceModel();
   collector.tree.addRoot(100, 1, 'curl', [], 0);
   collector.onRecord(state(1n, TCP_STATE.CLOSE, TCP_STATE.SYN_SENT, 1));
   collector.onRecord(state(1n, TCP_STATE.SYN_SENT, TCP_STATE.ESTABLISHED, 2));
@@ -75,12 +75,12 @@ test('connections: opened by role; ended only by the kernel\'s CLOSE until the t
   collector.onRecord(state(2n, TCP_STATE.CLOSE, TCP_STATE.SYN_SENT, 3));
   collector.onRecord({ ...state(2n, TCP_STATE.SYN_SENT, TCP_STATE.CLOSE, 4), error: 111 } as TraceRecord);
   collector.onRecord({ type: 'sockRelease', tgid: 100, tsNs: 5, cookie: 1n, startTime: 0n });
-  const engine = fakeEngine(collector, () => []);
-  const source = engineMetricsSource(engine);
+  const engine = fakeSession(collector, () => []);
+  const source = sessionMetricsSource(engine);
   let s = source.snapshot();
   assert.deepEqual(s.connections.opened, { active: 2, passive: 0 });
   assert.deepEqual(s.connections.ended, [{ role: 'active', outcome: 'refused', count: 1 }]);
-  (engine.tracer as unknown as { close(): void }).close();
+  (engine.probes as unknown as { close(): void }).close();
   s = source.snapshot();
   assert.deepEqual(s.connections.ended.sort((x, y) => x.outcome.localeCompare(y.outcome)), [
     { role: 'active', outcome: 'closed', count: 1 },

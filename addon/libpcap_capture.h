@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// libpcap live capture on a device, optionally inside another network namespace (entered by the
+// libpcap capture on a device, optionally inside another network namespace (entered by the
 // capture thread only). Mechanism only: device, filter and what to do with the packets belong to TS.
 #pragma once
 
@@ -15,23 +15,21 @@
 
 namespace proctap {
 
-// Per packet in a batch: u64 tsNs (CLOCK_REALTIME), u32 caplen, u32 origlen, caplen bytes, zero pad to 8.
-constexpr size_t kLivePacketHeaderSize = 16;
+// Batch layout: per packet a struct libpcap_packet_header (batch_records.h), the bytes, zero pad to 8.
+struct LibpcapCaptureState;
 
-struct LiveCaptureState;
-
-class LiveCapture : public Napi::ObjectWrap<LiveCapture> {
+class LibpcapCapture : public Napi::ObjectWrap<LibpcapCapture> {
  public:
   static Napi::Function Define(Napi::Env env);
-  explicit LiveCapture(const Napi::CallbackInfo& info);  // new LiveCapture(options, onBatch)
-  ~LiveCapture() override;
+  explicit LibpcapCapture(const Napi::CallbackInfo& info);  // new LibpcapCapture(options, onBatch)
+  ~LibpcapCapture() override;
 
  private:
   Napi::Value Stop(const Napi::CallbackInfo& info);
   void Close(const Napi::CallbackInfo& info);
   Napi::Value Stats(const Napi::CallbackInfo& info);
 
-  std::shared_ptr<LiveCaptureState> state_;
+  std::shared_ptr<LibpcapCaptureState> state_;
   std::shared_ptr<BatchPump> pump_;
 };
 

@@ -3,6 +3,7 @@
 // for remote names: the questions, and the A, AAAA and CNAME answers. Pure: bytes in, data out; hostile
 // input (pointer loops, lengths past the end) gives a DnsFormatError, never a hang or a wrong name.
 import { AF_INET, AF_INET6, formatAddress, IPPROTO_UDP } from '../util/net';
+import { parseIpHeader } from '../util/ip';
 
 export const DNS_TYPE = { A: 1, CNAME: 5, AAAA: 28 } as const;
 const CLASS_IN = 1;
@@ -198,34 +199,16 @@ export interface UdpDatagram {
 
 /** The UDP datagram inside an IP packet (IPv4, or IPv6 without extension headers); null for anything else. */
 export function udpDatagram(packet: Uint8Array): UdpDatagram | null {
-  if (packet.length < 1) return null;
-  const version = packet[0] >> 4;
-  let l4: number;
-  let family: number;
-  let source: Uint8Array;
-  let ipEnd: number;
-  if (version === 4) {
-    l4 = (packet[0] & 0xf) * 4;
-    if (l4 < 20 || packet.length < l4 || packet[9] !== IPPROTO_UDP) return null;
-    family = AF_INET;
-    source = packet.subarray(12, 16);
-    ipEnd = (packet[2] << 8) | packet[3];
-  } else if (version === 6) {
-    l4 = 40;
-    if (packet.length < l4 || packet[6] !== IPPROTO_UDP) return null;
-    family = AF_INET6;
-    source = packet.subarray(8, 24);
-    ipEnd = 40 + ((packet[4] << 8) | packet[5]);
-  } else {
-    return null;
-  }
+  const ip = parseIpHeader(packet);
+  if (!ip || ip.protocol !== IPPROTO_UDP) return null;
+  const l4 = ip.transportAt;
   if (packet.length < l4 + 8) return null;
   const udpLength = (packet[l4 + 4] << 8) | packet[l4 + 5];
-  if (udpLength < 8 || l4 + udpLength > ipEnd) return null;
+  if (udpLength < 8 || l4 + udpLength > ip.end) return null;
   const end = l4 + udpLength;
   return {
-    family,
-    sourceAddr: formatAddress(family, source),
+    family: ip.family,
+    sourceAddr: ip.sourceAddr,
     sourcePort: (packet[l4] << 8) | packet[l4 + 1],
     payload: packet.subarray(l4 + 8, Math.min(end, packet.length)),
     cut: packet.length < end,

@@ -1,16 +1,16 @@
 // SPDX-License-Identifier: MIT
-// The MetricsSource of today's trace engine: the model's flows, each as fresh as the kernel's own
+// The MetricsSource of the trace session: the model's flows, each as fresh as the kernel's own
 // counters (the flow table is read at every scrape: an idle flow's last bytes may not have had an
 // interval record yet), attributed to processes the way the report does it. The one file that knows
-// the engine's and the model's shapes: re-point it when they change.
+// the session's and the model's shapes: re-point it when they change.
 import type { FlowCounters } from '../kernel/records';
 import type { ProcessNode } from '../model/tree';
 import { containerLabel } from '../proc/container';
 import { processResolver } from '../report/sections';
-import type { TraceEngine } from '../trace/session';
-import type { FinalFlow } from '../trace/probes';
+import type { TraceSession } from './session';
+import type { FinalFlow } from '../kernel/maps';
 import { protoName } from '../util/net';
-import type { ConnectionTotals, EndedOutcome, MetricsSnapshot, MetricsSource, ProcessTotals, RemoteTotals, TrafficTotals } from './source';
+import type { ConnectionTotals, EndedOutcome, MetricsSnapshot, MetricsSource, ProcessTotals, RemoteTotals, TrafficTotals } from '../metrics/source';
 
 const zero = (): TrafficTotals => ({ txBytes: 0, rxBytes: 0, txCalls: 0, rxCalls: 0 });
 
@@ -28,7 +28,7 @@ const larger = (a: FlowCounters, b: FlowCounters): FlowCounters => ({
   rxCalls: Math.max(a.rxCalls, b.rxCalls),
 });
 
-export function engineMetricsSource(engine: TraceEngine): MetricsSource {
+export function sessionMetricsSource(session: TraceSession): MetricsSource {
   // A process's key must outlive its start time becoming known (attach targets learn it later).
   const keys = new WeakMap<ProcessNode, string>();
   let nextKey = 0;
@@ -37,7 +37,7 @@ export function engineMetricsSource(engine: TraceEngine): MetricsSource {
     if (key === undefined) keys.set(node, (key = `${node.pid}#${nextKey++}`));
     return key;
   };
-  // Kernel reads stop working once the engine closed its BPF object: the model alone is final then.
+  // Kernel reads stop working once the session closed its BPF object: the model alone is final then.
   const kernel = <T, F>(read: () => T, fallback: F): T | F => {
     try {
       return read();
@@ -48,7 +48,7 @@ export function engineMetricsSource(engine: TraceEngine): MetricsSource {
 
   return {
     snapshot(): MetricsSnapshot {
-      const { collector, tracer } = engine;
+      const { model: collector, probes: tracer } = session;
       const dumped = kernel(() => tracer.dumpFlows(), null);
       const finished = dumped === null;
       const live = new Map<string, FinalFlow>((dumped ?? []).map((f) => [f.key.id, f]));
@@ -112,7 +112,7 @@ export function engineMetricsSource(engine: TraceEngine): MetricsSource {
         connections,
         retransmits: [...retransmits.values()].reduce((a, b) => a + b, 0),
         lostRecords: stats?.lostRecords ?? {},
-        records: collector.records,
+        records: session.records,
       };
     },
   };

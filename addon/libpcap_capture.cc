@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-#include "live_capture.h"
+#include "libpcap_capture.h"
 
 #include <net/if.h>
 #include <pthread.h>
@@ -13,21 +13,24 @@
 #include <cstring>
 #include <vector>
 
+#include "batch_records.h"
 #include "errors.h"
 #include "netns_thread.h"
 
 namespace proctap {
 
-struct LiveCaptureState {
-  // Options, fixed before the thread starts.
+struct LibpcapCaptureState {
+  // Options (all chosen by the caller), fixed before the thread starts.
   std::string device;
   std::string netns_path;
   std::string filter;
   bool has_filter = false;
-  int snaplen = 262144;
-  int buffer_size = 0;  // 0: libpcap's default
+  int snaplen = 0;
+  int buffer_size = 0;
   bool promisc = false;
-  int timeout_ms = 100;
+  int timeout_ms = 0;        // TPACKET_V3 block timeout
+  int drain_ms = 0;          // at stop: how long to wait for the kernel's last partly filled block
+  size_t max_batch_bytes = 0;
   int link_type_request = -1;
 
   // Open result: written by the capture thread, then `opened` is set under `mu`.
@@ -49,9 +52,6 @@ struct LiveCaptureState {
 
 namespace {
 
-// Batches above this are delivered early so one burst cannot pin hundreds of MiB in JS.
-constexpr size_t kMaxBatchBytes = 4 << 20;
-
 uint64_t MonotonicMs() {
   timespec ts{};
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -60,7 +60,7 @@ uint64_t MonotonicMs() {
 
 class CaptureThread {
  public:
-  CaptureThread(BatchPump& pump, LiveCaptureState& s) : pump_(pump), s_(s) {}
+  CaptureThread(BatchPump& pump, LibpcapCaptureState& s) : batch_(pump, s.max_batch_bytes), s_(s) {}
   ~CaptureThread() {
     if (p_ != nullptr) pcap_close(p_);
   }
@@ -124,7 +124,7 @@ class CaptureThread {
     pcap_set_promisc(p_, s_.promisc ? 1 : 0);
     pcap_set_timeout(p_, s_.timeout_ms);
     pcap_set_immediate_mode(p_, 0);
-    if (s_.buffer_size > 0) pcap_set_buffer_size(p_, s_.buffer_size);
+    pcap_set_buffer_size(p_, s_.buffer_size);
     if (int rc = pcap_set_tstamp_precision(p_, PCAP_TSTAMP_PRECISION_NANO))
       return FailPcap(rc, "pcap_set_tstamp_precision(nano) " + s_.device);
     int rc = pcap_activate(p_);
@@ -158,7 +158,7 @@ class CaptureThread {
 
   void Loop() {
     int fd = pcap_get_selectable_fd(p_);
-    pollfd fds[2] = {{fd, POLLIN, 0}, {pump_.stop_fd(), POLLIN, 0}};
+    pollfd fds[2] = {{fd, POLLIN, 0}, {batch_.stop_fd(), POLLIN, 0}};
     uint64_t drain_until = 0;
     for (;;) {
       int wait = s_.timeout_ms;
@@ -183,10 +183,10 @@ class CaptureThread {
       if (drain_until == 0 && n > 0 && (fds[1].revents & POLLIN)) {
         // Close the door first: a kernel filter that rejects everything (attached under libpcap, so
         // its own filter state is untouched) means no packet is counted from now on that will not
-        // also be delivered. Then wait for the block timer (twice, to be safe): the kernel hands a
-        // partly filled block over only when it fires.
+        // also be delivered. Then wait drain_ms for the block timer: the kernel hands a partly filled
+        // block over only when it fires.
         RejectFurtherPackets(fd);
-        drain_until = MonotonicMs() + 2 * static_cast<uint64_t>(s_.timeout_ms) + 20;
+        drain_until = MonotonicMs() + static_cast<uint64_t>(s_.drain_ms);
       }
     }
     Dispatch();
@@ -209,30 +209,25 @@ class CaptureThread {
   static void OnPacket(u_char* user, const pcap_pkthdr* h, const u_char* bytes) {
     auto* self = reinterpret_cast<CaptureThread*>(user);
     if (self->gone_) return;
-    size_t framed = kLivePacketHeaderSize + ((h->caplen + 7) & ~size_t{7});
-    if (!self->batch_.empty() && self->batch_.size() + framed > kMaxBatchBytes && !self->Flush()) {
+    // The handle was opened with PCAP_TSTAMP_PRECISION_NANO: the field named tv_usec holds nanoseconds.
+    libpcap_packet_header header{};
+    header.timestamp_ns = static_cast<uint64_t>(h->ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(h->ts.tv_usec);
+    header.cap_len = h->caplen;
+    header.orig_len = h->len;
+    uint64_t before = self->batch_.pending_records();
+    if (!self->batch_.Append(&header, sizeof(header), bytes, h->caplen)) {
+      self->gone_ = true;
       pcap_breakloop(self->p_);
       return;
     }
-    if (self->batch_.capacity() == 0) self->batch_.reserve(256 * 1024);
-    size_t at = self->batch_.size();
-    self->batch_.resize(at + framed, 0);
-    uint64_t ts_ns = static_cast<uint64_t>(h->ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(h->ts.tv_usec);
-    uint32_t lens[2] = {h->caplen, h->len};
-    std::memcpy(self->batch_.data() + at, &ts_ns, 8);
-    std::memcpy(self->batch_.data() + at + 8, lens, 8);
-    std::memcpy(self->batch_.data() + at + kLivePacketHeaderSize, bytes, h->caplen);
-    self->packets_in_batch_++;
+    // Append delivered the earlier packets first when the batch was full.
+    if (self->batch_.pending_records() <= before) self->s_.delivered.fetch_add(before, std::memory_order_relaxed);
   }
 
   bool Flush() {
     if (gone_) return false;
-    if (batch_.empty()) return true;
-    std::vector<uint8_t> out;
-    out.swap(batch_);
-    uint64_t count = packets_in_batch_;
-    packets_in_batch_ = 0;
-    if (!pump_.Deliver(std::move(out))) {
+    uint64_t count = batch_.pending_records();
+    if (!batch_.Flush()) {
       gone_ = true;
       return false;
     }
@@ -240,15 +235,13 @@ class CaptureThread {
     return true;
   }
 
-  BatchPump& pump_;
-  LiveCaptureState& s_;
+  BatchBuilder batch_;
+  LibpcapCaptureState& s_;
   pcap_t* p_ = nullptr;
-  std::vector<uint8_t> batch_;
-  uint64_t packets_in_batch_ = 0;
   bool gone_ = false;
 };
 
-Napi::Object StatsObject(Napi::Env env, const LiveCaptureState& s) {
+Napi::Object StatsObject(Napi::Env env, const LibpcapCaptureState& s) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("received", Napi::Number::New(env, static_cast<double>(s.received)));
   o.Set("dropped", Napi::Number::New(env, static_cast<double>(s.dropped)));
@@ -261,47 +254,58 @@ Napi::Object StatsObject(Napi::Env env, const LiveCaptureState& s) {
 std::string OptionalString(Napi::Object o, const char* key) {
   Napi::Value v = o.Get(key);
   if (v.IsUndefined()) return std::string();
-  if (!v.IsString()) ThrowTypeError(o.Env(), std::string("LiveCapture: ") + key + " must be a string");
+  if (!v.IsString()) ThrowTypeError(o.Env(), std::string("LibpcapCapture: ") + key + " must be a string");
   return v.As<Napi::String>().Utf8Value();
 }
 
 int OptionalInt(Napi::Object o, const char* key, int fallback) {
   Napi::Value v = o.Get(key);
   if (v.IsUndefined()) return fallback;
-  if (!v.IsNumber()) ThrowTypeError(o.Env(), std::string("LiveCapture: ") + key + " must be a number");
+  if (!v.IsNumber()) ThrowTypeError(o.Env(), std::string("LibpcapCapture: ") + key + " must be a number");
+  return v.As<Napi::Number>().Int32Value();
+}
+
+int RequiredInt(Napi::Object o, const char* key) {
+  Napi::Value v = o.Get(key);
+  if (!v.IsNumber()) ThrowTypeError(o.Env(), std::string("LibpcapCapture: ") + key + " must be a number");
   return v.As<Napi::Number>().Int32Value();
 }
 
 }  // namespace
 
-Napi::Function LiveCapture::Define(Napi::Env env) {
-  return DefineClass(env, "LiveCapture",
-                     {InstanceMethod<&LiveCapture::Stop>("stop"), InstanceMethod<&LiveCapture::Close>("close"),
-                      InstanceMethod<&LiveCapture::Stats>("stats")});
+Napi::Function LibpcapCapture::Define(Napi::Env env) {
+  return DefineClass(env, "LibpcapCapture",
+                     {InstanceMethod<&LibpcapCapture::Stop>("stop"), InstanceMethod<&LibpcapCapture::Close>("close"),
+                      InstanceMethod<&LibpcapCapture::Stats>("stats")});
 }
 
-LiveCapture::LiveCapture(const Napi::CallbackInfo& info) : Napi::ObjectWrap<LiveCapture>(info) {
+LibpcapCapture::LibpcapCapture(const Napi::CallbackInfo& info) : Napi::ObjectWrap<LibpcapCapture>(info) {
   Napi::Env env = info.Env();
   if (info.Length() < 2 || !info[0].IsObject() || !info[1].IsFunction())
-    ThrowTypeError(env, "LiveCapture(options: object, onBatch: function)");
+    ThrowTypeError(env, "LibpcapCapture(options: object, onBatch: function)");
   Napi::Object options = info[0].As<Napi::Object>();
-  auto state = std::make_shared<LiveCaptureState>();
+  auto state = std::make_shared<LibpcapCaptureState>();
   state->device = OptionalString(options, "device");
-  if (state->device.empty()) ThrowTypeError(env, "LiveCapture: device must be a non-empty string");
+  if (state->device.empty()) ThrowTypeError(env, "LibpcapCapture: device must be a non-empty string");
   state->netns_path = OptionalString(options, "netnsPath");
   state->has_filter = !options.Get("filter").IsUndefined();
   state->filter = OptionalString(options, "filter");
-  state->snaplen = OptionalInt(options, "snaplen", 262144);
-  state->buffer_size = OptionalInt(options, "bufferSize", 0);
-  state->timeout_ms = OptionalInt(options, "timeoutMs", 100);
+  state->snaplen = RequiredInt(options, "snaplen");
+  state->buffer_size = RequiredInt(options, "bufferSize");
+  state->timeout_ms = RequiredInt(options, "timeoutMs");
+  state->drain_ms = RequiredInt(options, "drainMs");
+  int max_batch_bytes = RequiredInt(options, "maxBatchBytes");
+  int max_queued = RequiredInt(options, "maxQueuedBatches");
   state->link_type_request = OptionalInt(options, "linkType", -1);
   Napi::Value promisc = options.Get("promisc");
   state->promisc = promisc.IsBoolean() && promisc.As<Napi::Boolean>().Value();
-  if (state->snaplen <= 0 || state->timeout_ms <= 0 || state->buffer_size < 0)
-    throw Napi::RangeError::New(env, "LiveCapture: snaplen and timeoutMs must be > 0, bufferSize >= 0");
+  if (state->snaplen <= 0 || state->timeout_ms <= 0 || state->buffer_size <= 0 || state->drain_ms < 0 ||
+      max_batch_bytes < 4096 || max_queued < 1)
+    throw Napi::RangeError::New(env, "LibpcapCapture: snaplen, timeoutMs, bufferSize and maxQueuedBatches must be > 0, drainMs >= 0, maxBatchBytes >= 4096");
+  state->max_batch_bytes = static_cast<size_t>(max_batch_bytes);
   state_ = state;
 
-  pump_ = BatchPump::Start(env, info[1].As<Napi::Function>(), 16, Value(), "proctap.liveCapture",
+  pump_ = BatchPump::Start(env, info[1].As<Napi::Function>(), static_cast<size_t>(max_queued), Value(), "proctap.libpcapCapture",
                            [state](BatchPump& pump) { CaptureThread(pump, *state).Run(); });
   // Opening takes milliseconds; waiting here lets the constructor throw the real error.
   {
@@ -321,12 +325,12 @@ LiveCapture::LiveCapture(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Live
   if (!state->warning.empty()) Value().Set("warning", Napi::String::New(env, state->warning));
 }
 
-LiveCapture::~LiveCapture() {
+LibpcapCapture::~LibpcapCapture() {
   if (pump_) pump_->Abort();
 }
 
 // stop(): graceful; resolves with the final statistics once the last batch was delivered.
-Napi::Value LiveCapture::Stop(const Napi::CallbackInfo& info) {
+Napi::Value LibpcapCapture::Stop(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto deferred = Napi::Promise::Deferred::New(env);
   if (!pump_ || !pump_->active()) {
@@ -343,12 +347,12 @@ Napi::Value LiveCapture::Stop(const Napi::CallbackInfo& info) {
 }
 
 // close(): immediate; undelivered batches are dropped. Idempotent.
-void LiveCapture::Close(const Napi::CallbackInfo&) {
+void LibpcapCapture::Close(const Napi::CallbackInfo&) {
   if (pump_) pump_->Abort();
 }
 
 // stats(): the final statistics once the capture thread has ended, else null.
-Napi::Value LiveCapture::Stats(const Napi::CallbackInfo& info) {
+Napi::Value LibpcapCapture::Stats(const Napi::CallbackInfo& info) {
   if (pump_ && pump_->active()) return info.Env().Null();
   return StatsObject(info.Env(), *state_);
 }
