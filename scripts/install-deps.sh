@@ -16,6 +16,7 @@ packages=(
   curl                                                              # tests: TLS client (OpenSSL)
   wget                                                              # tests: TLS client (GnuTLS)
   libssl-dev                                                        # tests: a statically linked OpenSSL client
+  prometheus podman runc busybox-static                             # tests: --metrics scraped by Prometheus, containers (podman --rootfs, runc); ~30 s
 )
 missing=()
 for p in "${packages[@]}"; do

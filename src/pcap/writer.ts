@@ -30,7 +30,10 @@ export interface CapturedPacket {
 }
 
 export interface PacketWriter {
-  writePacket(p: CapturedPacket): void;
+  /** false: not written (a rotating capture that reached its -W limit). */
+  writePacket(p: CapturedPacket): void | false;
+  /** Bytes of the file so far, buffered ones included (rotation checks -C against it). */
+  bytes?(): number;
   /** Hand all buffered bytes to the sink and ask it to flush. */
   flush(): void;
   /** Flush and close the sink. Idempotent. */
@@ -168,6 +171,7 @@ function batchingWriter(sink: ByteSink, header: Buffer, encode: (p: CapturedPack
   const batchBytes = Math.max(1, batch.batchBytes ?? 64 * 1024);
   let pending: Buffer[] = [];
   let pendingBytes = 0;
+  let total = header.length;
   let closed = false;
 
   const flushPending = (): void => {
@@ -181,6 +185,7 @@ function batchingWriter(sink: ByteSink, header: Buffer, encode: (p: CapturedPack
     if (closed) throw new Error('packet writer is closed');
     pending.push(buf);
     pendingBytes += buf.length;
+    total += buf.length;
     if (pending.length >= batchPackets || pendingBytes >= batchBytes) flushPending();
   };
 
@@ -190,6 +195,7 @@ function batchingWriter(sink: ByteSink, header: Buffer, encode: (p: CapturedPack
 
   return {
     push,
+    bytes: () => total,
     writePacket(p: CapturedPacket): void {
       push(encode(p));
     },
@@ -267,6 +273,7 @@ export function createPcapngWriter(sink: ByteSink, opts: PcapngWriterOptions): P
   );
   return {
     writePacket: w.writePacket,
+    bytes: w.bytes,
     flush: w.flush,
     close: w.close,
     writeInterfaceStatistics(s) {
@@ -296,5 +303,5 @@ export function createPcapWriter(sink: ByteSink, opts: PcapWriterOptions): Packe
     (p) => pcapRecord({ timestampNs: p.timestampNs, ...truncate(p, opts.snapLen) }),
     opts,
   );
-  return { writePacket: w.writePacket, flush: w.flush, close: w.close };
+  return { writePacket: w.writePacket, bytes: w.bytes, flush: w.flush, close: w.close };
 }

@@ -6,6 +6,7 @@
 import Table from 'cli-table3';
 import type { ConnectionReport, DnsReport, Distributions, DurationStats, EndpointReport, IsolationReport, LostCounters, Pattern, ProcessReport, Report, SizeStats, Traffic } from '../schema/report';
 import { formatArgv, formatBytes, formatCount, formatDuration, formatEndpoint, formatExit, signalName, truncate } from '../util/format';
+import { containerLabel } from '../proc/container';
 
 export interface RenderOptions {
   color: boolean;
@@ -300,7 +301,7 @@ function renderProcesses(report: Report, opts: { color: boolean; width: number }
   const rows = tree.map(({ proc: p, prefix }) => {
     const calls = sumTraffic(p.tcp, p.udp);
     return [
-      `${prefix}${p.pid}${p.nspid !== undefined ? ` (ns ${p.nspid})` : ''}`,
+      `${prefix}${p.pid}${p.nspid !== undefined ? ` (ns ${p.nspid})` : ''}${p.container ? ` @${containerLabel(p.container)}` : ''}`,
       processCommand(p),
       p.startOffsetMs === null ? 'before' : formatDuration(p.startOffsetMs),
       exitCell(p),

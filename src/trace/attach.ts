@@ -22,12 +22,15 @@ import { LINKTYPE_LINUX_SLL2 } from '../pcap/pcapng';
 import type { LibpcapDevice } from './capture';
 import { TraceSession, monotonicNs, type SessionOptions } from './session';
 import { onStopSignals, sleep } from './signals';
+import { containerTarget } from './containers';
 
 export interface AttachOptions extends Omit<SessionOptions, 'followChildren' | 'countUnownedPackets' | 'match' | 'tracedNow'> {
   pids: number[];
   comm?: string;
   /** cgroup v2 path relative to the mount, e.g. /system.slice/redis.service */
   cgroup?: string;
+  /** A container by id (or a unique prefix) or name: its cgroup, as --cgroup (trace/containers.ts). */
+  container?: string;
   durationMs?: number;
   followChildren: boolean;
   /** --netns-capture: capture every interface of the targets' network namespaces with libpcap. */
@@ -80,12 +83,18 @@ function resolveTargets(options: AttachOptions, mount: string): ResolvedTargets 
     match = { ...match, comm: options.comm };
     cgroupDirs.add(mount); // a matching process may start in any cgroup
   }
-  if (options.cgroup !== undefined) {
-    const dir = path.resolve(path.join(mount, path.posix.normalize(`/${options.cgroup}`)));
+  const container = options.container !== undefined ? containerTarget(options.container) : null;
+  if (container) {
+    targets.push(container.target);
+    for (const pid of container.pids) pids.add(pid);
+  }
+  const cgroup = options.cgroup ?? container?.target.cgroup;
+  if (cgroup !== undefined) {
+    const dir = path.resolve(path.join(mount, path.posix.normalize(`/${cgroup}`)));
     if (!dir.startsWith(mount) || !fs.existsSync(path.join(dir, 'cgroup.procs'))) {
-      throw new AttachError(`unknown cgroup '${options.cgroup}' (no ${path.join(dir, 'cgroup.procs')})`);
+      throw new AttachError(`unknown cgroup '${cgroup}' (no ${path.join(dir, 'cgroup.procs')})`);
     }
-    targets.push({ kind: 'cgroup', path: options.cgroup });
+    if (!container) targets.push({ kind: 'cgroup', path: cgroup });
     for (const line of fs.readFileSync(path.join(dir, 'cgroup.procs'), 'utf8').split('\n')) if (line) pids.add(Number(line));
     match = { ...match, cgroupId: fs.statSync(dir, { bigint: true }).ino };
     cgroupDirs.add(dir);
@@ -124,7 +133,7 @@ export interface AttachResult {
 export async function attachTraced(options: AttachOptions): Promise<AttachResult> {
   const mount = cgroup2Mount();
   const resolved = resolveTargets(options, mount);
-  const waiting = options.comm !== undefined || options.cgroup !== undefined;
+  const waiting = options.comm !== undefined || options.cgroup !== undefined || options.container !== undefined;
   if (resolved.pids.length === 0 && !waiting) throw new AttachError('nothing to attach to');
 
   /* Load & verify, attach, start consuming: then add the targets so no event between is missed */
@@ -135,6 +144,7 @@ export async function attachTraced(options: AttachOptions): Promise<AttachResult
     countUnownedPackets: false,
     match: resolved.match,
   });
+  for (const t of resolved.targets) if (t.kind === 'cgroup' || t.kind === 'container') session.containers.setMatchedCgroup(t.kind === 'cgroup' ? t.path : t.cgroup);
   const stop = stopSignal(options.log);
   session.outputs.onFailure = () => stop.stop('an output failed');
   try {
@@ -155,13 +165,14 @@ export async function attachTraced(options: AttachOptions): Promise<AttachResult
       const netns = netnsInode(pid);
       if (netns !== null && netns !== ownNetns) node.netns = netns;
       if (status.nspid.length > 1) node.nspid = status.nspid[status.nspid.length - 1];
+      session.containers.resolve(node);
       for (const s of openSockets(pid)) preexisting.push({ ...s, pid });
     }
     /* TLS libraries: the targets' own, and for processes that start matching later the system's */
     for (const pid of resolved.pids) session.tls?.scanProcess(pid);
     if (waiting) session.tls?.hookSystemLibraries('/');
     const names = resolved.pids.length ? `pid ${resolved.pids.join(', ')}` : 'nothing yet';
-    options.log(`proctap: attached to ${names}${waiting ? `; waiting for ${options.comm ?? options.cgroup} (Ctrl-C to stop)` : ''}`);
+    options.log(`proctap: attached to ${names}${waiting ? `; waiting for ${options.comm ?? options.cgroup ?? `container ${options.container}`} (Ctrl-C to stop)` : ''}`);
 
     /* Trace until every target has exited, Ctrl-C, or --duration */
     const deadline = options.durationMs !== undefined ? Date.now() + options.durationMs : Infinity;

@@ -8,7 +8,7 @@ import { loadNative, type PacketFilter } from '../native';
 import type { TraceRecord } from '../kernel/records';
 import type { KernelStats } from '../kernel/maps';
 import type { ProcessNode } from '../model/tree';
-import { DLT_RAW, captureSink, openCapture, packetComment, type CaptureFormat, type PacketCapture, type SecretsSource } from '../pcap/capture';
+import { DLT_RAW, captureSink, openCapture, packetComment, type CaptureFormat, type CaptureRotation, type PacketCapture, type SecretsSource } from '../pcap/capture';
 import { startLibpcapRun, type LibpcapRun } from '../pcap/libpcap';
 import { PortOwners, packetPorts } from '../pcap/owners';
 import { LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL2 } from '../pcap/pcapng';
@@ -35,6 +35,8 @@ export interface CaptureRequest {
   filter: { expression: string; program: PacketFilter } | null;
   /** TLS key log lines to write into the capture as Decryption Secrets Blocks (run's key log channel). */
   secrets?: SecretsSource;
+  /** -C / -G / -W: `fd` is the first of several files (pcap/rotate.ts). */
+  rotation?: CaptureRotation;
 }
 
 /** Compiles a --pcap-filter expression for the capture's link type; throws "invalid filter ...". */
@@ -167,6 +169,7 @@ export function startLibpcapCapture(request: CaptureRequest, devices: LibpcapDev
     devices.map((d) => ({ device: d.device, netnsPath: d.netnsPath, name: d.name, description: d.description, linkType: d.linkType, snaplen: request.snaplen, filter: request.filter?.expression })),
     {
       sink: captureSink(request),
+      rotation: request.rotation,
       format: request.format,
       secrets: request.secrets,
       userAppl: context.userAppl,

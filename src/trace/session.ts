@@ -22,6 +22,7 @@ import { TreeRebuilder, type TracedNow } from './rebuild';
 import { armFault, type TestHooks } from './test-hooks';
 import { TlsHooks } from '../tls/hooks';
 import { tlsNotes } from '../tls/notes';
+import { ContainerTracker } from './containers';
 
 export { monotonicNs } from './rebuild';
 
@@ -59,6 +60,10 @@ export interface SessionOptions {
   /** While tracing: a status line on a terminal's stderr, or with `live` a refreshing top-like view. */
   display?: { live: boolean; intervalMs: number };
   testHooks?: TestHooks;
+  /** Names each process's container (default: a tracker of its own; the event stream shares the caller's). */
+  containers?: ContainerTracker;
+  /** Once consuming has started (--metrics reads the session from then on). */
+  onStarted?: (session: TraceSession) => void;
 }
 
 export interface ReportContext {
@@ -77,6 +82,7 @@ export class TraceSession {
   readonly tls: TlsHooks | null;
   /** Output write errors: the first one is kept; `outputs.onFailure` is the caller's stop. */
   readonly outputs = new OutputFailures();
+  readonly containers: ContainerTracker;
   /** Ring-buffer records seen. */
   records = 0;
   private capture: TraceCapture | null = null;
@@ -103,6 +109,7 @@ export class TraceSession {
       tlsPlaintext: options.tlsPlaintext,
     });
     this.tls = options.tlsPlaintext === false ? null : new TlsHooks(this.probes, options.log);
+    this.containers = options.containers ?? new ContainerTracker();
   }
 
   /** Attaches the process and lifecycle tracepoints, and the socket/packet hooks on each cgroup. */
@@ -135,6 +142,7 @@ export class TraceSession {
     const route = (record: TraceRecord) => {
       model.onRecord(record);
       tls?.onRecord(record);
+      this.containers.observe(record, model.tree);
       capture?.onRecord(record);
       if (onRecord) toEvents(() => onRecord(record));
     };
@@ -173,6 +181,7 @@ export class TraceSession {
         options.display,
       );
     }
+    options.onStarted?.(this);
   }
 
   /** Reads the last counters of released sockets and drops them from the kernel table (bounded memory). */
@@ -211,6 +220,7 @@ export class TraceSession {
     if (lostLine) options.log(lostLine);
     const capture = this.capture ? await this.capture.finish(stats) : undefined;
     this.capture = null;
+    this.containers.resolveRemaining(model.tree);
     const flows = model.flows.list();
     const processes = model.tree.list();
     return {

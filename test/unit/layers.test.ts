@@ -12,7 +12,7 @@ const SRC = path.resolve(__dirname, '../../../src');
 
 /** Bottom to top; folders of one rank may not import each other. */
 export const LAYERS: Record<string, number> = {
-  util: 0, schema: 1, native: 2, kernel: 3, proc: 4, isolate: 5, tls: 5, l7: 6, model: 7, analysis: 8, report: 9, render: 10, pcap: 10, trace: 11, cli: 12,
+  util: 0, schema: 1, native: 2, kernel: 3, proc: 4, isolate: 5, tls: 5, l7: 6, model: 7, analysis: 8, report: 9, render: 10, pcap: 10, metrics: 10, trace: 11, cli: 12,
 };
 
 function sources(dir: string): string[] {
