@@ -75,6 +75,7 @@ function engineOptions(opts: TraceCliOptions, events: EventStream | null, output
     log: (line: string) => process.stderr.write(`${line}\n`),
     dnsNames: opts.dnsNames !== false,
     retransmits: opts.retransmits !== false,
+    l7Data: opts.l7Data !== undefined ? { snaplen: opts.l7Data } : undefined,
     procConnectorBufferBytes: opts.procConnectorBuffer,
     procConnectorPauseMs: opts.procConnectorPause,
     injectFault: opts.injectFault,

@@ -8,6 +8,7 @@ import { Command, CommanderError, InvalidArgumentError, Option, type OptionValue
 import type { Backend } from '../report/schema';
 import { MAX_SNAPLEN, type CaptureFormat } from '../pcap/capture';
 import { checkInterfaceName } from '../isolate/plan';
+import { PROCTAP_DATA_SNAPLEN_MAX } from '../native/layout.generated';
 
 export const VERSION: string = JSON.parse(fs.readFileSync(path.resolve(__dirname, '../../../package.json'), 'utf8')).version;
 
@@ -51,6 +52,12 @@ export function parsePid(text: string): number {
   return Number(text);
 }
 
+function parseL7Snaplen(text: string): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || n < 1 || n > PROCTAP_DATA_SNAPLEN_MAX) throw new InvalidArgumentError(`not an L7 snaplen (1 to ${PROCTAP_DATA_SNAPLEN_MAX}): '${text}'`);
+  return n;
+}
+
 function parseConnectorBuffer(text: string): number {
   const n = Number(text);
   if (!/^\d+$/.test(text) || n < 1 || n > 256 * 1024 * 1024) throw new InvalidArgumentError(`not a buffer size in bytes (1 to 268435456): '${text}'`);
@@ -87,6 +94,8 @@ function addTraceOptions(command: Command): Command {
     // A small proc connector queue overflows under a fork storm: how the tests make ENOBUFS happen.
     .addOption(new Option('--proc-connector-buffer <bytes>', 'proc connector receive queue').argParser(parseConnectorBuffer).hideHelp())
     .addOption(new Option('--proc-connector-pause <ms>', 'do not read the proc connector for the first MS').argParser(parseMilliseconds).hideHelp())
+    // L7 view (RECORD_DATA in --events) for the tests and the bench, until its user-facing options exist.
+    .addOption(new Option('--l7-data <snaplen>', 'bytes copied per call of L7 candidate flows').argParser(parseL7Snaplen).hideHelp())
     // Fault injection for the tests: an internal error 300 ms into the trace (docs/reliability.md).
     .addOption(new Option('--inject-fault <kind>', 'internal error during the trace').choices(['uncaught-exception', 'unhandled-rejection']).hideHelp());
 }
@@ -113,6 +122,7 @@ export interface TraceCliOptions {
   retransmits: boolean;
   procConnectorBuffer?: number;
   procConnectorPause?: number;
+  l7Data?: number;
   injectFault?: 'uncaught-exception' | 'unhandled-rejection';
 }
 
@@ -125,7 +135,7 @@ export function traceCliOptions(raw: OptionValues): TraceCliOptions {
   for (const k of ['json', 'chart', 'events', 'pcap', 'pcapFilter', 'injectFault']) is(k, 'string');
   for (const k of ['detail', 'live', 'force', 'quiet']) is(k, 'boolean');
   is('interval', 'number');
-  for (const k of ['procConnectorBuffer', 'procConnectorPause']) is(k, 'number');
+  for (const k of ['procConnectorBuffer', 'procConnectorPause', 'l7Data']) is(k, 'number');
   for (const k of ['dnsNames', 'retransmits']) is(k, 'boolean', true);
   for (const k of ['flowInterval', 'ringBuffer', 'snaplen']) is(k, 'number', true);
   for (const k of ['backend', 'pcapFormat']) is(k, 'string', true);

@@ -66,6 +66,8 @@ export interface EngineOptions {
   dnsNames?: boolean;
   /** TCP retransmits per connection (default on). */
   retransmits?: boolean;
+  /** L7 view: the head of each call of flows that look like a decoded protocol (TracerConfig.l7Data). */
+  l7Data?: { snaplen: number };
   onRecord?: (record: TraceRecord) => void;
   /** Tests: an internal error 300 ms after start() (the fatal-error handler must clean up). */
   injectFault?: 'uncaught-exception' | 'unhandled-rejection';
@@ -149,6 +151,7 @@ export class TraceEngine {
       match: options.match,
       dnsNames: options.dnsNames,
       retransmits: options.retransmits,
+      l7Data: options.l7Data,
     });
     this.collector.onRecordTap = (record) => {
       if (record.type === 'packet' && this.capture) this.toCapture((c) => c.onPacket(record));

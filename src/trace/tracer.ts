@@ -74,6 +74,9 @@ export interface TracerConfig {
   dnsNames?: boolean;
   /** Count TCP retransmits of traced sockets (default on). */
   retransmits?: boolean;
+  /** L7 view: RECORD_DATA, the first `snaplen` bytes (1..PROCTAP_DATA_SNAPLEN_MAX) of each send/recv call of
+   *  the flows whose first bytes look like a decoded protocol (bpf/l7.bpf.h). Absent: off. */
+  l7Data?: { snaplen: number };
 }
 
 export interface BackendAttempt {
@@ -113,6 +116,8 @@ const RECORD_NAMES: Record<number, string> = {
 /** Optional features, each a program of its own: left out (not loaded) when turned off. */
 const DNS_PROGRAM = 'skb_ingress_dns';
 const RETRANSMIT_PROGRAM = 'tcp_retransmit_skb';
+/** L7 view on the tracepoint backend: sendmmsg()/recvmmsg() entry numbers their messages (sys_enter does it too). */
+const MMSG_SYSCALL_PROGRAMS = ['sys_enter_sendmmsg', 'sys_enter_recvmmsg'];
 
 function u64(buf: Buffer, at: number): number {
   return Number(buf.readBigUInt64LE(at));
@@ -171,6 +176,8 @@ export class Tracer {
       }
       if (config.dnsNames === false && present.has(DNS_PROGRAM)) object.setAutoload(DNS_PROGRAM, false);
       if (config.retransmits === false && present.has(RETRANSMIT_PROGRAM)) object.setAutoload(RETRANSMIT_PROGRAM, false);
+      const mmsg = config.l7Data !== undefined && backend === 'tracepoint';
+      for (const p of MMSG_SYSCALL_PROGRAMS) if (!mmsg && present.has(p)) object.setAutoload(p, false);
       try {
         configure(object, config);
         object.load();
@@ -211,8 +218,9 @@ export class Tracer {
 
   private attachSpliceSyscalls(): void {
     const links: number[] = [];
+    const mmsg = this.config.l7Data !== undefined && this.backend === 'tracepoint' ? MMSG_SYSCALL_PROGRAMS : [];
     try {
-      for (const p of SPLICE_SYSCALL_PROGRAMS) links.push(this.object.attach(p));
+      for (const p of [...SPLICE_SYSCALL_PROGRAMS, ...mmsg]) links.push(this.object.attach(p));
       this.links.push(...links);
       this.spliceSyscallHook = 'syscall tracepoints';
     } catch {
@@ -340,6 +348,10 @@ export class Tracer {
 }
 
 function configure(object: BpfObject, config: TracerConfig): void {
+  const l7Snaplen = config.l7Data?.snaplen;
+  if (l7Snaplen !== undefined && !(Number.isInteger(l7Snaplen) && l7Snaplen >= 1 && l7Snaplen <= L.PROCTAP_DATA_SNAPLEN_MAX)) {
+    throw new RangeError(`L7 snaplen must be 1..${L.PROCTAP_DATA_SNAPLEN_MAX}, got ${l7Snaplen}`);
+  }
   const rodata = object.getInitialValue('.rodata');
   rodata.writeBigUInt64LE(BigInt(Math.round(config.intervalMs * 1e6)), L.proctap_config.interval_ns);
   rodata.writeUInt32LE(Math.max(4096, config.ringBufferBytes >>> 3), L.proctap_config.wakeup_bytes);
@@ -352,6 +364,8 @@ function configure(object: BpfObject, config: TracerConfig): void {
   rodata.writeBigUInt64LE(config.match?.cgroupId ?? 0n, L.proctap_config.match_cgroup_id);
   rodata.writeUInt8(config.dnsNames === false ? 0 : 1, L.proctap_config.dns_names);
   rodata.writeUInt8(config.retransmits === false ? 0 : 1, L.proctap_config.retransmits);
+  rodata.writeUInt8(config.l7Data ? 1 : 0, L.proctap_config.l7_data);
+  rodata.writeUInt32LE(config.l7Data?.snaplen ?? 0, L.proctap_config.data_snaplen);
   object.setInitialValue('.rodata', rodata);
   object.setMapMaxEntries('events', config.ringBufferBytes);
 }
