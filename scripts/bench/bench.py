@@ -85,6 +85,12 @@ def hook_costs(start, seconds):
     before, new = None, {}
     time.sleep(1.0)
     before = bpf_prog_stats()
+    # the L7 view's programs take longer to verify: wait until the traced command runs (up to 5 s more)
+    for _ in range(50):
+        if any(i not in start and p.get('run_cnt', 0) > 0 for i, p in before.items()):
+            break
+        time.sleep(0.1)
+        before = bpf_prog_stats()
     time.sleep(seconds)
     after = bpf_prog_stats()
     for i, p in after.items():
