@@ -21,6 +21,8 @@ TEST_TIMEOUT=600000
 RUN_TESTS=1
 EXEC=""
 DIAG_LINES=120
+# The suites the matrix runs: exact byte accounting, and the L7 view's copied heads.
+TEST_FILES="dist/test/e2e/run.test.js dist/test/e2e/l7data.test.js"
 [ -f /kmatrix.conf ] && . /kmatrix.conf
 
 uptime() { cut -d' ' -f1 /proc/uptime; }
@@ -48,10 +50,10 @@ for b in $BACKENDS; do
   echo "@@kmatrix begin $b up $(uptime)"
   if [ -n "$TEST_PATTERN" ]; then
     PROCTAP_TEST_BACKEND=$b node --test --test-concurrency=1 --test-timeout="$TEST_TIMEOUT" --test-reporter=tap \
-      --test-name-pattern="$TEST_PATTERN" dist/test/e2e/run.test.js
+      --test-name-pattern="$TEST_PATTERN" $TEST_FILES
   else
     PROCTAP_TEST_BACKEND=$b node --test --test-concurrency=1 --test-timeout="$TEST_TIMEOUT" --test-reporter=tap \
-      dist/test/e2e/run.test.js
+      $TEST_FILES
   fi
   echo "@@kmatrix end $b rc=$? up $(uptime)"
 done
