@@ -9,7 +9,7 @@ import { renderCharts } from '../render/charts';
 import { errnoText, openEventStream, type EventStream } from '../render/events';
 import type { TraceRecord } from '../kernel/records';
 import { captureKind, compileCaptureFilter, type CaptureKind, type CaptureRequest } from '../trace/capture';
-import type { SessionOptions } from '../trace/session';
+import type { FinishProgress, SessionOptions } from '../trace/session';
 import { cgroup2Mount, removeStaleCgroups } from '../proc/cgroup';
 import { runTraced } from '../trace/run';
 import { AttachError, attachTraced } from '../trace/attach';
@@ -73,6 +73,8 @@ function sessionOptions(opts: TraceCliOptions, events: EventStream | null, outpu
     log: (line: string) => process.stderr.write(`${line}\n`),
     dnsNames: opts.dnsNames !== false,
     retransmits: opts.retransmits !== false,
+    keepConnections: opts.keepConnections,
+    keepProcesses: opts.keepProcesses,
     testHooks: opts.testHook,
     display: opts.quiet && !opts.live ? undefined : { live: opts.live === true, intervalMs: opts.live ? (opts.interval ?? 1000) : 1000 },
     capture: opts.pcap
@@ -129,8 +131,9 @@ function prepareOutputs(opts: TraceCliOptions, mode: Parameters<typeof captureKi
 /** The JSON report where asked, and the terminal report on stderr (the command's stdout stays its own).
  *  An output that failed during the trace (`failure`), or the JSON report failing now, is thrown at the
  *  end as one OutputWriteError, once every other output had its chance. */
-async function emitReport(report: Report, opts: TraceCliOptions, outputs: Outputs, events: EventStream | null, failure: Error | null): Promise<void> {
+async function emitReport(report: Report, opts: TraceCliOptions, outputs: Outputs, events: EventStream | null, failure: Error | null, progress?: FinishProgress): Promise<void> {
   const failures = failure ? [failure.message] : [];
+  progress?.step('writing the outputs');
   try {
     events?.close();
   } catch (err) {
@@ -147,8 +150,9 @@ async function emitReport(report: Report, opts: TraceCliOptions, outputs: Output
     const files = await renderCharts(report, opts.chart);
     process.stderr.write(`proctap: charts: ${files.join(', ')}\n`);
   }
+  progress?.done();
   if (!opts.quiet && opts.json !== '-' && opts.events !== '-') {
-    process.stderr.write(`${renderReport(report, { color: opts.color && process.stderr.isTTY === true })}\n`);
+    process.stderr.write(`${renderReport(report, { color: opts.color && process.stderr.isTTY === true, allProcesses: opts.allProcesses === true })}\n`);
   }
   if (failures.length) throw new OutputWriteError(failures.join('; '));
 }
@@ -183,7 +187,7 @@ export const systemActions: CliActions = {
       outputs.discard();
       throw err;
     }
-    await emitReport(result.report, opts, outputs, events, result.outputError);
+    await emitReport(result.report, opts, outputs, events, result.outputError, result.progress);
     return result.exitCode;
   },
 
@@ -200,11 +204,11 @@ export const systemActions: CliActions = {
       if (err instanceof AttachError) throw new UsageError(err.message);
       throw err;
     }
-    await emitReport(result.report, opts, outputs, events, result.outputError);
+    await emitReport(result.report, opts, outputs, events, result.outputError, result.progress);
     return 0;
   },
 
-  async report(file: string, opts: { chart?: string; color: boolean }): Promise<number> {
+  async report(file: string, opts: { chart?: string; color: boolean; allProcesses?: boolean }): Promise<number> {
     let report: Report;
     try {
       report = JSON.parse(fs.readFileSync(file, 'utf8'));
@@ -212,7 +216,7 @@ export const systemActions: CliActions = {
       throw new UsageError(`cannot read report ${file}: ${(err as Error).message.split('\n')[0]}`);
     }
     if (report?.schemaVersion !== 1) throw new UsageError(`${file} is not a proctap report (schemaVersion 1)`);
-    process.stdout.write(`${renderReport(report, { color: opts.color && process.stdout.isTTY === true })}\n`);
+    process.stdout.write(`${renderReport(report, { color: opts.color && process.stdout.isTTY === true, allProcesses: opts.allProcesses === true })}\n`);
     if (opts.chart) process.stderr.write(`proctap: charts: ${(await renderCharts(report, opts.chart)).join(', ')}\n`);
     return 0;
   },

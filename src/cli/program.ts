@@ -77,6 +77,13 @@ export function parseTestHook(text: string, hooks: TestHooks = {}): TestHooks {
   }
 }
 
+/** A count of items to keep: 0 to 1,000,000. */
+export function parseCount(text: string): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || n > 1_000_000) throw new InvalidArgumentError(`not a count (0 to 1000000): '${text}'`);
+  return n;
+}
+
 export function parseMilliseconds(text: string): number {
   const m = /^(\d+(?:\.\d+)?)(ms|s)?$/.exec(text.trim());
   if (!m || Number(m[1]) <= 0) throw new InvalidArgumentError(`not a duration: '${text}' (e.g. 100ms, 1s)`);
@@ -102,6 +109,9 @@ function addTraceOptions(command: Command): Command {
     .option('--no-dns-names', 'do not learn remote names from the DNS answers the traced processes receive')
     .option('--no-retransmits', 'do not count TCP retransmits per connection')
     .option('--force', 'overwrite existing output files (never through a symbolic link)')
+    .option('--keep-connections <n>', 'closed connections listed one by one: the N newest, N largest and N failed; the rest are folded per endpoint', parseCount, 500)
+    .option('--keep-processes <n>', 'exited processes listed one by one: the N newest, N largest and N failed; the rest are folded per parent and command', parseCount, 200)
+    .option('--all-processes', 'list every process in the terminal report (default: those that moved no byte are one line under their parent)')
     .option('-q, --quiet', 'no terminal report')
     .option('--no-color', 'no colors in the terminal report')
     // The tests' hooks (fault injection, a proc connector that overflows): parseTestHook, docs/reliability.md.
@@ -128,6 +138,9 @@ export interface TraceCliOptions {
   color: boolean;
   dnsNames: boolean;
   retransmits: boolean;
+  keepConnections: number;
+  keepProcesses: number;
+  allProcesses?: boolean;
   testHook?: TestHooks;
 }
 
@@ -138,11 +151,11 @@ export function traceCliOptions(raw: OptionValues): TraceCliOptions {
     if ((v !== undefined || required) && typeof v !== type) throw new TypeError(`option ${key}: expected a ${type}, got ${typeof v}`);
   };
   for (const k of ['json', 'chart', 'events', 'pcap', 'pcapFilter']) is(k, 'string');
-  for (const k of ['detail', 'live', 'force', 'quiet']) is(k, 'boolean');
+  for (const k of ['detail', 'live', 'force', 'quiet', 'allProcesses']) is(k, 'boolean');
   is('interval', 'number');
   if (raw.testHook !== undefined && (typeof raw.testHook !== 'object' || raw.testHook === null)) throw new TypeError(`option testHook: expected an object, got ${typeof raw.testHook}`);
   for (const k of ['dnsNames', 'retransmits']) is(k, 'boolean', true);
-  for (const k of ['flowInterval', 'ringBuffer', 'snaplen']) is(k, 'number', true);
+  for (const k of ['flowInterval', 'ringBuffer', 'snaplen', 'keepConnections', 'keepProcesses']) is(k, 'number', true);
   for (const k of ['backend', 'pcapFormat']) is(k, 'string', true);
   is('color', 'boolean', true);
   return raw as TraceCliOptions;
@@ -194,7 +207,7 @@ export interface AttachTargets {
 export interface CliActions {
   run(command: string[], opts: TraceCliOptions, user: string | undefined, isolate?: IsolateCliOptions): Promise<number>;
   attach(targets: AttachTargets, opts: TraceCliOptions): Promise<number>;
-  report(file: string, opts: { chart?: string; color: boolean }): Promise<number>;
+  report(file: string, opts: { chart?: string; color: boolean; allProcesses?: boolean }): Promise<number>;
   doctor(opts: { json: boolean }): Promise<number>;
   cleanup(): Promise<number>;
 }
@@ -284,7 +297,10 @@ export function buildProgram(actions: CliActions, output: CliOutput, exit: (code
     .argument('<file>', 'report written by --json')
     .option('--chart <dir>', 'also write the PNG charts to DIR')
     .option('--no-color', 'no colors')
-    .action(async (file: string, raw: OptionValues) => exit(await actions.report(file, { chart: raw.chart as string | undefined, color: raw.color !== false })));
+    .option('--all-processes', 'list every process (default: those that moved no byte are one line under their parent)')
+    .action(async (file: string, raw: OptionValues) =>
+      exit(await actions.report(file, { chart: raw.chart as string | undefined, color: raw.color !== false, allProcesses: raw.allProcesses === true })),
+    );
 
   program
     .command('doctor')

@@ -7,12 +7,13 @@ import * as path from 'node:path';
 import { loadNative } from '../native';
 import type { BpfObject, PacketFilter } from '../native/native';
 import * as L from '../native/layout.generated';
-import type { Backend } from '../schema/report';
+import type { Backend, Packets } from '../schema/report';
 import type { FlowKey } from '../kernel/records';
 import {
   decodeFlowValue,
   decodeFlows,
   decodePacketCounters,
+  decodePacketValue,
   decodeRetransmitMap,
   decodeRetransmits,
   decodeStats,
@@ -278,6 +279,15 @@ export class Probes {
 
   dumpRetransmits(): Map<bigint, number> {
     return decodeRetransmitMap(this.object.mapDump('retransmits'));
+  }
+
+  /** One owner's packet counters, removed from the kernel table (the process was folded into a group). */
+  takePackets(tgid: number, startTime: bigint): Packets | null {
+    const key = Buffer.alloc(L.process_id.size);
+    key.writeUInt32LE(tgid, L.process_id.tgid);
+    key.writeBigUInt64LE(startTime, L.process_id.start_time_ns);
+    const value = this.object.mapLookupAndDelete('packets', key);
+    return value ? decodePacketValue(value) : null;
   }
 
   /** Packet counters per socket owner (tgid 0: owner unknown). */
