@@ -57,6 +57,7 @@ export function parsePid(text: string): number {
  *   inject-fault=uncaught-exception|unhandled-rejection   an internal error 300 ms into the trace
  *   proc-connector-buffer=BYTES                            the proc connector's receive queue (1..256 MiB)
  *   proc-connector-pause=MS                                the connector is not read for the first MS
+ *   finish-delay=MS                                        finishing takes MS longer (the progress line)
  */
 export function parseTestHook(text: string, hooks: TestHooks = {}): TestHooks {
   const m = /^([a-z-]+)=(.*)$/.exec(text);
@@ -72,6 +73,8 @@ export function parseTestHook(text: string, hooks: TestHooks = {}): TestHooks {
     }
     case 'proc-connector-pause':
       return { ...hooks, procConnectorPauseMs: parseMilliseconds(value) };
+    case 'finish-delay':
+      return { ...hooks, finishDelayMs: parseMilliseconds(value) };
     default:
       throw new InvalidArgumentError(`unknown test hook '${name}'`);
   }

@@ -6,7 +6,7 @@ import { DDSketch } from '@datadog/sketches-js';
 
 /** Upper bounds (ms) of the duration histogram buckets; a last bucket (leMs null) takes the rest. */
 export const DURATION_BUCKETS_MS = [1, 10, 100, 1_000, 10_000, 60_000, 600_000];
-/** Values kept as they are: below this many, percentiles are exact. */
+/** Values kept as they are: up to this many, percentiles are exact. */
 export const EXACT_VALUES = 1024;
 /** DDSketch relative accuracy once more values were added. */
 export const SKETCH_ACCURACY = 0.01;
@@ -18,9 +18,13 @@ export class Digest {
   /** Counts per DURATION_BUCKETS_MS bucket (+1 for above all). */
   readonly histogram: number[];
   private values: number[] | null = [];
-  private readonly sketch = new DDSketch({ relativeAccuracy: SKETCH_ACCURACY });
+  /** Made once the values outgrow `exactValues` (most digests of folded groups never need one). */
+  private sketch: DDSketch | null = null;
 
-  constructor(private readonly bounds: number[] = DURATION_BUCKETS_MS) {
+  constructor(
+    private readonly bounds: number[] = DURATION_BUCKETS_MS,
+    private readonly exactValues = EXACT_VALUES,
+  ) {
     this.histogram = new Array<number>(bounds.length + 1).fill(0);
   }
 
@@ -28,6 +32,17 @@ export class Digest {
     const d = new Digest(bounds);
     for (const v of values) d.add(v);
     return d;
+  }
+
+  /** The values go to a sketch from now on. */
+  private toSketch(): DDSketch {
+    if (!this.sketch) {
+      this.sketch = new DDSketch({ relativeAccuracy: SKETCH_ACCURACY });
+      // DDSketch maps positive values; zeros it counts apart.
+      for (const v of this.values ?? []) this.sketch.accept(Math.max(0, v));
+      this.values = null;
+    }
+    return this.sketch;
   }
 
   add(v: number): void {
@@ -38,12 +53,8 @@ export class Digest {
     let i = 0;
     while (i < this.bounds.length && v > this.bounds[i]) i++;
     this.histogram[i]++;
-    // DDSketch needs positive values for its log mapping; zeros are counted apart by it.
-    this.sketch.accept(Math.max(0, v));
-    if (this.values) {
-      this.values.push(v);
-      if (this.values.length > EXACT_VALUES) this.values = null;
-    }
+    if (this.values && this.values.length < this.exactValues) this.values.push(v);
+    else this.toSketch().accept(Math.max(0, v));
   }
 
   merge(other: Digest): void {
@@ -52,9 +63,13 @@ export class Digest {
     this.sum += other.sum;
     this.max = Math.max(this.max, other.max);
     other.histogram.forEach((n, i) => (this.histogram[i] += n));
-    this.sketch.merge(other.sketch);
-    if (this.values && other.values && this.values.length + other.values.length <= EXACT_VALUES) this.values.push(...other.values);
-    else this.values = null;
+    if (this.values && other.values && this.values.length + other.values.length <= this.exactValues) {
+      this.values.push(...other.values);
+      return;
+    }
+    const sketch = this.toSketch();
+    if (other.values) for (const v of other.values) sketch.accept(Math.max(0, v));
+    else if (other.sketch) sketch.merge(other.sketch);
   }
 
   /** Percentiles are exact (nearest rank over every value) rather than from the sketch. */
@@ -70,6 +85,6 @@ export class Digest {
       return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))];
     }
     // Never above the largest value seen: the sketch's bucket midpoint can be.
-    return Math.min(this.max, this.sketch.getValueAtQuantile(q));
+    return Math.min(this.max, this.sketch!.getValueAtQuantile(q));
   }
 }

@@ -12,7 +12,9 @@ import { serviceEndpoint, serviceKey, type ServiceEndpoint } from './service';
 /** Processes named per group, at most. */
 export const GROUP_PIDS = 64;
 /** Distinct connection groups, at most; then per service port under remote address "*". */
-export const MAX_CONNECTION_GROUPS = 4096;
+export const MAX_CONNECTION_GROUPS = 1024;
+/** A group's digests keep this many values as they are (percentiles exact up to there). */
+const GROUP_EXACT_VALUES = 32;
 /** Distinct process groups, at most; then one group of parent 0 and command "*". */
 export const MAX_PROCESS_GROUPS = 1024;
 
@@ -74,10 +76,10 @@ export class ConnectionFolds {
       traffic: zero(),
       outcomes: {},
       retransmits: null,
-      durations: new Digest(),
+      durations: new Digest(undefined, GROUP_EXACT_VALUES),
       outgoing: 0,
-      requests: new Digest([]),
-      responses: new Digest([]),
+      requests: new Digest([], GROUP_EXACT_VALUES),
+      responses: new Digest([], GROUP_EXACT_VALUES),
       pids: new Set(),
       morePids: false,
       firstStartNs: Infinity,

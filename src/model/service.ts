@@ -30,9 +30,10 @@ export interface ServiceInput {
 const ephemeral = (port: number, range: [number, number]) => port >= range[0] && port <= range[1];
 
 export function serviceEndpoint(c: ServiceInput, range: [number, number] = DEFAULT_EPHEMERAL_RANGE): ServiceEndpoint {
-  const inbound =
-    c.role === 'passive' ||
-    (c.role !== 'active' && c.localPort !== 0 && c.remotePort !== 0 && ephemeral(c.remotePort, range) && !ephemeral(c.localPort, range));
+  // The ports decide where they disagree: an "active" row from a client's port to ours is an accepted
+  // connection whose handshake was not seen (a server's socket first used after an attach).
+  const byPorts = c.localPort !== 0 && c.remotePort !== 0 && ephemeral(c.remotePort, range) && !ephemeral(c.localPort, range);
+  const inbound = c.role === 'passive' || byPorts;
   return inbound
     ? { proto: c.proto, direction: 'inbound', remoteAddr: c.remoteAddr, port: c.localPort }
     : { proto: c.proto, direction: 'outbound', remoteAddr: c.remoteAddr, port: c.remotePort };

@@ -212,6 +212,7 @@ export class TraceSession {
     await probes.stop();
     this.ringRunning = false;
     progress.step('reading the last counters');
+    if (options.testHooks?.finishDelayMs) await new Promise((resolve) => setTimeout(resolve, options.testHooks!.finishDelayMs));
     this.finalizeReleased();
     for (const f of probes.dumpFlows()) model.onFinalFlow(f);
     if (this.resumeConnector) clearTimeout(this.resumeConnector);
