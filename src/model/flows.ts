@@ -6,6 +6,8 @@ import type { FlowCounters, FlowKey } from '../kernel/records';
 
 export interface Flow {
   key: FlowKey;
+  /** The owning process's id (model/tree.ts processId: "pid/startTime"), made once. */
+  owner: string;
   counters: FlowCounters;
   firstNs: number;
   lastNs: number;
@@ -74,9 +76,10 @@ export class FlowTable {
     let flow = this.flows.get(key.id);
     if (!flow) {
       const accounted = { txBytes: 0, rxBytes: 0, txCalls: 0, rxCalls: 0 };
-      flow = { key, counters, firstNs, lastNs: tsNs, localAddr, localPort, final: false, releasedNs: null, samples: [], accounted, firstRxNs: null, sizes: null };
+      const owner = processKey(key);
+      flow = { key, owner, counters, firstNs, lastNs: tsNs, localAddr, localPort, final: false, releasedNs: null, samples: [], accounted, firstRxNs: null, sizes: null };
       this.flows.set(key.id, flow);
-      this.perProcess.set(processKey(key), (this.perProcess.get(processKey(key)) ?? 0) + 1);
+      this.perProcess.set(owner, (this.perProcess.get(owner) ?? 0) + 1);
       let ids = this.byCookie.get(key.cookie);
       if (!ids) this.byCookie.set(key.cookie, (ids = new Set()));
       ids.add(key.id);
@@ -132,7 +135,7 @@ export class FlowTable {
     const flows = this.flowsOfSocket(cookie);
     for (const f of flows) {
       this.flows.delete(f.key.id);
-      const k = processKey(f.key);
+      const k = f.owner;
       const n = (this.perProcess.get(k) ?? 1) - 1;
       if (n > 0) this.perProcess.set(k, n);
       else this.perProcess.delete(k);

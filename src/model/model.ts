@@ -78,33 +78,47 @@ export interface ModelSummary {
   ephemeralRange?: [number, number];
 }
 
-/** A FIFO set of bounded size. */
-class RecentSet<T> {
-  private readonly set = new Set<T>();
-  constructor(private readonly cap: number) {}
-  add(x: T): void {
-    this.set.add(x);
-    if (this.set.size > this.cap) this.set.delete(this.set.values().next().value as T);
-  }
-  has(x: T): boolean {
-    return this.set.has(x);
-  }
-}
-
-/** A FIFO map of bounded size. */
+/** A FIFO map of bounded size. The order is kept in a ring of keys: a Map used as its own queue
+ *  (deleting `keys().next()`) costs V8 a scan over the deleted entries at its front, every time. */
 class RecentMap<K, V> {
   private readonly map = new Map<K, V>();
-  constructor(private readonly cap: number) {}
+  private readonly ring: Array<K | undefined>;
+  private next = 0;
+  constructor(cap: number) {
+    this.ring = new Array<K | undefined>(cap);
+  }
   set(k: K, v: V): void {
+    if (!this.map.has(k)) {
+      const old = this.ring[this.next];
+      if (old !== undefined) this.map.delete(old);
+      this.ring[this.next] = k;
+      this.next = (this.next + 1) % this.ring.length;
+    }
     this.map.set(k, v);
-    if (this.map.size > this.cap) this.map.delete(this.map.keys().next().value as K);
   }
   get(k: K): V | undefined {
     return this.map.get(k);
   }
+  has(k: K): boolean {
+    return this.map.has(k);
+  }
 }
 
-const flowOwner = (f: Flow) => processId(f.key.tgid, f.key.startTime);
+/** A FIFO set of bounded size. */
+class RecentSet<T> {
+  private readonly map: RecentMap<T, true>;
+  constructor(cap: number) {
+    this.map = new RecentMap(cap);
+  }
+  add(x: T): void {
+    this.map.set(x, true);
+  }
+  has(x: T): boolean {
+    return this.map.has(x);
+  }
+}
+
+const flowOwner = (f: Flow) => f.owner;
 
 export class TraceModel {
   readonly tree = new ProcessTree();
@@ -127,7 +141,8 @@ export class TraceModel {
   private readonly awaitingClose = new Set<bigint>();
   /** Released and closed since the last takeSettled(): ready to retire once their retransmits are read. */
   private settled: bigint[] = [];
-  private readonly retired = new RecentSet<bigint>(RECENTLY_RETIRED);
+  /** Retired socket cookies (as numbers: cookies count up from 1, and number keys hash faster). */
+  private readonly retired = new RecentSet<number>(RECENTLY_RETIRED);
   /** Per listed process: traffic of its sockets that were folded (not in any listed flow). */
   private readonly foldedTraffic = new Map<string, { tcp: FlowCounters; udp: FlowCounters }>();
   private readonly keptByProcess = new Map<string, Set<RetiredSocket>>();
@@ -184,7 +199,7 @@ export class TraceModel {
         break;
       }
       case 'sockState':
-        if (this.retired.has(record.cookie)) break;
+        if (this.retired.has(Number(record.cookie))) break;
         this.connections.onState(record);
         if (record.newState === TCP_STATE.CLOSE && this.awaitingClose.delete(record.cookie)) this.settled.push(record.cookie);
         break;
@@ -264,8 +279,8 @@ export class TraceModel {
   /** Settled sockets leave the live tables: kept one by one, or folded. */
   retire(cookies: bigint[]): void {
     for (const cookie of cookies) {
-      if (this.retired.has(cookie)) continue;
-      this.retired.add(cookie);
+      if (this.retired.has(Number(cookie))) continue;
+      this.retired.add(Number(cookie));
       // The timeline's last increase while the lifecycle still tells the endpoint's side
       for (const f of this.flows.flowsOfSocket(cookie)) this.account(f, f.lastNs);
       const connection = this.connections.delete(cookie);
@@ -297,8 +312,11 @@ export class TraceModel {
   }
 
   private foldSocket(s: RetiredSocket): void {
-    const tcpFlows = s.flows.filter((f) => f.key.proto === 6);
-    const rows = s.connection ? [...socketRows(s.connection, tcpFlows), ...socketRows(undefined, s.flows.filter((f) => f.key.proto !== 6))] : socketRows(undefined, s.flows);
+    const rows = !s.connection
+      ? socketRows(undefined, s.flows)
+      : s.flows.every((f) => f.key.proto === 6)
+        ? socketRows(s.connection, s.flows)
+        : [...socketRows(s.connection, s.flows.filter((f) => f.key.proto === 6)), ...socketRows(undefined, s.flows.filter((f) => f.key.proto !== 6))];
     this.connectionFolds.add(rows, this.countRetransmits ? (s.retransmits ?? 0) : undefined);
     for (const f of s.flows) {
       if (f.key.proto === 6 && f.firstRxNs !== null) this.foldedTtfb.add(Math.max(0, (f.firstRxNs - f.firstNs) / 1e6));

@@ -36,21 +36,27 @@ export function socketRows(connection: TcpConnection | undefined, flows: Flow[])
     const released = flows.map((f) => f.releasedNs).find((ns) => ns !== null) ?? null;
     const endNs = c.endNs ?? released;
     const outcome = c.endNs === null && released !== null ? 'closed' : c.outcome;
-    const base = {
+    const role = c.role === 'passive' ? ('passive' as const) : ('active' as const);
+    // Literal objects, not spreads of a common base: this runs for every connection of a busy server.
+    const row = (flow: Flow | null, pid: number, startTime: bigint, counters: FlowCounters): SocketRow => ({
+      flow,
       cookie: c.cookie,
-      proto: 'tcp' as const,
-      role: c.role === 'passive' ? ('passive' as const) : ('active' as const),
+      pid,
+      startTime,
+      proto: 'tcp',
+      role,
       localAddr: c.localAddr,
       localPort: c.localPort,
       remoteAddr: c.remoteAddr,
       remotePort: c.remotePort,
       startNs: c.startNs,
       endNs,
+      counters,
       outcome,
       error: c.error,
-    };
-    if (flows.length === 0) return [{ ...base, flow: null, pid: c.pid, startTime: c.startTime, counters: ZERO }];
-    return flows.map((flow) => ({ ...base, flow, pid: flow.key.tgid, startTime: flow.key.startTime, counters: flow.counters }));
+    });
+    if (flows.length === 0) return [row(null, c.pid, c.startTime, ZERO)];
+    return flows.map((flow) => row(flow, flow.key.tgid, flow.key.startTime, flow.counters));
   }
   return flows.map((flow) => {
     const isTcp = flow.key.proto === 6;

@@ -100,8 +100,8 @@ export type { FinalFlow, KernelStats } from '../kernel/maps';
 /** Ring-buffer delivery: the poll period bounds latency; batches are capped in size and in number
  *  waiting for JS (back-pressure into the kernel ring). */
 export const RING_POLL_MS = 50;
-const RING_MAX_QUEUED_BATCHES = 64;
-const RING_MAX_BATCH_BYTES = 4 << 20;
+const RING_MAX_QUEUED_BATCHES = 16;
+const RING_MAX_BATCH_BYTES = 2 << 20;
 
 /** Optional features, each a program of its own: left out (not loaded) when turned off. */
 const DNS_PROGRAM = 'skb_ingress_dns';
