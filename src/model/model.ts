@@ -349,8 +349,10 @@ export class TraceModel {
       return;
     }
     this.exited.delete(id);
-    // The traced roots (the command, the attach targets) are always listed.
-    if (node.source === 'root') return;
+    // The traced roots (the command, the attach targets) are always listed; so is a process known only
+    // from the proc connector, a rebuild or its traffic, and every process once the proc connector
+    // overflowed: with process events lost, which instance an exit was about is not certain.
+    if (node.source !== 'kernel' || this.connectorOverflows > 0) return;
     let bytes = 0;
     const t = this.foldedTraffic.get(id);
     if (t) bytes += t.tcp.txBytes + t.tcp.rxBytes + t.udp.txBytes + t.udp.rxBytes;
