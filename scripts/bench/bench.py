@@ -6,6 +6,8 @@ Every run that loads BPF programs holds /tmp/proctap-e2e.lock (flock) so it neve
 import contextlib, shutil, fcntl, json, os, platform, re, signal, statistics, subprocess as sp, sys, tempfile, threading, time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '../..'))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import server  # noqa: E402  (step 7: attach on nginx under ab)
 QUICK = os.environ.get('QUICK') == '1'
 REPS = 2 if QUICK else 5
 SECS = 1 if QUICK else 4
@@ -286,6 +288,26 @@ TARGETS = [  # (figure, key path, comparison, target)
 ]
 
 
+def server_targets(results):
+    """Step 7 (scripts/bench/server.py): attach on nginx under ab, medians; 200k (QUICK: 20k) and 1M."""
+    srv = results.get('server', {})
+    out = []
+    for n, t in srv.items():
+        if not isinstance(t, dict) or 'proctap' not in t:
+            continue
+        m = t['proctap']
+        label = f'{int(n) // 1000}k'
+        out += [(f'7 attach nginx {label}: VmHWM (MB)', m['vmhwm_mb']['median'], '<=', 150),
+                (f'7 attach nginx {label}: SIGINT to exit (s)', m['sigint_to_exit_s']['median'], '<=', 2),
+                (f'7 attach nginx {label}: JSON (MB)', m['json_mb']['median'], '<=', 10),
+                (f'7 attach nginx {label}: terminal lines', m['terminal_lines']['median'], '<=', 200),
+                (f'7 attach nginx {label}: proctap report (s)', m['report_s']['median'], '<=', 2),
+                (f'7 attach nginx {label}: bytes exact', 1 if m['all_exact'] else 0, '>=', 1)]
+    if 'vmhwm_growth_mb' in srv:
+        out.append(('7 VmHWM growth 200k -> 1M (MB)', srv['vmhwm_growth_mb'], '<', 20))
+    return out
+
+
 def main():
     for tool in ('iperf3', 'bpftrace', 'tcpdump'):
         if sp.run(['sh', '-c', f'command -v {tool}'], stdout=sp.DEVNULL).returncode:
@@ -299,7 +321,8 @@ def main():
                'seconds': SECS, 'nproc': os.cpu_count(), 'kernel': platform.release()}
     steps = [('iperf3 64 B', lambda: iperf(64, results)), ('iperf3 bulk', lambda: iperf(0, results)),
              ('startup', lambda: startup(results)), ('pcap', lambda: pcap(results)),
-             ('detail', lambda: detail(results)), ('10k connections', lambda: conns(results))]
+             ('detail', lambda: detail(results)), ('10k connections', lambda: conns(results)),
+             ('server', lambda: server.run(results, QUICK))]
     only = os.environ.get('ONLY')
     for name, f in steps:
         if only and only not in name:
@@ -314,11 +337,11 @@ def main():
                 print(f'  {kk:32} {json.dumps(vv)}')
     print('\ntargets')
     results['targets'] = []
-    for name, (a, b), op, tgt in TARGETS:
-        v = results.get(a, {}).get(b)
+    rows = [(name, results.get(a, {}).get(b), op, tgt) for name, (a, b), op, tgt in TARGETS] + server_targets(results)
+    for name, v, op, tgt in rows:
         if v is None:
             continue
-        ok = v >= tgt if op == '>=' else v <= tgt
+        ok = v >= tgt if op == '>=' else v <= tgt if op == '<=' else v < tgt
         results['targets'].append({'figure': name, 'value': v, 'target': f'{op} {tgt}', 'met': ok})
         print(f'  {name:34} {v!s:>10}  target {op} {tgt:<8} {"met" if ok else "MISSED"}')
     os.makedirs(os.path.join(ROOT, 'build'), exist_ok=True)

@@ -3,6 +3,8 @@
 // Each is decided on flow samples (at most one per flow interval, at a send/recv, plus a final one)
 // and connection rows, against the thresholds below. docs/patterns.md explains each rule.
 import type { ConnectionReport, Pattern, PatternEndpoint, PatternKind } from '../schema/report';
+import { Digest } from '../model/digest';
+import type { ConnectionGroup } from '../model/folds';
 import { formatBytes, formatDuration, formatEndpoint } from '../util/format';
 import { endpointKey, flowDeltas, type FlowDelta, type FlowSeries } from './series';
 
@@ -20,7 +22,8 @@ export const PERIODIC_MIN_PERIOD_MS = 200;
 export const BULK_MIN_BYTES = 1 * MiB;
 /** bulk: average rate of that run (bytes/s). */
 export const BULK_MIN_RATE = 1 * MiB;
-/** bulk: a run's duration is taken as at least this (ms): the sampling resolution. */
+/** bulk: for the decision, a run's duration is taken as at least this (ms), the sampling resolution.
+ *  The rate reported is over the run's real span (from I/O times), not over this. */
 export const BULK_MIN_WINDOW_MS = 100;
 /** request-response: exchanges (requests, and as many responses give or take one) needed. */
 export const RR_MIN_EXCHANGES = 4;
@@ -44,6 +47,8 @@ export interface PatternInput {
   series: FlowSeries[];
   connections: ConnectionReport[];
   durationMs: number;
+  /** Connection rows folded into aggregates (model/folds.ts): they count in the connection patterns. */
+  folded?: ConnectionGroup[];
 }
 
 const KIND_ORDER: PatternKind[] = ['periodic', 'bulk', 'request-response', 'fan-out', 'failed-connects', 'long-lived-idle'];
@@ -142,8 +147,9 @@ export function bulkRun(flow: FlowSeries, dir: 'tx' | 'rx'): BulkRun | null {
   let prevT = Math.min(flow.startMs, flow.samples[0]?.tMs ?? flow.startMs);
   const close = () => {
     if (!run) return;
-    const r = run.bytes / (Math.max(run.endMs - run.startMs, BULK_MIN_WINDOW_MS) / 1000);
-    if (run.bytes >= BULK_MIN_BYTES && r >= BULK_MIN_RATE && (!best || run.bytes > best.bytes)) best = { ...run, rate: r };
+    const span = run.endMs - run.startMs;
+    const decide = run.bytes / (Math.max(span, BULK_MIN_WINDOW_MS) / 1000);
+    if (run.bytes >= BULK_MIN_BYTES && decide >= BULK_MIN_RATE && (!best || run.bytes > best.bytes)) best = { ...run, rate: span > 0 ? run.bytes / (span / 1000) : NaN };
     run = null;
   };
   for (const d of flowDeltas(flow)) {
@@ -258,7 +264,9 @@ export function detectPatterns(input: PatternInput): Pattern[] {
       if (runs.length === 0) continue;
       for (const r of runs) bulkFlows.add(r.f);
       const bytes = runs.reduce((a, r) => a + r.run.bytes, 0);
-      const spanMs = Math.max(unionLength(runs.map((r) => [r.run.startMs, r.run.endMs])), BULK_MIN_WINDOW_MS);
+      // The span between the first and the last I/O of the runs (samples are taken at a send/recv,
+      // the last one at the flow's last I/O): zero when all of it came in one call, which has no rate.
+      const spanMs = unionLength(runs.map((r) => [r.run.startMs, r.run.endMs]));
       const bps = bytes / (spanMs / 1000);
       const pids = uniq(runs.map((r) => r.f.pid));
       const what = dir === 'rx' ? `${subject(pids, 'downloads', 'download')} ${formatBytes(bytes)} from` : `${subject(pids, 'uploads', 'upload')} ${formatBytes(bytes)} to`;
@@ -266,8 +274,8 @@ export function detectPatterns(input: PatternInput): Pattern[] {
         kind: 'bulk',
         pids,
         endpoint: ep(flows[0]),
-        evidence: { direction: dir, bytes, durationMs: round(spanMs), rateBytesPerSec: Math.round(bps), flows: runs.length },
-        summary: `${what} ${where(flows[0])} at ${rate(bps)} (${formatDuration(spanMs)})`,
+        evidence: { direction: dir, bytes, durationMs: round(spanMs), ...(spanMs > 0 ? { rateBytesPerSec: Math.round(bps) } : {}), flows: runs.length },
+        summary: spanMs > 0 ? `${what} ${where(flows[0])} at ${rate(bps)} (${formatDuration(spanMs)})` : `${what} ${where(flows[0])} in one call`,
       });
     }
   }
@@ -299,9 +307,29 @@ export function detectPatterns(input: PatternInput): Pattern[] {
     const x = flowExchanges(deltas.get(f)!);
     if (x) push(requestResponse([f.pid], f, x, 'flow'));
   }
+  // Folded outgoing rows (model/folds.ts) of an endpoint join its listed ones.
+  const foldedOut = new Map<string, ConnectionGroup>();
+  for (const g of input.folded ?? []) {
+    if (g.endpoint.direction !== 'outbound' || g.outgoing === 0) continue;
+    foldedOut.set(endpointKey({ proto: g.endpoint.proto, remoteAddr: g.endpoint.remoteAddr, remotePort: g.endpoint.port }), g);
+  }
   for (const [k, conns] of byEndpoint) {
     if (periodicAt.has(k)) continue;
     const done = conns.filter((c) => c.durationMs !== null && c.txBytes > 0 && c.rxBytes > 0);
+    const g = foldedOut.get(k);
+    if (g && g.requests.count > 0) {
+      const req = Digest.of(done.map((c) => c.txBytes), []);
+      const resp = Digest.of(done.map((c) => c.rxBytes), []);
+      req.merge(g.requests);
+      resp.merge(g.responses);
+      const n = req.count;
+      const medianRequest = req.quantile(0.5)!;
+      const medianResponse = resp.quantile(0.5)!;
+      if (n >= RR_MIN_EXCHANGES && medianRequest <= RR_MAX_REQUEST_BYTES && medianResponse > medianRequest) {
+        push(requestResponse(uniq([...done.map((c) => c.pid), ...g.pids]), conns[0], { side: 'client', requests: n, medianRequest, medianResponse }, 'connections'));
+      }
+      continue;
+    }
     const x = exchanges(done.map((c) => c.txBytes), done.map((c) => c.rxBytes), 'client');
     if (x && done.length >= RR_MIN_EXCHANGES) push(requestResponse(uniq(done.map((c) => c.pid)), conns[0], { ...x, requests: done.length }, 'connections'));
   }
@@ -315,6 +343,7 @@ export function detectPatterns(input: PatternInput): Pattern[] {
     m.set(endpointKey(e), e);
   };
   for (const c of connections) if (outgoing(c)) note(c.pid, c);
+  for (const g of foldedOut.values()) for (const pid of g.pids) note(pid, { proto: g.endpoint.proto, remoteAddr: g.endpoint.remoteAddr, remotePort: g.endpoint.port });
   for (const [pid, m] of remotes) {
     if (m.size < FANOUT_MIN_ENDPOINTS) continue;
     const hosts = new Set([...m.values()].map((e) => e.remoteAddr)).size;
@@ -328,22 +357,38 @@ export function detectPatterns(input: PatternInput): Pattern[] {
   }
 
   // failed-connects: per remote address, so a scan of many closed ports is one finding, not one per port.
-  const failedAll = connections.filter((c) => c.remoteAddr !== '*' && (FAILED_OUTCOMES as readonly string[]).includes(c.outcome));
-  for (const [, failed] of groupBy(failedAll, (c) => `${c.proto}/${c.remoteAddr}`)) {
-    if (failed.length < FAILED_CONNECTS_MIN) continue;
-    const attempts = connections.filter((c) => c.proto === failed[0].proto && c.remoteAddr === failed[0].remoteAddr).length;
-    const byOutcome = FAILED_OUTCOMES.map((o) => [o, failed.filter((c) => c.outcome === o).length] as const).filter(([, n]) => n > 0);
-    const pids = uniq(failed.map((c) => c.pid));
-    const ports = uniq(failed.map((c) => c.remotePort));
-    const target = ports.length === 1 ? where(failed[0]) : `${failed[0].remoteAddr} (${ports.length} ports)`;
+  // Folded rows count as failures and attempts of their remote address; each folded group is one port.
+  interface Failures { proto: 'tcp' | 'udp'; remoteAddr: string; rows: ConnectionReport[]; folded: ConnectionGroup[] }
+  const failures = new Map<string, Failures>();
+  const failuresOf = (proto: 'tcp' | 'udp', remoteAddr: string) => {
+    const k = `${proto}/${remoteAddr}`;
+    let f = failures.get(k);
+    if (!f) failures.set(k, (f = { proto, remoteAddr, rows: [], folded: [] }));
+    return f;
+  };
+  const isFailed = (o: string) => (FAILED_OUTCOMES as readonly string[]).includes(o);
+  for (const c of connections) if (c.remoteAddr !== '*' && isFailed(c.outcome)) failuresOf(c.proto, c.remoteAddr).rows.push(c);
+  for (const g of input.folded ?? []) {
+    if (g.endpoint.remoteAddr !== '*' && FAILED_OUTCOMES.some((o) => (g.outcomes[o] ?? 0) > 0)) failuresOf(g.endpoint.proto, g.endpoint.remoteAddr).folded.push(g);
+  }
+  for (const f of failures.values()) {
+    const count = (o: string) => f.rows.filter((c) => c.outcome === o).length + f.folded.reduce((n, g) => n + (g.outcomes[o as keyof typeof g.outcomes] ?? 0), 0);
+    const n = FAILED_OUTCOMES.reduce((a, o) => a + count(o), 0);
+    if (n < FAILED_CONNECTS_MIN) continue;
+    const same = (x: { proto: string; remoteAddr: string }) => x.proto === f.proto && x.remoteAddr === f.remoteAddr;
+    const attempts =
+      connections.filter(same).length + (input.folded ?? []).filter((g) => same({ proto: g.endpoint.proto, remoteAddr: g.endpoint.remoteAddr })).reduce((a, g) => a + g.connections, 0);
+    const byOutcome = FAILED_OUTCOMES.map((o) => [o, count(o)] as const).filter(([, k]) => k > 0);
+    const pids = uniq([...f.rows.map((c) => c.pid), ...f.folded.flatMap((g) => [...g.pids])]);
+    const ports = uniq([...f.rows.map((c) => c.remotePort), ...f.folded.map((g) => (g.endpoint.direction === 'outbound' ? g.endpoint.port : 0))]);
+    const first: PatternEndpoint = f.rows[0] ?? { proto: f.proto, remoteAddr: f.remoteAddr, remotePort: ports[0] };
+    const target = ports.length === 1 ? where({ ...first, remotePort: ports[0] }) : `${f.remoteAddr} (${ports.length} ports)`;
     push({
       kind: 'failed-connects',
       pids,
-      endpoint: ports.length === 1 ? ep(failed[0]) : undefined,
-      evidence: { failures: failed.length, attempts, ports: ports.length, ...Object.fromEntries(byOutcome) },
-      summary:
-        `${subject(pids, 'had', 'had')} ${failed.length} of ${attempts} connection${attempts === 1 ? '' : 's'} to ${target} fail ` +
-        `(${byOutcome.map(([o, n]) => `${n} ${o}`).join(', ')})`,
+      endpoint: ports.length === 1 ? ep({ ...first, remotePort: ports[0] }) : undefined,
+      evidence: { failures: n, attempts, ports: ports.length, ...Object.fromEntries(byOutcome) },
+      summary: `${subject(pids, 'had', 'had')} ${n} of ${attempts} connection${attempts === 1 ? '' : 's'} to ${target} fail ` + `(${byOutcome.map(([o, k]) => `${k} ${o}`).join(', ')})`,
     });
   }
 

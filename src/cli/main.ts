@@ -9,7 +9,7 @@ import { renderCharts } from '../render/charts';
 import { errnoText, openEventStream, type EventStream } from '../render/events';
 import type { TraceRecord } from '../kernel/records';
 import { captureKind, compileCaptureFilter, type CaptureKind, type CaptureRequest } from '../trace/capture';
-import type { SessionOptions } from '../trace/session';
+import type { FinishProgress, SessionOptions } from '../trace/session';
 import { cgroup2Mount, removeStaleCgroups } from '../proc/cgroup';
 import { runTraced } from '../trace/run';
 import { AttachError, attachTraced } from '../trace/attach';
@@ -82,6 +82,8 @@ function sessionOptions(opts: TraceCliOptions, events: EventStream | null, outpu
     dnsNames: opts.dnsNames !== false,
     retransmits: opts.retransmits !== false,
     tlsPlaintext: opts.tlsPlaintext !== false,
+    keepConnections: opts.keepConnections,
+    keepProcesses: opts.keepProcesses,
     testHooks: opts.testHook,
     l7Data: opts.l7Data !== undefined ? { snaplen: opts.l7Data } : undefined,
     display: opts.quiet && !opts.live ? undefined : { live: opts.live === true, intervalMs: opts.live ? (opts.interval ?? 1000) : 1000 },
@@ -141,8 +143,9 @@ function prepareOutputs(opts: TraceCliOptions, mode: Parameters<typeof captureKi
 /** The JSON report where asked, and the terminal report on stderr (the command's stdout stays its own).
  *  An output that failed during the trace (`failure`), or the JSON report failing now, is thrown at the
  *  end as one OutputWriteError, once every other output had its chance. */
-async function emitReport(report: Report, opts: TraceCliOptions, outputs: Outputs, events: EventStream | null, failure: Error | null): Promise<void> {
+async function emitReport(report: Report, opts: TraceCliOptions, outputs: Outputs, events: EventStream | null, failure: Error | null, progress?: FinishProgress): Promise<void> {
   const failures = failure ? [failure.message] : [];
+  progress?.step('writing the outputs');
   try {
     events?.close();
   } catch (err) {
@@ -159,8 +162,9 @@ async function emitReport(report: Report, opts: TraceCliOptions, outputs: Output
     const files = await renderCharts(report, opts.chart);
     process.stderr.write(`proctap: charts: ${files.join(', ')}\n`);
   }
+  progress?.done();
   if (!opts.quiet && opts.json !== '-' && opts.events !== '-') {
-    process.stderr.write(`${renderReport(report, { color: opts.color && process.stderr.isTTY === true })}\n`);
+    process.stderr.write(`${renderReport(report, { color: opts.color && process.stderr.isTTY === true, allProcesses: opts.allProcesses === true })}\n`);
   }
   if (failures.length) throw new OutputWriteError(failures.join('; '));
 }
@@ -200,7 +204,7 @@ export const systemActions: CliActions = {
         throw err;
       }
       outputs.rotation?.annotate(result.report);
-      await emitReport(result.report, opts, outputs, events, result.outputError);
+      await emitReport(result.report, opts, outputs, events, result.outputError, result.progress);
       return result.exitCode;
     } finally {
       await metrics?.close();
@@ -224,14 +228,14 @@ export const systemActions: CliActions = {
         throw err;
       }
       outputs.rotation?.annotate(result.report);
-      await emitReport(result.report, opts, outputs, events, result.outputError);
+      await emitReport(result.report, opts, outputs, events, result.outputError, result.progress);
       return 0;
     } finally {
       await metrics?.close();
     }
   },
 
-  async report(file: string, opts: { chart?: string; color: boolean }): Promise<number> {
+  async report(file: string, opts: { chart?: string; color: boolean; allProcesses?: boolean }): Promise<number> {
     let report: Report;
     try {
       report = JSON.parse(fs.readFileSync(file, 'utf8'));
@@ -239,7 +243,7 @@ export const systemActions: CliActions = {
       throw new UsageError(`cannot read report ${file}: ${(err as Error).message.split('\n')[0]}`);
     }
     if (report?.schemaVersion !== 1) throw new UsageError(`${file} is not a proctap report (schemaVersion 1)`);
-    process.stdout.write(`${renderReport(report, { color: opts.color && process.stdout.isTTY === true })}\n`);
+    process.stdout.write(`${renderReport(report, { color: opts.color && process.stdout.isTTY === true, allProcesses: opts.allProcesses === true })}\n`);
     if (opts.chart) process.stderr.write(`proctap: charts: ${(await renderCharts(report, opts.chart)).join(', ')}\n`);
     return 0;
   },

@@ -59,6 +59,7 @@ export function parsePid(text: string): number {
  *   inject-fault=uncaught-exception|unhandled-rejection   an internal error 300 ms into the trace
  *   proc-connector-buffer=BYTES                            the proc connector's receive queue (1..256 MiB)
  *   proc-connector-pause=MS                                the connector is not read for the first MS
+ *   finish-delay=MS                                        finishing takes MS longer (the progress line)
  */
 export function parseTestHook(text: string, hooks: TestHooks = {}): TestHooks {
   const m = /^([a-z-]+)=(.*)$/.exec(text);
@@ -74,9 +75,18 @@ export function parseTestHook(text: string, hooks: TestHooks = {}): TestHooks {
     }
     case 'proc-connector-pause':
       return { ...hooks, procConnectorPauseMs: parseMilliseconds(value) };
+    case 'finish-delay':
+      return { ...hooks, finishDelayMs: parseMilliseconds(value) };
     default:
       throw new InvalidArgumentError(`unknown test hook '${name}'`);
   }
+}
+
+/** A count of items to keep: 0 to 1,000,000. */
+export function parseCount(text: string): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || n > 1_000_000) throw new InvalidArgumentError(`not a count (0 to 1000000): '${text}'`);
+  return n;
 }
 
 function parseL7Snaplen(text: string): number {
@@ -117,6 +127,9 @@ function addTraceOptions(command: Command): Command {
     .option('--no-tls-plaintext', 'do not hook the TLS libraries of the traced processes (uprobes) for their plaintext')
     .option('--no-tls-keylog', '(run -o) do not hand the command a TLS key log (SSLKEYLOGFILE) for the capture')
     .option('--force', 'overwrite existing output files (never through a symbolic link)')
+    .option('--keep-connections <n>', 'closed connections listed one by one: the N newest, N largest and N failed; the rest are folded per endpoint', parseCount, 500)
+    .option('--keep-processes <n>', 'exited processes listed one by one: the N newest, N largest and N failed; the rest are folded per parent and command', parseCount, 200)
+    .option('--all-processes', 'list every process in the terminal report (default: those that moved no byte are one line under their parent)')
     .option('-q, --quiet', 'no terminal report')
     .option('--no-color', 'no colors in the terminal report')
     // L7 view (RECORD_DATA in --events) for the tests and the bench, until its user-facing options exist.
@@ -152,6 +165,9 @@ export interface TraceCliOptions {
   retransmits: boolean;
   tlsPlaintext: boolean;
   tlsKeylog: boolean;
+  keepConnections: number;
+  keepProcesses: number;
+  allProcesses?: boolean;
   testHook?: TestHooks;
   l7Data?: number;
 }
@@ -163,13 +179,13 @@ export function traceCliOptions(raw: OptionValues): TraceCliOptions {
     if ((v !== undefined || required) && typeof v !== type) throw new TypeError(`option ${key}: expected a ${type}, got ${typeof v}`);
   };
   for (const k of ['json', 'chart', 'events', 'pcap', 'pcapFilter']) is(k, 'string');
-  for (const k of ['detail', 'live', 'force', 'quiet']) is(k, 'boolean');
+  for (const k of ['detail', 'live', 'force', 'quiet', 'allProcesses']) is(k, 'boolean');
   is('interval', 'number');
   if (raw.testHook !== undefined && (typeof raw.testHook !== 'object' || raw.testHook === null)) throw new TypeError(`option testHook: expected an object, got ${typeof raw.testHook}`);
   for (const k of ['fileSize', 'rotateSeconds', 'fileCount', 'metricsTop', 'l7Data']) is(k, 'number');
   is('metrics', 'object');
   for (const k of ['dnsNames', 'retransmits', 'tlsPlaintext', 'tlsKeylog']) is(k, 'boolean', true);
-  for (const k of ['flowInterval', 'ringBuffer', 'snaplen']) is(k, 'number', true);
+  for (const k of ['flowInterval', 'ringBuffer', 'snaplen', 'keepConnections', 'keepProcesses']) is(k, 'number', true);
   for (const k of ['backend', 'pcapFormat']) is(k, 'string', true);
   is('color', 'boolean', true);
   return raw as TraceCliOptions;
@@ -224,7 +240,7 @@ export interface AttachTargets {
 export interface CliActions {
   run(command: string[], opts: TraceCliOptions, user: string | undefined, isolate?: IsolateCliOptions): Promise<number>;
   attach(targets: AttachTargets, opts: TraceCliOptions): Promise<number>;
-  report(file: string, opts: { chart?: string; color: boolean }): Promise<number>;
+  report(file: string, opts: { chart?: string; color: boolean; allProcesses?: boolean }): Promise<number>;
   doctor(opts: { json: boolean }): Promise<number>;
   cleanup(): Promise<number>;
 }
@@ -317,7 +333,10 @@ export function buildProgram(actions: CliActions, output: CliOutput, exit: (code
     .argument('<file>', 'report written by --json')
     .option('--chart <dir>', 'also write the PNG charts to DIR')
     .option('--no-color', 'no colors')
-    .action(async (file: string, raw: OptionValues) => exit(await actions.report(file, { chart: raw.chart as string | undefined, color: raw.color !== false })));
+    .option('--all-processes', 'list every process (default: those that moved no byte are one line under their parent)')
+    .action(async (file: string, raw: OptionValues) =>
+      exit(await actions.report(file, { chart: raw.chart as string | undefined, color: raw.color !== false, allProcesses: raw.allProcesses === true })),
+    );
 
   program
     .command('doctor')

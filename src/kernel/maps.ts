@@ -99,6 +99,16 @@ export function decodeRetransmitMap(dump: MapEntries): Map<bigint, number> {
   return counts;
 }
 
+/** One `packets` map value (struct packet_counters). */
+export function decodePacketValue(v: Buffer): Packets {
+  return {
+    txPackets: u64(v, L.packet_counters.tx_packets),
+    rxPackets: u64(v, L.packet_counters.rx_packets),
+    txBytes: u64(v, L.packet_counters.tx_bytes),
+    rxBytes: u64(v, L.packet_counters.rx_bytes),
+  };
+}
+
 /** Every entry of the `packets` map (key struct process_id, value struct packet_counters). */
 export function decodePacketCounters(dump: MapEntries): OwnerPackets[] {
   const owners: OwnerPackets[] = [];
@@ -108,12 +118,7 @@ export function decodePacketCounters(dump: MapEntries): OwnerPackets[] {
     owners.push({
       tgid: dump.keys.readUInt32LE(k + L.process_id.tgid),
       startTime: dump.keys.readBigUInt64LE(k + L.process_id.start_time_ns),
-      packets: {
-        txPackets: u64(v, L.packet_counters.tx_packets),
-        rxPackets: u64(v, L.packet_counters.rx_packets),
-        txBytes: u64(v, L.packet_counters.tx_bytes),
-        rxBytes: u64(v, L.packet_counters.rx_bytes),
-      },
+      packets: decodePacketValue(v),
     });
   }
   return owners;

@@ -75,8 +75,8 @@ export class MetricsExporter {
   private readonly calls = this.counter('proctap_calls_total', 'Successful send/recv calls of the traced processes', ['proto', 'direction']);
   private readonly processBytes = this.counter('proctap_process_bytes_total', 'Payload bytes per process (top N by bytes; the rest in pid="other")', ['pid', 'comm', 'container', 'proto', 'direction']);
   private readonly processCalls = this.counter('proctap_process_calls_total', 'send/recv calls per process (as proctap_process_bytes_total)', ['pid', 'comm', 'container', 'proto', 'direction']);
-  private readonly remoteBytes = this.counter('proctap_remote_bytes_total', 'Payload bytes per remote endpoint (top N by bytes; the rest in remote_addr="other")', ['proto', 'direction', 'remote_addr', 'remote_port']);
-  private readonly remoteCalls = this.counter('proctap_remote_calls_total', 'send/recv calls per remote endpoint (as proctap_remote_bytes_total)', ['proto', 'direction', 'remote_addr', 'remote_port']);
+  private readonly remoteBytes = this.counter('proctap_remote_bytes_total', 'Payload bytes per service endpoint: a server (remote_addr, remote_port) or the clients at remote_addr of our local_port (top N by bytes; the rest in remote_addr="other")', ['proto', 'direction', 'remote_addr', 'remote_port', 'local_port']);
+  private readonly remoteCalls = this.counter('proctap_remote_calls_total', 'send/recv calls per remote endpoint (as proctap_remote_bytes_total)', ['proto', 'direction', 'remote_addr', 'remote_port', 'local_port']);
   private readonly opened = this.counter('proctap_tcp_connections_total', 'TCP connections the traced processes opened (active) or accepted (passive)', ['role']);
   private readonly ended = this.counter('proctap_tcp_connections_ended_total', 'TCP connections that ended, by how', ['role', 'outcome']);
   private readonly open = new Gauge({ name: 'proctap_tcp_connections_open', help: 'TCP connections open now', labelNames: ['role'], registers: [this.registry] });
@@ -167,7 +167,7 @@ export class MetricsExporter {
         group: r.proto,
         weight: r.txBytes + r.rxBytes,
         values: bytesAndCalls(r),
-        labels: { proto: r.proto, remote_addr: r.remoteAddr, remote_port: String(r.remotePort) },
+        labels: { proto: r.proto, remote_addr: r.remoteAddr, remote_port: String(r.remotePort), ...(r.localPort !== undefined ? { local_port: String(r.localPort) } : {}) },
       })),
       new Map(PROTOS.map((proto) => [proto, bytesAndCalls(s.totals[proto])])),
     );

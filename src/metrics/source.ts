@@ -27,11 +27,15 @@ export interface ProcessTotals {
   udp: TrafficTotals;
 }
 
+/** A service endpoint: a server we talked to (remoteAddr:remotePort), or clients at remoteAddr that came
+ *  to our localPort (remotePort 0). */
 export interface RemoteTotals extends TrafficTotals {
   key: string;
   proto: 'tcp' | 'udp';
   remoteAddr: string;
   remotePort: number;
+  /** Inbound: our listening port the clients connected to. */
+  localPort?: number;
 }
 
 export type EndedOutcome = 'closed' | 'refused' | 'reset' | 'timeout' | 'failed' | 'aborted';

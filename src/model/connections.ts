@@ -79,6 +79,13 @@ export class ConnectionTracker {
     return this.connections.get(cookie);
   }
 
+  /** A retired socket's lifecycle leaves the table (the model keeps it with its flows, or folds it). */
+  delete(cookie: bigint): TcpConnection | undefined {
+    const c = this.connections.get(cookie);
+    this.connections.delete(cookie);
+    return c;
+  }
+
   onState(e: SockStateEvent): void {
     let c = this.connections.get(e.cookie);
     if (!c) {

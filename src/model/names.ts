@@ -15,6 +15,9 @@ export interface LearnedName {
   ttl: number;
 }
 
+/** Processes named per learned name, at most. */
+export const MAX_NAME_PIDS = 64;
+
 /** Every name learned, and per address the names that resolved to it, in the order they were learned. */
 export class DnsNameTable {
   private readonly byName = new Map<string, LearnedName>();
@@ -51,12 +54,14 @@ export class DnsNameTable {
       }
       if (r.cnames.length > learned.cnames.length) learned.cnames = r.cnames;
       learned.ttl = Math.min(learned.ttl, r.ttl);
-      if (!learned.pids.includes(pid)) learned.pids.push(pid);
+      // bounded: a fork-heavy script resolving one name in every process would list them all
+      if (learned.pids.length < MAX_NAME_PIDS && !learned.pids.includes(pid)) learned.pids.push(pid);
       if (!learned.servers.includes(server)) learned.servers.push(server);
       for (const address of r.addresses) {
         if (!learned.addresses.includes(address)) learned.addresses.push(address);
         const names = this.byAddress.get(address) ?? [];
-        names.push({ name: r.name, tsNs });
+        // The same name answered again changes nothing nameOf() can tell: one entry per change of name.
+        if (names.length === 0 || names[names.length - 1].name !== r.name) names.push({ name: r.name, tsNs });
         this.byAddress.set(address, names);
       }
     }

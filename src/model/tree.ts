@@ -103,6 +103,20 @@ export class ProcessTree {
     return [...this.nodes];
   }
 
+  /** An exited process folded into an aggregate (model/folds.ts) leaves the tree. */
+  remove(node: ProcessNode): void {
+    const at = this.nodes.indexOf(node);
+    if (at >= 0) this.nodes.splice(at, 1);
+    if (node.startTime !== null) this.byId.delete(processId(node.pid, node.startTime));
+    const rest = (this.byPid.get(node.pid) ?? []).filter((n) => n !== node);
+    if (rest.length) this.byPid.set(node.pid, rest);
+    else this.byPid.delete(node.pid);
+    if (this.current.get(node.pid) === node) {
+      if (rest.length) this.current.set(node.pid, rest[rest.length - 1]);
+      else this.current.delete(node.pid);
+    }
+  }
+
   private bind(node: ProcessNode, startTime: bigint): void {
     node.startTime = startTime;
     this.byId.set(processId(node.pid, startTime), node);

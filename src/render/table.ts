@@ -4,20 +4,26 @@
 // are fitted to `width` columns by shrinking the command column and wrapping the wide ones.
 
 import Table from 'cli-table3';
-import type { ConnectionReport, DnsReport, Distributions, DurationStats, EndpointReport, IsolationReport, LostCounters, Pattern, ProcessReport, Report, SizeStats, Traffic } from '../schema/report';
+import type { ConnectionReport, DnsReport, Distributions, DurationStats, EndpointReport, FoldedConnections, IsolationReport, LostCounters, Pattern, ProcessReport, Report, SizeStats, Traffic } from '../schema/report';
 import { formatArgv, formatBytes, formatCount, formatDuration, formatEndpoint, formatExit, signalName, truncate } from '../util/format';
 import { containerLabel } from '../proc/container';
+import { processRows } from './process-rows';
 
 export interface RenderOptions {
   color: boolean;
   /** Terminal width to fit the tables to (default 100). */
   width?: number;
-  /** Connections shown before the rest are summarised (default 50). */
+  /** Connections shown before the rest are summarised (default 20). */
   maxRows?: number;
+  /** Every process, one row each (default: those that moved no byte are one line under their parent,
+   *  and at most TOP.processes rows). */
+  allProcesses?: boolean;
 }
 
 const DEFAULT_WIDTH = 100;
-const DEFAULT_MAX_ROWS = 50;
+const DEFAULT_MAX_ROWS = 20;
+/** Rows of each table before an "N more" line (connections: maxRows). */
+export const TOP = { processes: 40, endpoints: 20, folded: 10, patterns: 20, names: 20 };
 const GAP = 2;
 
 type Align = 'left' | 'right';
@@ -51,12 +57,26 @@ function longestWord(s: string): number {
   return Math.max(0, ...s.split(/\s+/).map(len));
 }
 
+/** A figure and its unit ("120 B", "1.00 s", "9 times") are one word for wrapping: never split over two
+ *  lines, yet separated by a plain space, so that `grep '250 ms'` finds them. */
+const UNIT = /^(B|KiB|MiB|GiB|TiB|PiB|EiB|ms|s|times|calls|packets|connections?|B\/s|KiB\/s|MiB\/s|GiB\/s|TiB\/s)[,;:)]*$/;
+
+function words(para: string): string[] {
+  const out: string[] = [];
+  for (const w of para.split(' ').filter((x) => x !== '')) {
+    const prev = out[out.length - 1];
+    if (prev !== undefined && /\d$/.test(prev) && UNIT.test(w)) out[out.length - 1] = `${prev} ${w}`;
+    else out.push(w);
+  }
+  return out;
+}
+
 /** Greedy word wrap to `width`; a word longer than a line (a long IPv6 endpoint) is split. */
 export function wrapText(text: string, width: number): string {
   const out: string[] = [];
   for (const para of text.split('\n')) {
     let line = '';
-    for (const word of para.split(' ').filter((w) => w !== '')) {
+    for (const word of words(para)) {
       if (line !== '' && len(line) + 1 + len(word) <= width) {
         line += ' ' + word;
         continue;
@@ -286,8 +306,12 @@ function exitCell(p: ProcessReport): string {
   return formatExit(p.exitCode, null);
 }
 
-function renderProcesses(report: Report, opts: { color: boolean; width: number }): string {
-  const tree = processTree(report.processes);
+const noTraffic = (): Traffic => ({ txBytes: 0, rxBytes: 0, txCalls: 0, rxCalls: 0 });
+
+function renderProcesses(report: Report, opts: { color: boolean; width: number; all: boolean }): string {
+  const rows0 = processRows(report.processes, report.foldedProcesses ?? [], opts.all);
+  const limit = opts.all ? Infinity : TOP.processes;
+  const shownRows = rows0.slice(0, limit);
   const columns: Column[] = [
     { head: 'PID' },
     { head: 'COMMAND', min: 16, order: 1, fit: truncate },
@@ -298,28 +322,53 @@ function renderProcesses(report: Report, opts: { color: boolean; width: number }
     { head: 'CALLS TX/RX', align: 'right', order: 4, fit: fitPair },
     { head: 'PKTS TX/RX', align: 'right', order: 5, fit: fitPair },
   ];
-  const rows = tree.map(({ proc: p, prefix }) => {
-    const calls = sumTraffic(p.tcp, p.udp);
+  const trafficCells = (tcp: Traffic, udp: Traffic, packets: { txPackets: number; rxPackets: number }) => {
+    const calls = sumTraffic(tcp, udp);
     return [
-      `${prefix}${p.pid}${p.nspid !== undefined ? ` (ns ${p.nspid})` : ''}${p.container ? ` @${containerLabel(p.container)}` : ''}`,
-      processCommand(p),
-      p.startOffsetMs === null ? 'before' : formatDuration(p.startOffsetMs),
-      exitCell(p),
-      pair(p.tcp.txBytes, p.tcp.rxBytes, formatBytes),
-      pair(p.udp.txBytes, p.udp.rxBytes, formatBytes),
+      pair(tcp.txBytes, tcp.rxBytes, formatBytes),
+      pair(udp.txBytes, udp.rxBytes, formatBytes),
       pair(calls.txCalls, calls.rxCalls, formatCount),
-      pair(p.packets.txPackets, p.packets.rxPackets, formatCount),
+      pair(packets.txPackets, packets.rxPackets, formatCount),
     ];
+  };
+  const rows = shownRows.map((r) => {
+    if (r.kind === 'process') {
+      const p = r.proc;
+      return [
+        `${r.prefix}${p.pid}${p.nspid !== undefined ? ` (ns ${p.nspid})` : ''}${p.container ? ` @${containerLabel(p.container)}` : ''}`,
+        processCommand(p),
+        p.startOffsetMs === null ? 'before' : formatDuration(p.startOffsetMs),
+        exitCell(p),
+        ...trafficCells(p.tcp, p.udp, p.packets),
+      ];
+    }
+    if (r.kind === 'quiet') {
+      const what = r.comms.slice(0, 4).map(([c, n]) => (n > 1 ? `${c} ×${n}` : c)).join(', ') + (r.comms.length > 4 ? ', …' : '');
+      return [`${r.prefix}…`, `${formatCount(r.count)} without traffic: ${what}`, '', '', ...trafficCells(noTraffic(), noTraffic(), { txPackets: 0, rxPackets: 0 })];
+    }
+    const g = r.group;
+    const exits = Object.entries(g.exits).sort((a, b) => b[1] - a[1]);
+    const exit = exits.length === 1 ? exits[0][0] : `${exits[0][0]} ×${formatCount(exits[0][1])}, …`;
+    return [`${r.prefix}×${formatCount(g.count)}`, `[${g.comm}] folded`, g.firstStartOffsetMs === null ? '-' : formatDuration(g.firstStartOffsetMs), exit, ...trafficCells(g.tcp, g.udp, g.packets)];
   });
   columns[3].min = Math.max(1, ...rows.map((r) => longestWord(r[3])));
   for (const c of [4, 5, 6, 7]) columns[c].min = pairMin(rows, c);
-  return renderTable(columns, rows, opts);
+  const lines = [renderTable(columns, rows, opts)];
+  const rest = rows0.length - shownRows.length;
+  if (rest > 0) lines.push(`… ${formatCount(rest)} more process row${rest === 1 ? '' : 's'} (--all-processes lists every process)`);
+  return lines.join('\n');
+}
+
+/** "… 12 more endpoints": the line under a table cut at its top N. */
+function moreLine(rest: number, what: string, hint = 'see --json'): string[] {
+  return rest > 0 ? [`… ${formatCount(rest)} more ${what}${rest === 1 ? '' : 's'} (${hint})`] : [];
 }
 
 // ---------------------------------------------------------------- endpoints and connections
 
-function formatPids(pids: number[], max = 4): string {
-  return pids.length <= max ? pids.join(', ') : `${pids.slice(0, max).join(', ')}, +${pids.length - max}`;
+function formatPids(pids: number[], max = 4, more = false): string {
+  const text = pids.length <= max ? pids.join(', ') : `${pids.slice(0, max).join(', ')}, +${pids.length - max}`;
+  return more ? `${text}, …` : text;
 }
 
 function renderEndpoints(endpoints: EndpointReport[], opts: { color: boolean; width: number }): string {
@@ -339,17 +388,49 @@ function renderEndpoints(endpoints: EndpointReport[], opts: { color: boolean; wi
     { head: 'CONNS', align: 'right' },
     { head: 'PIDS', min: 6, order: 0 },
   ];
-  const rows = sorted.map((e) => [
+  const rows = sorted.slice(0, TOP.endpoints).map((e) => [
     e.proto,
-    withName(formatEndpoint(e.remoteAddr, e.remotePort), e.remoteName),
+    withName(endpointText(e), e.remoteName),
     formatBytes(e.txBytes),
     formatBytes(e.rxBytes),
     pair(e.txCalls, e.rxCalls, formatCount),
     formatCount(e.connections),
-    formatPids(e.pids),
+    formatPids(e.pids, 4, e.morePids),
   ]);
   columns[4].min = pairMin(rows, 4);
-  return renderTable(columns, rows, opts);
+  return [renderTable(columns, rows, opts), ...moreLine(sorted.length - rows.length, 'endpoint')].join('\n');
+}
+
+/** "10.0.0.7:443" for a server we talk to; "10.0.0.9 → :80" for clients of our port 80 (their own
+ *  ports, ephemeral, are not told apart). */
+function endpointText(e: { remoteAddr: string; remotePort: number; direction?: 'inbound'; localPort?: number }): string {
+  return e.direction === 'inbound' ? `${e.remoteAddr.includes(':') ? `[${e.remoteAddr}]` : e.remoteAddr} → :${e.localPort}` : formatEndpoint(e.remoteAddr, e.remotePort);
+}
+
+const OUTCOME_ORDER: ConnectionReport['outcome'][] = ['closed', 'open', 'refused', 'reset', 'timeout', 'failed', 'aborted'];
+
+function renderFolded(groups: FoldedConnections[], opts: { color: boolean; width: number }): string {
+  const columns: Column[] = [
+    { head: 'PROTO' },
+    { head: 'ENDPOINT', min: 16, order: 1 },
+    { head: 'CONNS', align: 'right' },
+    { head: 'TX', align: 'right' },
+    { head: 'RX', align: 'right' },
+    { head: 'DURATION P50/MAX', align: 'right', order: 2, fit: fitPair },
+    { head: 'OUTCOMES', min: 8, order: 0 },
+  ];
+  const shown = groups.slice(0, TOP.folded);
+  const rows = shown.map((g) => [
+    g.proto,
+    endpointText(g),
+    formatCount(g.connections),
+    formatBytes(g.txBytes),
+    formatBytes(g.rxBytes),
+    g.durations.count ? `${formatDuration(g.durations.p50 ?? 0)}/${formatDuration(g.durations.max ?? 0)}` : '-',
+    OUTCOME_ORDER.filter((o) => (g.outcomes[o] ?? 0) > 0).map((o) => `${formatCount(g.outcomes[o]!)} ${OUTCOME_TEXT[o] ?? o}`).join(', '),
+  ]);
+  columns[5].min = pairMin(rows, 5);
+  return [renderTable(columns, rows, opts), ...moreLine(groups.length - shown.length, 'folded group')].join('\n');
 }
 
 /** "127.0.0.1:443 (example.com)": the name a DNS answer gave the address, beside it. */
@@ -404,22 +485,22 @@ function renderConnections(connections: ConnectionReport[], maxRows: number, opt
 // ---------------------------------------------------------------- DNS names
 
 function renderNames(dns: DnsReport, width: number): string {
-  const lines = dns.names.map((n) => {
+  const lines = dns.names.slice(0, TOP.names).map((n) => {
     const via = n.cnames.length > 0 ? ` via ${n.cnames.join(' → ')}` : '';
     const text = `${n.name} → ${n.addresses.join(', ')}${via} (pid ${formatPids(n.pids)}, from ${n.servers.join(', ')})`;
     return wrapText(text, width - 2).split('\n').map((l, i) => (i === 0 ? '• ' : '  ') + l).join('\n');
   });
+  lines.push(...moreLine(dns.names.length - Math.min(dns.names.length, TOP.names), 'name'));
   if (dns.malformed > 0) lines.push(`${formatCount(dns.malformed)} DNS response${dns.malformed === 1 ? '' : 's'} could not be parsed`);
   return lines.join('\n');
 }
 
 // ---------------------------------------------------------------- patterns and statistics
 
-/** A number and its unit ("120 B", "1.00 s") never split over two lines. */
-const keepUnits = (s: string) => s.replace(/(\d) (B|KiB|MiB|GiB|TiB|ms|s|times)\b/g, '$1\u00a0$2');
-
 function renderPatterns(patterns: Pattern[], width: number): string {
-  return patterns.map((p) => wrapText(keepUnits(p.summary), width - 2).split('\n').map((l, i) => (i === 0 ? '• ' : '  ') + l).join('\n')).join('\n');
+  const shown = patterns.slice(0, TOP.patterns);
+  const lines = shown.map((p) => wrapText(p.summary, width - 2).split('\n').map((l, i) => (i === 0 ? '• ' : '  ') + l).join('\n'));
+  return [...lines, ...moreLine(patterns.length - shown.length, 'pattern')].join('\n');
 }
 
 /** "≤1023 B": a log2 bucket's upper bound (sizes are known to a power of two). */
@@ -446,7 +527,7 @@ function renderStatistics(d: Distributions, width: number): string[] {
     );
   }
   // Continuation lines keep the 16-column label indent.
-  return lines.flatMap((l) => wrapText(keepUnits(l.slice(16)), width - 16).split('\n').map((w, i) => (i === 0 ? l.slice(0, 16) : ' '.repeat(16)) + w));
+  return lines.flatMap((l) => wrapText(l.slice(16), width - 16).split('\n').map((w, i) => (i === 0 ? l.slice(0, 16) : ' '.repeat(16)) + w));
 }
 
 // ---------------------------------------------------------------- totals and entry point
@@ -468,19 +549,27 @@ export function renderReport(report: Report, opts: RenderOptions): string {
   const maxRows = opts.maxRows ?? DEFAULT_MAX_ROWS;
   const layout = { color: opts.color, width };
   const title = (s: string) => (opts.color ? ANSI.bold(s) : s);
-  const section = (name: string, count: number, body: () => string) =>
-    count === 0 ? [title(`${name}: none`)] : [title(`${name} (${formatCount(count)})`), body()];
+  const section = (name: string, count: number, body: () => string, extra = '', unit = '') =>
+    count === 0 ? [title(`${name}: none`)] : [title(`${name} (${formatCount(count)}${unit ? ` ${unit}${count === 1 ? '' : 's'}` : ''}${extra ? `; ${extra}` : ''})`), body()];
 
+  const folding = report.folding;
+  const foldedProcesses = (report.foldedProcesses ?? []).reduce((n, g) => n + g.count, 0);
+  const processCount = report.processes.length + foldedProcesses;
   const out: string[] = [
     ...renderHeader(report, opts.color, width),
     '',
-    ...section('Processes', report.processes.length, () => renderProcesses(report, layout)),
+    ...section('Processes', processCount, () => renderProcesses(report, { ...layout, all: opts.allProcesses === true }), foldedProcesses ? `${formatCount(foldedProcesses)} folded` : ''),
     '',
     ...section('Remote endpoints', report.endpoints.length, () => renderEndpoints(report.endpoints, layout)),
     '',
-    ...section('Connections', report.connections.length, () => renderConnections(report.connections, maxRows, layout)),
+    ...section('Connections', report.connections.length + (folding?.connections ?? 0), () => renderConnections(report.connections, maxRows, layout), folding?.connections ? `${formatCount(folding.connections)} folded` : ''),
     '',
   ];
+  if (report.foldedConnections && report.foldedConnections.length > 0) {
+    const keep = folding?.keep.connections;
+    const policy = keep ? `listed: the ${formatCount(keep.newest)} newest, ${formatCount(keep.largest)} largest and ${formatCount(keep.failed)} failed closed` : '';
+    out.push(...section('Folded connections', report.foldedConnections.length, () => renderFolded(report.foldedConnections!, layout), policy, 'group'), '');
+  }
   if (report.dns) out.push(...section('DNS names', report.dns.names.length, () => renderNames(report.dns!, width)), '');
   if (report.patterns) out.push(...section('Patterns', report.patterns.length, () => renderPatterns(report.patterns!, width)), '');
   const stats = report.distributions ? renderStatistics(report.distributions, width) : [];

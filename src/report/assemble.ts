@@ -8,6 +8,7 @@ import type { CaptureSummary, Report } from '../schema/report';
 import { annotateNamespaces, markPreexisting, type AttachFacts } from './attach';
 import { isolationReport, mapNat, type IsolationFacts } from './isolation';
 import { nameRemotes } from './names';
+import { foldedSections } from './folds';
 import { coreReport, type CoreInputs } from './sections';
 import { statisticsSections } from './statistics';
 
@@ -28,7 +29,8 @@ export function assembleReport(input: ReportInputs): Report {
     const dns = nameRemotes(input.names, report, input.originNs);
     if (dns) report.dns = dns;
   }
-  Object.assign(report, statisticsSections(input.flows, report.connections, input, input.statistics.flowIntervalMs, input.statistics.seriesIntervalMs));
+  if (input.summary) Object.assign(report, foldedSections(input.summary, input.originNs));
+  Object.assign(report, statisticsSections(input.flows, report.connections, input, input.statistics.flowIntervalMs, input.statistics.seriesIntervalMs, input.summary));
   if (input.isolation) {
     report.isolation = isolationReport(input.isolation.isolation);
     report.notes.push(...mapNat(report.connections, input.isolation));

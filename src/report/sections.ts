@@ -4,6 +4,10 @@
 import type { OwnerPackets } from '../kernel/maps';
 import type { Flow } from '../model/flows';
 import type { TcpConnection } from '../model/connections';
+import type { ModelSummary } from '../model/model';
+import { GROUP_PIDS } from '../model/folds';
+import { socketRows, type SocketRow } from '../model/rows';
+import { serviceEndpoint, serviceKey, type ServiceEndpoint } from '../model/service';
 import { decodeWaitStatus, processId, type ProcessNode } from '../model/tree';
 import {
   SCHEMA_VERSION,
@@ -37,16 +41,23 @@ export interface CoreInputs {
   packets: OwnerPackets[];
   lost: LostCounters;
   notes: string[];
+  /** The model's kept sockets, folded aggregates and accumulated statistics (absent: nothing was
+   *  folded and the statistics come from the flows themselves). */
+  summary?: ModelSummary;
 }
 
 const zeroTraffic = (): Traffic => ({ txBytes: 0, rxBytes: 0, txCalls: 0, rxCalls: 0 });
 const zeroPackets = (): Packets => ({ txPackets: 0, rxPackets: 0, txBytes: 0, rxBytes: 0 });
 
+function addCounters(into: Traffic, c: Traffic): void {
+  into.txBytes += c.txBytes;
+  into.rxBytes += c.rxBytes;
+  into.txCalls += c.txCalls;
+  into.rxCalls += c.rxCalls;
+}
+
 function addTraffic(into: Traffic, flow: Flow): void {
-  into.txBytes += flow.counters.txBytes;
-  into.rxBytes += flow.counters.rxBytes;
-  into.txCalls += flow.counters.txCalls;
-  into.rxCalls += flow.counters.rxCalls;
+  addCounters(into, flow.counters);
 }
 
 function addPackets(into: Packets, p: Packets): void {
@@ -63,7 +74,7 @@ export function coreReport(input: CoreInputs): Report {
 
   const processes = buildProcesses(input, offset);
   const connections = buildConnections(input, offset, span);
-  const endpoints = buildEndpoints(input.flows, input.connections);
+  const endpoints = buildEndpoints(input);
   const totals = { tcp: zeroTraffic(), udp: zeroTraffic(), packets: zeroPackets() };
   for (const p of processes) {
     for (const proto of ['tcp', 'udp'] as const) {
@@ -73,6 +84,11 @@ export function coreReport(input: CoreInputs): Report {
       totals[proto].rxCalls += p[proto].rxCalls;
     }
     addPackets(totals.packets, p.packets);
+  }
+  for (const g of input.summary?.processGroups ?? []) {
+    addCounters(totals.tcp, g.tcp);
+    addCounters(totals.udp, g.udp);
+    addPackets(totals.packets, g.packets);
   }
   const unowned = input.packets.find((o) => o.tgid === 0)?.packets;
   return {
@@ -109,7 +125,9 @@ export function processResolver(processes: ProcessNode[]): (pid: number, startTi
 function buildProcesses(input: CoreInputs, offset: (ns: number | null) => number | null): ProcessReport[] {
   const owner = processResolver(input.processes);
   const traffic = new Map<ProcessNode, { tcp: Traffic; udp: Traffic }>();
+  const inGroups = input.summary?.inProcessGroups;
   for (const flow of input.flows) {
+    if (inGroups?.has(flow)) continue; // its process was folded: counted in its group
     const node = owner(flow.key.tgid, flow.key.startTime);
     if (!node) continue;
     let t = traffic.get(node);
@@ -125,7 +143,9 @@ function buildProcesses(input: CoreInputs, offset: (ns: number | null) => number
     .sort((a, b) => (a.startNs ?? -Infinity) - (b.startNs ?? -Infinity) || a.pid - b.pid || Number((a.startTime ?? 0n) - (b.startTime ?? 0n)))
     .map((node) => {
       const { exitCode, exitSignal } = decodeWaitStatus(node.waitStatus);
-      const t = traffic.get(node);
+      const t = traffic.get(node) ?? { tcp: zeroTraffic(), udp: zeroTraffic() };
+      const folded = input.summary?.foldedTrafficOf(node.pid, node.startTime);
+      if (folded) for (const proto of ['tcp', 'udp'] as const) addCounters(t[proto], folded[proto]);
       const packets = zeroPackets();
       for (const p of packetsOf.get(node) ?? []) addPackets(packets, p);
       const report: ProcessReport = {
@@ -138,8 +158,8 @@ function buildProcesses(input: CoreInputs, offset: (ns: number | null) => number
         exitOffsetMs: offset(node.exitNs),
         exitCode,
         exitSignal,
-        tcp: t?.tcp ?? zeroTraffic(),
-        udp: t?.udp ?? zeroTraffic(),
+        tcp: t.tcp,
+        udp: t.udp,
         packets,
       };
       if (node.nspid !== undefined) report.nspid = node.nspid;
@@ -154,100 +174,102 @@ function buildConnections(
   offset: (ns: number | null) => number | null,
   span: (from: number, to: number | null) => number | null,
 ): ConnectionReport[] {
-  const rows: ConnectionReport[] = [];
-  const tcpByCookie = new Map<bigint, TcpConnection>(input.connections.map((c) => [c.cookie, c]));
-  const flowsByCookie = new Map<bigint, Flow[]>();
-  for (const flow of input.flows) {
-    if (flow.key.proto !== 6) continue;
-    const list = flowsByCookie.get(flow.key.cookie) ?? [];
-    list.push(flow);
-    flowsByCookie.set(flow.key.cookie, list);
-  }
-  const row = (
-    flow: Flow | null,
-    base: Omit<ConnectionReport, 'txBytes' | 'rxBytes' | 'txCalls' | 'rxCalls'>,
-    cookie: bigint,
-  ): ConnectionReport => {
-    const r: ConnectionReport = {
-      ...base,
-      txBytes: flow?.counters.txBytes ?? 0,
-      rxBytes: flow?.counters.rxBytes ?? 0,
-      txCalls: flow?.counters.txCalls ?? 0,
-      rxCalls: flow?.counters.rxCalls ?? 0,
-    };
-    if (base.proto === 'tcp' && input.retransmits) r.retransmits = input.retransmits.get(cookie) ?? 0;
-    return r;
-  };
-
-  for (const c of input.connections) {
-    const flows = flowsByCookie.get(c.cookie) ?? [];
-    const released = flows.map((f) => f.releasedNs).find((ns) => ns !== null) ?? null;
-    const endNs = c.endNs ?? released;
-    const outcome = c.endNs === null && released !== null ? 'closed' : c.outcome;
-    const base = (pid: number, startTime: bigint) => ({
-      pid,
-      ...(startTime ? { startTimeNs: Number(startTime) } : {}),
-      proto: 'tcp' as const,
-      role: c.role === 'passive' ? ('passive' as const) : ('active' as const),
-      localAddr: c.localAddr,
-      localPort: c.localPort,
-      remoteAddr: c.remoteAddr,
-      remotePort: c.remotePort,
-      startOffsetMs: offset(c.startNs)!,
-      durationMs: span(c.startNs, endNs),
-      outcome,
-      error: c.error,
-    });
-    if (flows.length === 0) rows.push(row(null, base(c.pid, c.startTime), c.cookie));
-    for (const flow of flows) rows.push(row(flow, base(flow.key.tgid, flow.key.startTime), c.cookie));
-  }
-  for (const flow of input.flows) {
-    const isTcp = flow.key.proto === 6;
-    if (isTcp && tcpByCookie.has(flow.key.cookie)) continue;
-    rows.push(
-      row(flow, {
-        pid: flow.key.tgid,
-        ...(flow.key.startTime ? { startTimeNs: Number(flow.key.startTime) } : {}),
-        proto: protoName(flow.key.proto),
-        role: isTcp ? 'unknown' : 'udp',
-        localAddr: flow.localAddr,
-        localPort: flow.localPort,
-        remoteAddr: flow.key.remoteAddr,
-        remotePort: flow.key.remotePort,
-        startOffsetMs: offset(flow.firstNs)!,
-        durationMs: span(flow.firstNs, flow.releasedNs ?? flow.lastNs),
-        outcome: flow.releasedNs !== null ? 'closed' : 'open',
-        error: null,
-      }, flow.key.cookie),
-    );
-  }
-  return rows.sort((a, b) => a.startOffsetMs - b.startOffsetMs || a.pid - b.pid);
+  return connectionRows(input.flows, input.connections)
+    .map((r) => connectionReport(r, offset, span, input.retransmits))
+    .sort((a, b) => a.startOffsetMs - b.startOffsetMs || a.pid - b.pid);
 }
 
-function buildEndpoints(flows: Flow[], connections: TcpConnection[]): EndpointReport[] {
-  const endpoints = new Map<string, EndpointReport & { sockets: Set<bigint> }>();
-  const get = (proto: 'tcp' | 'udp', addr: string, port: number) => {
-    const id = `${proto}/${addr}/${port}`;
-    let e = endpoints.get(id);
-    if (!e) {
-      e = { proto, remoteAddr: addr, remotePort: port, txBytes: 0, rxBytes: 0, txCalls: 0, rxCalls: 0, connections: 0, pids: [], sockets: new Set() };
-      endpoints.set(id, e);
-    }
-    return e;
-  };
+/** Every row (model/rows.ts): the TCP connections with their flows, then the sockets without a lifecycle. */
+export function connectionRows(flows: Flow[], connections: TcpConnection[]): SocketRow[] {
+  const tcpByCookie = new Set<bigint>(connections.map((c) => c.cookie));
+  const flowsByCookie = new Map<bigint, Flow[]>();
+  const others = new Map<bigint, Flow[]>();
   for (const flow of flows) {
-    const e = get(protoName(flow.key.proto), flow.key.remoteAddr, flow.key.remotePort);
-    addTraffic(e, flow);
-    e.sockets.add(flow.key.cookie);
-    if (!e.pids.includes(flow.key.tgid)) e.pids.push(flow.key.tgid);
+    const into = flow.key.proto === 6 && tcpByCookie.has(flow.key.cookie) ? flowsByCookie : others;
+    const list = into.get(flow.key.cookie);
+    if (list) list.push(flow);
+    else into.set(flow.key.cookie, [flow]);
   }
-  for (const c of connections) {
-    if (c.role !== 'active' || !c.remotePort) continue;
-    const e = get('tcp', c.remoteAddr, c.remotePort);
-    e.sockets.add(c.cookie);
-    if (!e.pids.includes(c.pid)) e.pids.push(c.pid);
+  const rows: SocketRow[] = [];
+  for (const c of connections) rows.push(...socketRows(c, flowsByCookie.get(c.cookie) ?? []));
+  for (const list of others.values()) rows.push(...socketRows(undefined, list));
+  return rows;
+}
+
+function connectionReport(
+  r: SocketRow,
+  offset: (ns: number | null) => number | null,
+  span: (from: number, to: number | null) => number | null,
+  retransmits: Map<bigint, number> | undefined,
+): ConnectionReport {
+  const report: ConnectionReport = {
+    pid: r.pid,
+    ...(r.startTime ? { startTimeNs: Number(r.startTime) } : {}),
+    proto: r.proto,
+    role: r.role,
+    localAddr: r.localAddr,
+    localPort: r.localPort,
+    remoteAddr: r.remoteAddr,
+    remotePort: r.remotePort,
+    startOffsetMs: offset(r.startNs)!,
+    durationMs: span(r.startNs, r.endNs),
+    outcome: r.outcome,
+    error: r.error,
+    txBytes: r.counters.txBytes,
+    rxBytes: r.counters.rxBytes,
+    txCalls: r.counters.txCalls,
+    rxCalls: r.counters.rxCalls,
+  };
+  if (r.proto === 'tcp' && retransmits) report.retransmits = retransmits.get(r.cookie) ?? 0;
+  return report;
+}
+
+/** The report's fields of a service endpoint: inbound rows name our port, their remote port is 0 (the
+ *  clients' ephemeral ports, grouped). */
+export function endpointFields(e: ServiceEndpoint): { proto: 'tcp' | 'udp'; remoteAddr: string; remotePort: number; direction?: 'inbound'; localPort?: number } {
+  return e.direction === 'inbound'
+    ? { proto: e.proto, remoteAddr: e.remoteAddr, remotePort: 0, direction: 'inbound', localPort: e.port }
+    : { proto: e.proto, remoteAddr: e.remoteAddr, remotePort: e.port };
+}
+
+/** Endpoints per service endpoint (remote address and service port): the listed rows, plus the folded
+ *  groups. Every socket counts once; a refused connect counts with 0 bytes. */
+function buildEndpoints(input: CoreInputs): EndpointReport[] {
+  interface Acc { endpoint: ServiceEndpoint; traffic: Traffic; sockets: Set<bigint>; folded: number; pids: Set<number>; morePids: boolean }
+  const endpoints = new Map<string, Acc>();
+  const range = input.summary?.ephemeralRange;
+  const get = (e: ServiceEndpoint) => {
+    const id = serviceKey(e);
+    let a = endpoints.get(id);
+    if (!a) endpoints.set(id, (a = { endpoint: e, traffic: zeroTraffic(), sockets: new Set(), folded: 0, pids: new Set(), morePids: false }));
+    return a;
+  };
+  for (const r of connectionRows(input.flows, input.connections)) {
+    // a TCP connection that moved nothing counts where it tried to go (a refused connect); an accepted one
+    // without bytes too
+    if (!r.flow && !r.remotePort) continue;
+    const a = get(serviceEndpoint(r, range));
+    addCounters(a.traffic, r.counters);
+    a.sockets.add(r.cookie);
+    a.pids.add(r.pid);
+  }
+  for (const g of input.summary?.connectionGroups ?? []) {
+    const a = get(g.endpoint);
+    addCounters(a.traffic, g.traffic);
+    a.folded += g.connections;
+    for (const pid of g.pids) a.pids.add(pid);
+    a.morePids ||= g.morePids;
   }
   return [...endpoints.values()]
-    .map(({ sockets, ...e }) => ({ ...e, connections: sockets.size, pids: e.pids.sort((a, b) => a - b) }))
-    .sort((a, b) => b.txBytes + b.rxBytes - (a.txBytes + a.rxBytes) || a.remoteAddr.localeCompare(b.remoteAddr));
+    .map((a): EndpointReport => {
+      const pids = [...a.pids].sort((x, y) => x - y);
+      return {
+        ...endpointFields(a.endpoint),
+        ...a.traffic,
+        connections: a.sockets.size + a.folded,
+        pids: pids.slice(0, GROUP_PIDS),
+        ...(pids.length > GROUP_PIDS || a.morePids ? { morePids: true } : {}),
+      };
+    })
+    .sort((a, b) => b.txBytes + b.rxBytes - (a.txBytes + a.rxBytes) || a.remoteAddr.localeCompare(b.remoteAddr) || a.remotePort - b.remotePort || (a.localPort ?? 0) - (b.localPort ?? 0));
 }

@@ -74,7 +74,13 @@ export interface EndpointReport {
   rxCalls: number;
   /** Sockets that exchanged data with (or tried to connect to) this endpoint. */
   connections: number;
+  /** Processes, ascending (at most 64: `morePids` says there were more). */
   pids: number[];
+  morePids?: boolean;
+  /** "inbound": clients from remoteAddr connected to our `localPort` (their ports, ephemeral, are not
+   *  told apart: remotePort is 0). Absent: we connected or sent to remoteAddr:remotePort. */
+  direction?: 'inbound';
+  localPort?: number;
   /** Host name the traced processes learned for remoteAddr from a DNS answer they received (optional). */
   remoteName?: string;
 }
@@ -198,6 +204,13 @@ export interface Report {
   targets?: Target[];
   /** run --isolate: the namespace the command ran in and how it reached the network. */
   isolation?: IsolationReport;
+  /** What was folded into aggregates instead of being listed one by one (optional: absent in reports
+   *  of older versions, which listed everything). */
+  folding?: Folding;
+  /** Connection rows not in `connections`, per service endpoint (optional). */
+  foldedConnections?: FoldedConnections[];
+  /** Exited processes not in `processes`, per parent and command (optional). */
+  foldedProcesses?: FoldedProcesses[];
   /** Payload bytes over time (optional). */
   timeSeries?: TimeSeries;
   /** Message sizes, connection durations, time to first byte, activity (optional). */
@@ -206,6 +219,57 @@ export interface Report {
   patterns?: Pattern[];
   /** DNS answers the traced processes received (optional; absent when none was seen). */
   dns?: DnsReport;
+}
+
+/** The retention policy (model/retention.ts): closed connections and exited processes are listed one by
+ *  one when they are among the newest, the largest or the failed ones of their kind, each up to its cap;
+ *  the rest are folded. */
+export interface Folding {
+  keep: {
+    connections: { newest: number; largest: number; failed: number };
+    processes: { newest: number; largest: number; failed: number };
+  };
+  /** Connection rows folded (in `foldedConnections`) and the sockets they belonged to. */
+  connections: number;
+  sockets: number;
+  /** Exited processes folded (in `foldedProcesses`). */
+  processes: number;
+}
+
+/** Folded connection rows of one service endpoint. */
+export interface FoldedConnections extends Traffic {
+  proto: Proto;
+  remoteAddr: string;
+  /** As in EndpointReport: 0 with direction "inbound". */
+  remotePort: number;
+  direction?: 'inbound';
+  localPort?: number;
+  connections: number;
+  /** How many ended each way. */
+  outcomes: Partial<Record<Outcome, number>>;
+  /** TCP rows' retransmits, summed; absent when not counted. */
+  retransmits?: number;
+  /** Durations of the rows that ended. */
+  durations: DurationStats;
+  pids: number[];
+  morePids?: boolean;
+  firstStartOffsetMs: number;
+  lastEndOffsetMs: number | null;
+}
+
+/** Folded processes of one parent and command. */
+export interface FoldedProcesses {
+  ppid: number;
+  parentStartTimeNs?: number;
+  comm: string;
+  count: number;
+  tcp: Traffic;
+  udp: Traffic;
+  packets: Packets;
+  /** Exit codes (shell convention; "unknown") and how many processes had each. */
+  exits: Record<string, number>;
+  firstStartOffsetMs: number | null;
+  lastExitOffsetMs: number | null;
 }
 
 /** Names learned from DNS responses (UDP from port 53) the traced processes received; no lookups of our own. */
@@ -276,6 +340,8 @@ export interface DurationStats {
   max: number | null;
   /** Counts per bucket: a duration d goes to the first bucket with d <= leMs; leMs null = above all. */
   histogram: Array<{ leMs: number | null; count: number }>;
+  /** Percentiles are within 1 % (DDSketch) rather than exact: more than 1024 values, or folded ones. */
+  approximate?: boolean;
 }
 
 export interface TtfbConnection {

@@ -20,7 +20,7 @@ import type { AttachFacts, PreexistingSocket } from '../report/attach';
 import type { ProcessNode } from '../model/tree';
 import { LINKTYPE_LINUX_SLL2 } from '../pcap/pcapng';
 import type { LibpcapDevice } from './capture';
-import { TraceSession, monotonicNs, type SessionOptions } from './session';
+import { TraceSession, finishProgress, monotonicNs, type FinishProgress, type SessionOptions } from './session';
 import { onStopSignals, sleep } from './signals';
 import { containerTarget } from './containers';
 
@@ -128,6 +128,8 @@ export interface AttachResult {
   report: Report;
   /** An output (capture file, event stream) failed to write: the trace was stopped early. */
   outputError: Error | null;
+  /** Finishing's progress line: the caller steps it through writing the outputs. */
+  progress: FinishProgress;
 }
 
 export async function attachTraced(options: AttachOptions): Promise<AttachResult> {
@@ -152,6 +154,7 @@ export async function attachTraced(options: AttachOptions): Promise<AttachResult
     session.start(resolved.cgroupDirs.length === 1 ? `cgroup ${resolved.cgroupDirs[0]}` : 'cgroups of the targets', libpcapDevices);
     const startedAt = new Date();
     const originNs = monotonicNs();
+    session.model.setOrigin(originNs);
     const preexisting: PreexistingSocket[] = [];
     const ownNetns = netnsInode('self');
     for (const pid of resolved.pids) {
@@ -186,9 +189,10 @@ export async function attachTraced(options: AttachOptions): Promise<AttachResult
     const durationMs = (monotonicNs() - originNs) / 1e6;
 
     session.outputs.onFailure = () => {}; // the trace is over: a failing last write is only reported
-    const inputs = await session.finish({ mode: 'attach', command: [], exitCode: null, startedAt, originNs, durationMs });
+    const progress = finishProgress(options.log);
+    const inputs = await session.finish({ mode: 'attach', command: [], exitCode: null, startedAt, originNs, durationMs }, progress);
     const attach: AttachFacts = { targets: resolved.targets, preexisting, namespaces: namespacesNow(inputs.processes) };
-    return { report: assembleReport({ ...inputs, attach }), outputError: session.outputs.error };
+    return { report: assembleReport({ ...inputs, attach }), outputError: session.outputs.error, progress };
   } finally {
     stop.dispose();
     await session.close();

@@ -4,7 +4,9 @@
 // interval record yet), attributed to processes the way the report does it. The one file that knows
 // the session's and the model's shapes: re-point it when they change.
 import type { FlowCounters } from '../kernel/records';
-import type { ProcessNode } from '../model/tree';
+import { processId, type ProcessNode } from '../model/tree';
+import type { Flow } from '../model/flows';
+import { serviceKey, type ServiceEndpoint } from '../model/service';
 import { containerLabel } from '../proc/container';
 import { processResolver } from '../report/sections';
 import type { TraceSession } from './session';
@@ -52,38 +54,58 @@ export function sessionMetricsSource(session: TraceSession): MetricsSource {
       const dumped = kernel(() => tracer.dumpFlows(), null);
       const finished = dumped === null;
       const live = new Map<string, FinalFlow>((dumped ?? []).map((f) => [f.key.id, f]));
-      const flows: Array<{ tgid: number; startTime: bigint; proto: number; remoteAddr: string; remotePort: number; counters: FlowCounters }> = [];
-      for (const flow of collector.flows.list()) {
+      // Remotes are service endpoints (a server's clients by address and our port, a client's servers by
+      // address and port), so ephemeral ports make no series of their own.
+      const outbound = (proto: 'tcp' | 'udp', remoteAddr: string, port: number): ServiceEndpoint => ({ proto, direction: 'outbound', remoteAddr, port });
+      const flows: Array<{ tgid: number; startTime: bigint; proto: number; service: ServiceEndpoint; counters: FlowCounters }> = [];
+      for (const flow of collector.flows.list() as Flow[]) {
         const k = live.get(flow.key.id);
         live.delete(flow.key.id);
         const counters = flow.final || !k ? flow.counters : larger(flow.counters, k.counters);
-        flows.push({ tgid: flow.key.tgid, startTime: flow.key.startTime, proto: flow.key.proto, remoteAddr: flow.key.remoteAddr, remotePort: flow.key.remotePort, counters });
+        flows.push({ tgid: flow.key.tgid, startTime: flow.key.startTime, proto: flow.key.proto, service: collector.endpointOf(flow), counters });
       }
       // flows whose first record is still on its way
-      for (const k of live.values()) flows.push({ tgid: k.key.tgid, startTime: k.key.startTime, proto: k.key.proto, remoteAddr: k.key.remoteAddr, remotePort: k.key.remotePort, counters: k.counters });
+      for (const k of live.values()) flows.push({ tgid: k.key.tgid, startTime: k.key.startTime, proto: k.key.proto, service: outbound(protoName(k.key.proto), k.key.remoteAddr, k.key.remotePort), counters: k.counters });
 
-      const totals = { tcp: zero(), udp: zero() };
+      // the flows the model retired (kept or folded) count as well: these totals only grow
+      const retired = collector.retiredTraffic;
+      const totals = { tcp: { ...retired.tcp }, udp: { ...retired.udp } };
       const owner = processResolver(collector.tree.list());
       const processes = new Map<ProcessNode, ProcessTotals>();
+      const processOf = (node: ProcessNode): ProcessTotals => {
+        let p = processes.get(node);
+        if (!p) {
+          const container = node.container ? containerLabel(node.container) : '';
+          processes.set(node, (p = { key: keyOf(node), pid: node.pid, comm: node.comm, container, tcp: zero(), udp: zero() }));
+        }
+        return p;
+      };
       const remotes = new Map<string, RemoteTotals>();
+      const remoteOf = (service: ServiceEndpoint): RemoteTotals => {
+        const id = serviceKey(service);
+        let r = remotes.get(id);
+        if (!r) {
+          const inbound = service.direction === 'inbound';
+          remotes.set(id, (r = { key: id, proto: service.proto, remoteAddr: service.remoteAddr, remotePort: inbound ? 0 : service.port, ...(inbound ? { localPort: service.port } : {}), ...zero() }));
+        }
+        return r;
+      };
       for (const f of flows) {
         const proto = protoName(f.proto);
         add(totals[proto], f.counters);
         // traffic of a process the tree does not know yet stays in the totals (and so in "other")
         const node = owner(f.tgid, f.startTime);
-        if (node) {
-          let p = processes.get(node);
-          if (!p) {
-            const container = node.container ? containerLabel(node.container) : '';
-            processes.set(node, (p = { key: keyOf(node), pid: node.pid, comm: node.comm, container, tcp: zero(), udp: zero() }));
-          }
-          add(p[proto], f.counters);
-        }
-        const id = `${proto}/${f.remoteAddr}/${f.remotePort}`;
-        let r = remotes.get(id);
-        if (!r) remotes.set(id, (r = { key: id, proto, remoteAddr: f.remoteAddr, remotePort: f.remotePort, ...zero() }));
-        add(r, f.counters);
+        if (node) add(processOf(node)[proto], f.counters);
+        add(remoteOf(f.service), f.counters);
       }
+      for (const node of collector.tree.list()) {
+        const r = retired.byOwner.get(processId(node.pid, node.startTime));
+        if (!r) continue;
+        const p = processOf(node);
+        add(p.tcp, r.tcp);
+        add(p.udp, r.udp);
+      }
+      for (const { service, counters } of retired.byService.values()) add(remoteOf(service), counters);
 
       // Ended: the kernel's CLOSE state change says how. A socket released without one is "closed" in the
       // report, but while tracing its CLOSE may still come (and say "reset"): counted once the trace is over.

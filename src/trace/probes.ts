@@ -7,13 +7,14 @@ import * as path from 'node:path';
 import { loadNative } from '../native';
 import type { BpfObject, PacketFilter } from '../native/native';
 import * as L from '../native/layout.generated';
-import type { Backend } from '../schema/report';
+import type { Backend, Packets } from '../schema/report';
 import type { FlowKey } from '../kernel/records';
 import { TLS_PROGRAMS } from '../tls/programs';
 import {
   decodeFlowValue,
   decodeFlows,
   decodePacketCounters,
+  decodePacketValue,
   decodeRetransmitMap,
   decodeRetransmits,
   decodeStats,
@@ -106,8 +107,8 @@ export type { FinalFlow, KernelStats } from '../kernel/maps';
 /** Ring-buffer delivery: the poll period bounds latency; batches are capped in size and in number
  *  waiting for JS (back-pressure into the kernel ring). */
 export const RING_POLL_MS = 50;
-const RING_MAX_QUEUED_BATCHES = 64;
-const RING_MAX_BATCH_BYTES = 4 << 20;
+const RING_MAX_QUEUED_BATCHES = 16;
+const RING_MAX_BATCH_BYTES = 2 << 20;
 
 /** Optional features, each a program of its own: left out (not loaded) when turned off. */
 const DNS_PROGRAM = 'skb_ingress_dns';
@@ -319,6 +320,15 @@ export class Probes {
 
   dumpRetransmits(): Map<bigint, number> {
     return decodeRetransmitMap(this.object.mapDump('retransmits'));
+  }
+
+  /** One owner's packet counters, removed from the kernel table (the process was folded into a group). */
+  takePackets(tgid: number, startTime: bigint): Packets | null {
+    const key = Buffer.alloc(L.process_id.size);
+    key.writeUInt32LE(tgid, L.process_id.tgid);
+    key.writeBigUInt64LE(startTime, L.process_id.start_time_ns);
+    const value = this.object.mapLookupAndDelete('packets', key);
+    return value ? decodePacketValue(value) : null;
   }
 
   /** Packet counters per socket owner (tgid 0: owner unknown). */

@@ -24,7 +24,7 @@ import { assembleReport } from '../report/assemble';
 import type { IsolationFacts } from '../report/isolation';
 import { onFatal } from '../util/teardown';
 import { hasStaleIsolation, removeStaleIsolation, setupIsolation, type Isolation } from '../isolate/system';
-import { TraceSession, captureInterfaceName, monotonicNs, type SessionOptions } from './session';
+import { TraceSession, captureInterfaceName, finishProgress, monotonicNs, type FinishProgress, type SessionOptions } from './session';
 import { onStopSignals, sleep } from './signals';
 
 export const LAUNCHER = path.resolve(__dirname, '../../../build/proctap-launch');
@@ -57,6 +57,8 @@ export interface RunResult {
   exitCode: number;
   /** An output (capture file, event stream) failed to write: the trace was stopped early. */
   outputError: Error | null;
+  /** Finishing's progress line: the caller steps it through writing the outputs. */
+  progress: FinishProgress;
 }
 
 /** Signals (and a failed output) stop the trace the way a user expects: first SIGTERM to the tree, then
@@ -165,6 +167,7 @@ export async function runTraced(options: RunOptions): Promise<RunResult> {
     session.probes.addTraced(launched.pid);
     const startedAt = new Date();
     const originNs = monotonicNs();
+    session.model.setOrigin(originNs);
     session.model.tree.addRoot(launched.pid, process.pid, path.basename(options.argv[0]).slice(0, 15), options.argv, originNs);
     const stopHandlers = installStopHandlers(cgroupDir, options.log);
     removeStopHandlers = stopHandlers.dispose;
@@ -178,9 +181,10 @@ export async function runTraced(options: RunOptions): Promise<RunResult> {
 
     /* Drain, read the kernel's final counters, report */
     session.outputs.onFailure = () => {}; // the trace is over: a failing last write is only reported
-    const inputs = await session.finish({ mode: 'run', command: options.argv, exitCode: exit.exitCode, startedAt, originNs, durationMs });
+    const progress = finishProgress(options.log);
+    const inputs = await session.finish({ mode: 'run', command: options.argv, exitCode: exit.exitCode, startedAt, originNs, durationMs }, progress);
     const report = assembleReport({ ...inputs, ...(isolation ? { isolation: isolationFacts(isolation) } : {}) });
-    return { report, exitCode: exit.exitCode, outputError: session.outputs.error };
+    return { report, exitCode: exit.exitCode, outputError: session.outputs.error, progress };
   } finally {
     for (const undo of fatalUndo) undo();
     removeStopHandlers();

@@ -9,6 +9,7 @@ import { loadNative, type ProcConnector } from '../native';
 import { forEachRecord, type TraceRecord } from '../kernel/records';
 import { decodeProcEvents } from '../kernel/proc-events';
 import { TraceModel } from '../model/model';
+import { ephemeralPortRange } from '../proc/ports';
 import type { ReportInputs } from '../report/assemble';
 import { lostCounters } from '../report/lost';
 import { traceNotes } from '../report/notes';
@@ -66,7 +67,15 @@ export interface SessionOptions {
   containers?: ContainerTracker;
   /** Once consuming has started (--metrics reads the session from then on). */
   onStarted?: (session: TraceSession) => void;
+  /** --keep-connections / --keep-processes: each retention pool's cap (model/retention.ts). */
+  keepConnections?: number;
+  keepProcesses?: number;
+  /** net.ipv4.ip_local_port_range, to tell a client's port from a service port. */
+  ephemeralRange?: [number, number];
 }
+
+/** Finishing taking longer than this prints one line on stderr. */
+export const FINISH_NOTICE_MS = 500;
 
 export interface ReportContext {
   mode: 'run' | 'attach';
@@ -77,8 +86,10 @@ export interface ReportContext {
   durationMs: number;
 }
 
+const caps = (n: number | undefined) => (n === undefined ? undefined : { newest: n, largest: n, failed: n });
+
 export class TraceSession {
-  readonly model = new TraceModel();
+  readonly model: TraceModel;
   readonly probes: Probes;
   /** Finds and hooks the TLS libraries of traced processes (null with TLS plaintext off). */
   readonly tls: TlsHooks | null;
@@ -97,6 +108,13 @@ export class TraceSession {
 
   /** Loads and verifies the programs. */
   constructor(private readonly options: SessionOptions) {
+    this.model = new TraceModel({
+      keepConnections: caps(options.keepConnections),
+      keepProcesses: caps(options.keepProcesses),
+      seriesIntervalMs: options.seriesIntervalMs,
+      ephemeralRange: options.ephemeralRange ?? ephemeralPortRange(),
+    });
+    this.model.countRetransmits = options.retransmits !== false;
     this.probes = Probes.open({
       backend: options.backend,
       intervalMs: options.intervalMs,
@@ -187,28 +205,39 @@ export class TraceSession {
     options.onStarted?.(this);
   }
 
-  /** Reads the last counters of released sockets and drops them from the kernel table (bounded memory). */
+  /** Reads the last counters of released sockets and drops them from the kernel table; once released
+   *  and closed, a socket's retransmits are read and the model retires it (bounded memory). Folded
+   *  processes' packet counters are read into their group. */
   private finalizeReleased(): void {
     const { model, probes } = this;
     for (const cookie of model.takeReleased()) {
-      if (this.options.retransmits !== false) model.onRetransmits(cookie, probes.takeRetransmits(cookie));
       for (const flow of model.flows.flowsOfSocket(cookie)) {
         if (flow.final) continue;
         const last = probes.takeFlow(flow.key);
-        if (last) model.flows.finalize(last.key, last.counters, last.firstNs, last.lastNs, last.localAddr, last.localPort, last.sizes);
+        if (last) model.onFinalFlow(last);
       }
+    }
+    const settled = model.takeSettled();
+    if (this.options.retransmits !== false) for (const cookie of settled) model.onRetransmits(cookie, probes.takeRetransmits(cookie));
+    model.retire(settled);
+    for (const p of model.takeFoldedProcesses()) {
+      const packets = probes.takePackets(p.tgid, p.startTime);
+      if (packets) model.addFoldedPackets(p.group, packets);
     }
   }
 
   /** Drains everything, reads the kernel's final counters, closes the capture: what the report is made
    *  of, for the caller to add its mode's facts to and assemble (report/assemble.ts). */
-  async finish(context: ReportContext): Promise<ReportInputs> {
+  async finish(context: ReportContext, progress: FinishProgress = finishProgress(this.options.log)): Promise<ReportInputs> {
     const { model, probes, options } = this;
     this.stopDisplay();
+    progress.step('draining the ring buffer');
     await probes.stop();
     this.ringRunning = false;
+    progress.step('reading the last counters');
+    if (options.testHooks?.finishDelayMs) await new Promise((resolve) => setTimeout(resolve, options.testHooks!.finishDelayMs));
     this.finalizeReleased();
-    for (const f of probes.dumpFlows()) model.flows.finalize(f.key, f.counters, f.firstNs, f.lastNs, f.localAddr, f.localPort, f.sizes);
+    for (const f of probes.dumpFlows()) model.onFinalFlow(f);
     if (this.resumeConnector) clearTimeout(this.resumeConnector);
     this.connector?.close();
     this.connector = null;
@@ -216,7 +245,14 @@ export class TraceSession {
     const packets = probes.dumpPackets();
     const stats = probes.readStats();
     for (const flow of model.flows.list()) model.tree.ensure(flow.key.tgid, flow.key.startTime);
-    for (const owner of packets) if (owner.tgid) model.tree.ensure(owner.tgid, owner.startTime);
+    const listedPackets = packets.filter((owner) => {
+      if (!owner.tgid || model.tree.get(owner.tgid, owner.startTime || null)) return true;
+      // a folded process's packets that came after it was folded: to its group
+      const group = model.foldedGroupOf(owner.tgid, owner.startTime);
+      if (group) model.addFoldedPackets(group, owner.packets);
+      return !group;
+    });
+    for (const owner of listedPackets) if (owner.tgid) model.tree.ensure(owner.tgid, owner.startTime);
 
     const lost = lostCounters(stats, model.connectorOverflows);
     const lostLine = lostRecordsWarning(lost);
@@ -224,17 +260,23 @@ export class TraceSession {
     const capture = this.capture ? await this.capture.finish(stats) : undefined;
     this.capture = null;
     this.containers.resolveRemaining(model.tree);
-    const flows = model.flows.list();
+    progress.step('assembling the report');
+    const summary = model.summary();
+    const flows = [...model.flows.list(), ...summary.kept.flatMap((s) => s.flows)];
     const processes = model.tree.list();
+    const retransmits = new Map(model.retransmits);
+    for (const s of summary.kept) if (s.retransmits !== undefined) retransmits.set(s.cookie, s.retransmits);
+    const keptConnections = summary.kept.flatMap((s) => (s.connection ? [s.connection] : []));
     return {
       version: options.version,
       ...context,
       backend: probes.backend,
       processes,
       flows,
-      connections: model.connections.list(),
-      retransmits: probes.retransmitsUnavailable === null && options.retransmits !== false ? model.retransmits : undefined,
-      packets,
+      connections: [...model.connections.list(), ...keptConnections],
+      retransmits: probes.retransmitsUnavailable === null && options.retransmits !== false ? retransmits : undefined,
+      packets: listedPackets,
+      summary,
       lost,
       notes: [
         ...traceNotes({ flows, processes, lost, retransmitsUnavailable: probes.retransmitsUnavailable, dnsResponsesCut: model.names.cut }),
@@ -260,6 +302,36 @@ export class TraceSession {
     this.capture = null;
     this.probes.close();
   }
+}
+
+export type FinishProgress = ReturnType<typeof finishProgress>;
+
+/** One line on stderr once finishing has taken FINISH_NOTICE_MS, naming the step it is at; checked at
+ *  each step (the work between them is synchronous) and by a timer (for the waits). */
+export function finishProgress(log: (line: string) => void, now: () => number = () => performance.now(), noticeMs = FINISH_NOTICE_MS) {
+  const t0 = now();
+  let current = 'finishing';
+  let said = false;
+  const say = () => {
+    if (said) return;
+    said = true;
+    log(`proctap: finishing the report (${current})…`);
+  };
+  const timer = setTimeout(say, noticeMs);
+  timer.unref();
+  return {
+    step(what: string): void {
+      if (!said && now() - t0 >= noticeMs) say();
+      current = what;
+    },
+    done(): void {
+      clearTimeout(timer);
+      if (!said && now() - t0 >= noticeMs) say();
+    },
+    get said(): boolean {
+      return said;
+    },
+  };
 }
 
 export function captureInterfaceName(cgroupDir: string): string {

@@ -8,6 +8,8 @@ export interface TestHooks {
   procConnectorBufferBytes?: number;
   /** The proc connector is not read for this many ms at the start (its queue overflows). */
   procConnectorPauseMs?: number;
+  /** Finishing waits this many ms more (as a slow final read would): the progress line must show. */
+  finishDelayMs?: number;
 }
 
 /** Arms the fault, if any; returns its disarm. */

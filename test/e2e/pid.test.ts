@@ -26,7 +26,8 @@ interface ChurnChild {
 test('PID reuse under spawn/exit churn: every instance of a recycled pid keeps exactly its own bytes', async () => {
   const rounds = 400;
   // A new PID namespace with pid_max 400 (namespace pids wrap), and each host pid taken twice (clone3 set_tid)
-  const run = await proctapRun(['-q', '--user', 'root', '--', 'unshare', '--pid', '--fork', 'python3', CHURN, String(env.servers.port), String(rounds)]);
+  // every instance listed (no process folded): the test is about each instance's own bytes
+  const run = await proctapRun(['-q', '--keep-processes', '1000000', '--user', 'root', '--', 'unshare', '--pid', '--fork', 'python3', CHURN, String(env.servers.port), String(rounds)]);
   assert.equal(run.code, 0, run.stderr);
   const out = JSON.parse(run.stdout.trim().split('\n').pop()!) as { children: ChurnChild[]; reused: number; sinkBytes: number };
   const report = run.report!;

@@ -138,16 +138,32 @@ test(`bulk: at least ${BULK_MIN_RATE} bytes/s`, () => {
   assert.deepEqual(kinds(detect([flow(0.95 * BULK_MIN_RATE)], 5000)), []);
 });
 
-test(`bulk: a run shorter than ${BULK_MIN_WINDOW_MS} ms is rated over ${BULK_MIN_WINDOW_MS} ms`, () => {
-  // 2 MiB arriving between two samples 50 ms apart, then 150 ms apart.
-  const burst = (gap: number): FlowSeries => ({
+test('bulk: the rate is over the real time between the I/O samples, not floored at the flow interval', () => {
+  // 8 MiB arriving between two samples 14 ms apart (the last one at the flow's last I/O), then 150 ms apart.
+  const burst = (gap: number, bytes = 8 * MiB): FlowSeries => ({
     pid: 1, proto: 'tcp', socket: 'b', remoteAddr: '10.0.0.9', remotePort: 443, startMs: 0, endMs: 10 + gap,
-    samples: [{ tMs: 10, txBytes: 100, rxBytes: 0, txCalls: 1, rxCalls: 0 }, { tMs: 10 + gap, txBytes: 100, rxBytes: 2 * MiB, txCalls: 1, rxCalls: 30 }],
+    samples: [{ tMs: 10, txBytes: 100, rxBytes: 0, txCalls: 1, rxCalls: 0 }, { tMs: 10 + gap, txBytes: 100, rxBytes: bytes, txCalls: 1, rxCalls: 30 }],
   });
-  const short = detect([burst(BULK_MIN_WINDOW_MS - 50)], 1000);
-  assert.equal(short[0].evidence.rateBytesPerSec, Math.round((2 * MiB) / (BULK_MIN_WINDOW_MS / 1000)));
+  const short = detect([burst(14)], 1000);
+  assert.equal(short[0].evidence.durationMs, 14);
+  assert.equal(short[0].evidence.rateBytesPerSec, Math.round((8 * MiB) / 0.014));
+  assert.match(short[0].summary, / 8\.0 MiB from 10\.0\.0\.9:443 at 571 MiB\/s \(14 ms\)$/);
   const long = detect([burst(BULK_MIN_WINDOW_MS + 50)], 1000);
-  assert.equal(long[0].evidence.rateBytesPerSec, Math.round((2 * MiB) / ((BULK_MIN_WINDOW_MS + 50) / 1000)));
+  assert.equal(long[0].evidence.rateBytesPerSec, Math.round((8 * MiB) / ((BULK_MIN_WINDOW_MS + 50) / 1000)));
+  // The decision still takes a run as at least BULK_MIN_WINDOW_MS long: 1 MiB in 10 ms is bulk, 0.5 MiB not.
+  assert.equal(detect([burst(10, MiB)], 1000).length, 1);
+  assert.equal(detect([burst(10, MiB / 2)], 1000).length, 0);
+});
+
+test('bulk: bytes that came in one call have no rate: the summary says so', () => {
+  const once: FlowSeries = {
+    pid: 1, proto: 'tcp', socket: 'c', remoteAddr: '10.0.0.9', remotePort: 443, startMs: 10, endMs: 10,
+    samples: [{ tMs: 10, txBytes: 0, rxBytes: 4 * MiB, txCalls: 0, rxCalls: 1 }],
+  };
+  const [p] = detect([once], 1000);
+  assert.equal(p.kind, 'bulk');
+  assert.equal(p.evidence.rateBytesPerSec, undefined);
+  assert.match(p.summary, /downloads 4\.0 MiB from 10\.0\.0\.9:443 in one call$/);
 });
 
 // ---------------------------------------------------------------- request-response
