@@ -5,6 +5,7 @@
 import type { ConnectionReport, Pattern, PatternEndpoint, PatternKind } from '../schema/report';
 import { formatBytes, formatDuration, formatEndpoint } from '../util/format';
 import { endpointKey, flowDeltas, type FlowDelta, type FlowSeries } from './series';
+import { serverPatterns } from './server';
 
 const KiB = 1024;
 const MiB = 1024 * 1024;
@@ -76,6 +77,14 @@ export function subject(pids: number[], singular: string, plural: string): strin
 
 /** Connection rows that this side opened (or sent datagrams on) to a known remote. */
 const outgoing = (c: ConnectionReport) => c.role !== 'passive' && c.remoteAddr !== '*';
+
+/** long-lived-idle: open most of the trace, carrying almost nothing. */
+function isIdle(c: ConnectionReport, durationMs: number): boolean {
+  if (c.outcome !== 'open' && c.outcome !== 'closed' && c.outcome !== 'reset') return false;
+  const openMs = c.durationMs ?? Math.max(0, durationMs - c.startOffsetMs);
+  const bps = (c.txBytes + c.rxBytes) / (openMs / 1000);
+  return openMs >= LONG_IDLE_MIN_DURATION_MS && openMs >= LONG_IDLE_MIN_FRACTION * durationMs && bps < LONG_IDLE_MAX_RATE;
+}
 
 function groupBy<T>(items: T[], key: (x: T) => string): Map<string, T[]> {
   const m = new Map<string, T[]>();
@@ -242,7 +251,7 @@ export function detectPatterns(input: PatternInput): Pattern[] {
   const { series, connections, durationMs } = input;
   const seen = new Set<string>(); // kind + endpoint + pids: one pattern each
   const push = (p: Pattern) => {
-    const k = `${p.kind}|${p.endpoint ? endpointKey(p.endpoint) : ''}|${p.pids.join(',')}`;
+    const k = `${p.kind}|${p.endpoint ? endpointKey(p.endpoint) : ''}|${p.local ? `${p.local.localAddr}:${p.local.localPort}` : ''}|${p.pids.join(',')}`;
     if (!seen.has(k)) {
       seen.add(k);
       out.push(p);
@@ -261,7 +270,9 @@ export function detectPatterns(input: PatternInput): Pattern[] {
       const spanMs = Math.max(unionLength(runs.map((r) => [r.run.startMs, r.run.endMs])), BULK_MIN_WINDOW_MS);
       const bps = bytes / (spanMs / 1000);
       const pids = uniq(runs.map((r) => r.f.pid));
-      const what = dir === 'rx' ? `${subject(pids, 'downloads', 'download')} ${formatBytes(bytes)} from` : `${subject(pids, 'uploads', 'upload')} ${formatBytes(bytes)} to`;
+      // A server sends to (or receives from) its client; it does not download from its ephemeral port.
+      const verbs = runs.every((r) => r.f.accepted) ? { rx: ['receives', 'receive'], tx: ['sends', 'send'] } : { rx: ['downloads', 'download'], tx: ['uploads', 'upload'] };
+      const what = dir === 'rx' ? `${subject(pids, verbs.rx[0], verbs.rx[1])} ${formatBytes(bytes)} from` : `${subject(pids, verbs.tx[0], verbs.tx[1])} ${formatBytes(bytes)} to`;
       push({
         kind: 'bulk',
         pids,
@@ -278,7 +289,7 @@ export function detectPatterns(input: PatternInput): Pattern[] {
     const d = deltas.get(f)!;
     const tx = findPeriod(eventTimes(d, 'tx'));
     const polls = d.some((x) => x.rxBytes > 0);
-    if (tx) push(periodic([f.pid], f, tx, 'flow', polls ? ['polls', 'poll'] : ['sends to', 'send to']));
+    if (tx) push(periodic([f.pid], f, tx, 'flow', f.accepted ? ['answers', 'answer'] : polls ? ['polls', 'poll'] : ['sends to', 'send to']));
     else {
       const rx = findPeriod(eventTimes(d, 'rx'));
       if (rx) push(periodic([f.pid], f, rx, 'flow', ['hears from', 'hear from']));
@@ -295,7 +306,7 @@ export function detectPatterns(input: PatternInput): Pattern[] {
   // request-response: on one flow, or as many short connections to one endpoint. A periodic poller
   // is request-response too: its periodic pattern says it already.
   for (const f of series) {
-    if (periodicAt.has(endpointKey(f))) continue;
+    if (periodicAt.has(endpointKey(f)) || f.accepted) continue; // accepted: the server's view below
     const x = flowExchanges(deltas.get(f)!);
     if (x) push(requestResponse([f.pid], f, x, 'flow'));
   }
@@ -328,10 +339,12 @@ export function detectPatterns(input: PatternInput): Pattern[] {
   }
 
   // failed-connects: per remote address, so a scan of many closed ports is one finding, not one per port.
-  const failedAll = connections.filter((c) => c.remoteAddr !== '*' && (FAILED_OUTCOMES as readonly string[]).includes(c.outcome));
+  const failedAll = connections.filter(
+    (c) => c.role !== 'passive' && c.remoteAddr !== '*' && (FAILED_OUTCOMES as readonly string[]).includes(c.outcome),
+  );
   for (const [, failed] of groupBy(failedAll, (c) => `${c.proto}/${c.remoteAddr}`)) {
     if (failed.length < FAILED_CONNECTS_MIN) continue;
-    const attempts = connections.filter((c) => c.proto === failed[0].proto && c.remoteAddr === failed[0].remoteAddr).length;
+    const attempts = connections.filter((c) => c.role !== 'passive' && c.proto === failed[0].proto && c.remoteAddr === failed[0].remoteAddr).length;
     const byOutcome = FAILED_OUTCOMES.map((o) => [o, failed.filter((c) => c.outcome === o).length] as const).filter(([, n]) => n > 0);
     const pids = uniq(failed.map((c) => c.pid));
     const ports = uniq(failed.map((c) => c.remotePort));
@@ -349,13 +362,7 @@ export function detectPatterns(input: PatternInput): Pattern[] {
 
   // long-lived-idle: per endpoint, connections open most of the trace that carried almost nothing.
   // A heartbeat found periodic above is not idle: its periodic pattern says what goes on.
-  const idle = connections.filter((c) => {
-    if (periodicAt.has(endpointKey(c))) return false;
-    if (c.outcome !== 'open' && c.outcome !== 'closed' && c.outcome !== 'reset') return false;
-    const openMs = c.durationMs ?? Math.max(0, durationMs - c.startOffsetMs);
-    const bps = (c.txBytes + c.rxBytes) / (openMs / 1000);
-    return openMs >= LONG_IDLE_MIN_DURATION_MS && openMs >= LONG_IDLE_MIN_FRACTION * durationMs && bps < LONG_IDLE_MAX_RATE;
-  });
+  const idle = connections.filter((c) => c.role !== 'passive' && !periodicAt.has(endpointKey(c)) && isIdle(c, durationMs));
   for (const [, conns] of groupBy(idle, endpointKey)) {
     const openMs = Math.max(...conns.map((c) => c.durationMs ?? Math.max(0, durationMs - c.startOffsetMs)));
     const bytes = conns.reduce((a, c) => a + c.txBytes + c.rxBytes, 0);
@@ -373,6 +380,10 @@ export function detectPatterns(input: PatternInput): Pattern[] {
     });
   }
 
-  const keyOf = (p: Pattern) => `${p.endpoint ? endpointKey(p.endpoint) : ''}`;
+  // The server's side: accepted connections, per local endpoint (src/analysis/server.ts).
+  const rules = { findPeriod, minRequests: RR_MIN_EXCHANGES, maxRequestBytes: RR_MAX_REQUEST_BYTES, idle: (c: ConnectionReport) => isIdle(c, durationMs), subject };
+  for (const p of serverPatterns(series, connections, durationMs, rules)) push(p);
+
+  const keyOf = (p: Pattern) => `${p.endpoint ? endpointKey(p.endpoint) : p.local ? `${p.local.localAddr}:${p.local.localPort}` : ''}`;
   return out.sort((a, b) => KIND_ORDER.indexOf(a.kind) - KIND_ORDER.indexOf(b.kind) || a.pids[0] - b.pids[0] || keyOf(a).localeCompare(keyOf(b)));
 }

@@ -9,6 +9,7 @@ import type { Backend } from '../schema/report';
 import type { TestHooks } from '../trace/test-hooks';
 import { MAX_SNAPLEN, type CaptureFormat } from '../pcap/capture';
 import { checkInterfaceName } from '../isolate/plan';
+import { formatArgv } from '../util/format';
 
 export const VERSION: string = JSON.parse(fs.readFileSync(path.resolve(__dirname, '../../../package.json'), 'utf8')).version;
 
@@ -95,7 +96,7 @@ function addTraceOptions(command: Command): Command {
     .addOption(new Option('--backend <name>', 'socket I/O hooks').choices(['auto', 'tracepoint', 'fentry', 'kprobe']).default('auto'))
     .option('--flow-interval <ms>', 'minimum time between two kernel updates of one flow', parseMilliseconds, 100)
     .option('--ring-buffer <size>', 'kernel ring buffer size (power of two)', parseRingBufferSize, 8 * 1024 * 1024)
-    .option('-o, --pcap <file>', 'capture the traced processes\' packets to FILE ("-" for stdout)')
+    .option('-o, --pcap <file>', 'capture the traced processes\' packets to FILE ("-" for stdout; run then moves the command\'s own stdout to stderr)')
     .addOption(new Option('--pcap-format <format>', 'capture file format').choices(['pcapng', 'pcap']).default('pcapng'))
     .option('-f, --pcap-filter <expr>', 'tcpdump filter for the capture, e.g. "tcp port 443"')
     .option('--snaplen <bytes>', 'bytes kept per packet (default: whole packet, up to 262144)', parseSnaplen, MAX_SNAPLEN)
@@ -236,6 +237,15 @@ export function buildProgram(actions: CliActions, output: CliOutput, exit: (code
     .option('-d, --device <name>', 'with --isolate: NAT out of this device (default: the default route\'s)')
     .option('--use-public-dns', 'with --isolate: public nameservers in the namespace\'s resolv.conf')
     .option('--no-ip-forward', 'with --isolate: do not turn on IP forwarding (refuse if it is off)');
+  // `proctap run curl -s URL`: the command's own options look like proctap's; say where they go. (Here
+  // commander has parsed: run.args is the operands, then the first unknown option and what follows.)
+  run.configureOutput({
+    outputError: (text, write) => {
+      const flag = /unknown option '([^']+)'/.exec(text)?.[1];
+      const hint = flag !== undefined && run.args.length > 0 && run.args[0] !== flag ? `; the command goes after --, as in: proctap run [options] -- ${formatArgv(run.args, 120)}` : '';
+      write(`${oneLine(text + hint)} (proctap --help for usage)\n`);
+    },
+  });
   addTraceOptions(run).action(async (command: string[], raw: OptionValues) => {
     const opts = traceCliOptions(raw);
     checkOutputOptions(opts);

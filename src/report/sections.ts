@@ -183,6 +183,8 @@ function buildConnections(
     const released = flows.map((f) => f.releasedNs).find((ns) => ns !== null) ?? null;
     const endNs = c.endNs ?? released;
     const outcome = c.endNs === null && released !== null ? 'closed' : c.outcome;
+    // Learned of in mid-life (first I/O after an attach, lost records): it began by its first byte at the latest.
+    const startNs = c.startSeen ? c.startNs : Math.min(c.startNs, ...flows.map((f) => f.firstNs));
     const base = (pid: number, startTime: bigint) => ({
       pid,
       ...(startTime ? { startTimeNs: Number(startTime) } : {}),
@@ -192,8 +194,8 @@ function buildConnections(
       localPort: c.localPort,
       remoteAddr: c.remoteAddr,
       remotePort: c.remotePort,
-      startOffsetMs: offset(c.startNs)!,
-      durationMs: span(c.startNs, endNs),
+      startOffsetMs: offset(startNs)!,
+      durationMs: span(startNs, endNs),
       outcome,
       error: c.error,
     });

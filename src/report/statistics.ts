@@ -12,12 +12,15 @@ import { protoName } from '../util/net';
 export interface SeriesContext {
   originNs: number;
   durationMs: number;
+  /** TCP connections by socket: the accepted ones make server-side flows. */
+  connections?: Array<{ cookie: bigint; role: string }>;
 }
 
 const ms = (ns: number, originNs: number) => Math.max(0, (ns - originNs) / 1e6);
 
 /** One FlowSeries per flow: its interval samples, then the final counters at its end (or the trace's). */
 export function flowSeries(flows: Flow[], context: SeriesContext): FlowSeries[] {
+  const accepted = new Set((context.connections ?? []).filter((c) => c.role === 'passive').map((c) => c.cookie));
   return flows.map((flow) => {
     const endNs = flow.releasedNs ?? flow.lastNs;
     const samples = flow.samples.map((s) => ({ tMs: ms(s.tsNs, context.originNs), ...s.counters }));
@@ -32,6 +35,7 @@ export function flowSeries(flows: Flow[], context: SeriesContext): FlowSeries[] 
       startMs: ms(flow.firstNs, context.originNs),
       endMs: flow.releasedNs === null ? null : ms(flow.releasedNs, context.originNs),
       samples,
+      ...(flow.key.proto === 6 && accepted.has(flow.key.cookie) ? { accepted: true, localAddr: flow.localAddr, localPort: flow.localPort } : {}),
     };
   });
 }

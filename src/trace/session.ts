@@ -19,6 +19,8 @@ import { startEbpfCapture, startLibpcapCapture, type CaptureRequest, type Libpca
 import { OutputFailures } from './outputs';
 import { Probes, type ProbeConfig } from './probes';
 import { TreeRebuilder, type TracedNow } from './rebuild';
+import { TitleReader } from './titles';
+import { outerNetnsPaths } from '../proc/procfs';
 import { armFault, type TestHooks } from './test-hooks';
 
 export { monotonicNs } from './rebuild';
@@ -71,6 +73,7 @@ export class TraceSession {
   readonly probes: Probes;
   /** Output write errors: the first one is kept; `outputs.onFailure` is the caller's stop. */
   readonly outputs = new OutputFailures();
+  private readonly titles = new TitleReader(this.model.tree);
   /** Ring-buffer records seen. */
   records = 0;
   private capture: TraceCapture | null = null;
@@ -80,6 +83,8 @@ export class TraceSession {
   private stopDisplay = () => {};
   private disarmFault = () => {};
   private resumeConnector: NodeJS.Timeout | null = null;
+  /** Why the proc connector could not be opened (proctap in a network namespace it cannot leave). */
+  private connectorUnavailable: string | null = null;
 
   /** Loads and verifies the programs. */
   constructor(private readonly options: SessionOptions) {
@@ -123,14 +128,17 @@ export class TraceSession {
     const toEvents = this.outputs.guard();
     const { onRecord, onBatchEnd } = options;
     const capture = this.capture;
+    const titles = this.titles;
     const route = (record: TraceRecord) => {
       model.onRecord(record);
+      titles.onRecord(record);
       capture?.onRecord(record);
       if (onRecord) toEvents(() => onRecord(record));
     };
     probes.start(
       (batch) => {
         this.records += forEachRecord(batch, route);
+        titles.afterBatch();
         capture?.afterBatch();
         if (onBatchEnd) toEvents(onBatchEnd);
         this.finalizeReleased();
@@ -140,7 +148,7 @@ export class TraceSession {
     this.ringRunning = true;
     const rebuilder = new TreeRebuilder(model, options.tracedNow ?? { source: "the kernel's traced set", pids: () => probes.tracedPids() }, options.log);
     const hooks = options.testHooks;
-    this.connector = loadNative().openProcConnector(
+    this.connector = this.openConnector(
       (batch) => {
         if (model.onProcEvents(decodeProcEvents(batch)) > 0) rebuilder.rebuild();
       },
@@ -148,7 +156,7 @@ export class TraceSession {
     );
     this.disarmFault = armFault(hooks);
     if (hooks?.procConnectorPauseMs) {
-      this.connector.setPaused(true);
+      this.connector?.setPaused(true);
       this.resumeConnector = setTimeout(() => this.connector?.setPaused(false), hooks.procConnectorPauseMs);
     }
     if (options.display) {
@@ -162,6 +170,27 @@ export class TraceSession {
         options.display,
       );
     }
+  }
+
+  /**
+   * The proc connector exists only in the initial network namespace: under `ip netns exec` or `nsenter
+   * --net` its socket is made by a thread that joins an outer namespace (init's, else an ancestor's) for
+   * that. Where none works, kernel records still say every fork, exec and exit (a note says what is lost).
+   */
+  private openConnector(onBatch: (batch: ArrayBuffer) => void, options: { receiveBufferBytes: number; maxQueuedBatches: number }): ProcConnector | null {
+    const outer = outerNetnsPaths();
+    if (outer.length === 0) return loadNative().openProcConnector(onBatch, options);
+    const failures: string[] = [];
+    for (const netnsPath of outer) {
+      try {
+        return loadNative().openProcConnector(onBatch, { ...options, netnsPath });
+      } catch (err) {
+        failures.push(`${netnsPath}: ${(err as Error).message.split('\n')[0]}`);
+      }
+    }
+    this.connectorUnavailable = failures.join('; ');
+    this.options.log(`proctap: warning: no proc connector in this network namespace, none reachable (${this.connectorUnavailable}): process events from kernel records only`);
+    return null;
   }
 
   /** Reads the last counters of released sockets and drops them from the kernel table (bounded memory). */
@@ -192,6 +221,7 @@ export class TraceSession {
     if (options.retransmits !== false) for (const [cookie, n] of probes.dumpRetransmits()) model.onRetransmits(cookie, n);
     const packets = probes.dumpPackets();
     const stats = probes.readStats();
+    this.titles.refreshRunning();
     for (const flow of model.flows.list()) model.tree.ensure(flow.key.tgid, flow.key.startTime);
     for (const owner of packets) if (owner.tgid) model.tree.ensure(owner.tgid, owner.startTime);
 
@@ -212,7 +242,7 @@ export class TraceSession {
       retransmits: probes.retransmitsUnavailable === null && options.retransmits !== false ? model.retransmits : undefined,
       packets,
       lost,
-      notes: traceNotes({ flows, processes, lost, retransmitsUnavailable: probes.retransmitsUnavailable, dnsResponsesCut: model.names.cut }),
+      notes: traceNotes({ flows, processes, lost, retransmitsUnavailable: probes.retransmitsUnavailable, dnsResponsesCut: model.names.cut, connectorUnavailable: this.connectorUnavailable }),
       ...(capture ? { capture } : {}),
       ...(options.dnsNames !== false ? { names: model.names } : {}),
       statistics: { flowIntervalMs: options.intervalMs, seriesIntervalMs: options.seriesIntervalMs },
