@@ -69,8 +69,7 @@ export function serverPatterns(series: FlowSeries[], connections: ConnectionRepo
   }
 
   const accepted = series.filter((f) => f.accepted && f.proto === 'tcp' && f.localPort !== undefined);
-  for (const [key, { local, items }] of groupByLocal(accepted, (f) => ({ proto: f.proto, localAddr: f.localAddr ?? '*', localPort: f.localPort! }))) {
-    if (periodicAt.has(key)) continue; // a periodic client's requests: its accepts say it already
+  for (const [, { local, items }] of groupByLocal(accepted, (f) => ({ proto: f.proto, localAddr: f.localAddr ?? '*', localPort: f.localPort! }))) {
     const last = items.map((f) => f.samples[f.samples.length - 1]);
     const requests = last.reduce((a, s) => a + s.rxCalls, 0);
     const responses = last.reduce((a, s) => a + s.txCalls, 0);

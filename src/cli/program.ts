@@ -243,7 +243,7 @@ export function buildProgram(actions: CliActions, output: CliOutput, exit: (code
     outputError: (text, write) => {
       const flag = /unknown option '([^']+)'/.exec(text)?.[1];
       const hint = flag !== undefined && run.args.length > 0 && run.args[0] !== flag ? `; the command goes after --, as in: proctap run [options] -- ${formatArgv(run.args, 120)}` : '';
-      write(`${oneLine(text + hint)} (proctap --help for usage)\n`);
+      write(`${oneLine(oneLine(text) + hint)} (proctap --help for usage)\n`);
     },
   });
   addTraceOptions(run).action(async (command: string[], raw: OptionValues) => {
