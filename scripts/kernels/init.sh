@@ -46,12 +46,13 @@ fi
 [ "$RUN_TESTS" = 1 ] || BACKENDS=""
 for b in $BACKENDS; do
   echo "@@kmatrix begin $b up $(uptime)"
+  # run.test.js: the accuracy suite; accept.test.js: attach to a server whose listener predates the attach
   if [ -n "$TEST_PATTERN" ]; then
     PROCTAP_TEST_BACKEND=$b node --test --test-concurrency=1 --test-timeout="$TEST_TIMEOUT" --test-reporter=tap \
-      --test-name-pattern="$TEST_PATTERN" dist/test/e2e/run.test.js
+      --test-name-pattern="$TEST_PATTERN" dist/test/e2e/run.test.js dist/test/e2e/accept.test.js
   else
     PROCTAP_TEST_BACKEND=$b node --test --test-concurrency=1 --test-timeout="$TEST_TIMEOUT" --test-reporter=tap \
-      dist/test/e2e/run.test.js
+      dist/test/e2e/run.test.js dist/test/e2e/accept.test.js
   fi
   echo "@@kmatrix end $b rc=$? up $(uptime)"
 done

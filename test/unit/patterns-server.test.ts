@@ -77,7 +77,8 @@ test("a server's accepted connections every 465 ms are accepts, not connects", (
 test('bulk from a server is sent to its client; reset and idle accepted connections are no failed connects', () => {
   const f = accepted(bulkCalls('tx', 20 * MiB, 200, 1000, 5), { endMs: 1300 });
   const [bulk] = detect([f], 2000).filter((p) => p.kind === 'bulk');
-  assert.match(bulk.summary, /^pid 42 sends 20\.0 MiB to 127\.0\.0\.1:50000/);
+  assert.match(bulk.summary, /^pid 42 sends 20\.0 MiB on 127\.0\.0\.1:6379 \(1 connection\) at /);
+  assert.deepEqual([bulk.local, bulk.endpoint, bulk.evidence.side], [{ proto: 'tcp', ...LOCAL }, undefined, 'server']);
   const idle = accepted([{ tMs: 100, dir: 'rx', bytes: 20 }, { tMs: 101, dir: 'tx', bytes: 20 }], { endMs: null });
   const rows = [passiveRow(idle, { durationMs: null, outcome: 'open' }), { ...passiveRow(idle), remotePort: 50009, outcome: 'reset' as const, error: 'ECONNRESET', durationMs: 5 }];
   const ps = detect([idle], 5000, rows);
