@@ -259,9 +259,11 @@ export function detectPatterns(input: PatternInput): Pattern[] {
   };
   const deltas = new Map(series.map((f) => [f, flowDeltas(f)] as const));
 
-  // bulk: per endpoint and direction, the flows' sustained runs together.
+  // bulk: per endpoint and direction, the flows' sustained runs together. A server's accepted flows go
+  // per local endpoint: it sends to its clients, not to (or from) each one's ephemeral port.
   const bulkFlows = new Set<FlowSeries>();
-  for (const [, flows] of groupBy(series, endpointKey)) {
+  const bulkKey = (f: FlowSeries) => (f.accepted ? `accepted/${f.proto}/${f.localAddr}/${f.localPort}` : endpointKey(f));
+  for (const [, flows] of groupBy(series, bulkKey)) {
     for (const dir of ['rx', 'tx'] as const) {
       const runs = flows.map((f) => ({ f, run: bulkRun(f, dir) })).filter((x): x is { f: FlowSeries; run: BulkRun } => x.run !== null);
       if (runs.length === 0) continue;
@@ -270,15 +272,28 @@ export function detectPatterns(input: PatternInput): Pattern[] {
       const spanMs = Math.max(unionLength(runs.map((r) => [r.run.startMs, r.run.endMs])), BULK_MIN_WINDOW_MS);
       const bps = bytes / (spanMs / 1000);
       const pids = uniq(runs.map((r) => r.f.pid));
-      // A server sends to (or receives from) its client; it does not download from its ephemeral port.
-      const verbs = runs.every((r) => r.f.accepted) ? { rx: ['receives', 'receive'], tx: ['sends', 'send'] } : { rx: ['downloads', 'download'], tx: ['uploads', 'upload'] };
-      const what = dir === 'rx' ? `${subject(pids, verbs.rx[0], verbs.rx[1])} ${formatBytes(bytes)} from` : `${subject(pids, verbs.tx[0], verbs.tx[1])} ${formatBytes(bytes)} to`;
+      const evidence = { direction: dir, bytes, durationMs: round(spanMs), rateBytesPerSec: Math.round(bps), flows: runs.length };
+      const f0 = flows[0];
+      if (f0.accepted) {
+        const local = { proto: f0.proto, localAddr: f0.localAddr ?? '*', localPort: f0.localPort ?? 0 };
+        const verb = dir === 'rx' ? subject(pids, 'receives', 'receive') : subject(pids, 'sends', 'send');
+        const n = runs.length;
+        push({
+          kind: 'bulk',
+          pids,
+          local,
+          evidence: { ...evidence, side: 'server' },
+          summary: `${verb} ${formatBytes(bytes)} on ${formatEndpoint(local.localAddr, local.localPort)} (${n} connection${n === 1 ? '' : 's'}) at ${rate(bps)} (${formatDuration(spanMs)})`,
+        });
+        continue;
+      }
+      const what = dir === 'rx' ? `${subject(pids, 'downloads', 'download')} ${formatBytes(bytes)} from` : `${subject(pids, 'uploads', 'upload')} ${formatBytes(bytes)} to`;
       push({
         kind: 'bulk',
         pids,
-        endpoint: ep(flows[0]),
-        evidence: { direction: dir, bytes, durationMs: round(spanMs), rateBytesPerSec: Math.round(bps), flows: runs.length },
-        summary: `${what} ${where(flows[0])} at ${rate(bps)} (${formatDuration(spanMs)})`,
+        endpoint: ep(f0),
+        evidence,
+        summary: `${what} ${where(f0)} at ${rate(bps)} (${formatDuration(spanMs)})`,
       });
     }
   }

@@ -171,7 +171,7 @@ export function netnsInode(pid: number | 'self'): number | null {
 export function outerNetnsPaths(): string[] {
   const own = netnsInode('self');
   if (own !== null && own === netnsInode(1)) return [];
-  const paths = ['/proc/1/ns/net'];
+  const paths = ['/proc/1/ns/net']; // even where its inode cannot be read: opening it may still work
   const seen = new Set<number | null>([own]);
   for (let pid = process.ppid; pid > 1; pid = readStatus(pid)?.ppid ?? 0) {
     const inode = netnsInode(pid);

@@ -178,10 +178,14 @@ export class TraceSession {
    * that. Where none works, kernel records still say every fork, exec and exit (a note says what is lost).
    */
   private openConnector(onBatch: (batch: ArrayBuffer) => void, options: { receiveBufferBytes: number; maxQueuedBatches: number }): ProcConnector | null {
-    const outer = outerNetnsPaths();
-    if (outer.length === 0) return loadNative().openProcConnector(onBatch, options);
+    try {
+      return loadNative().openProcConnector(onBatch, options);
+    } catch (err) {
+      // ECONNREFUSED to PROC_CN_MCAST_LISTEN: no connector in this namespace. Anything else is a failure.
+      if ((err as { code?: string }).code !== 'ECONNREFUSED') throw err;
+    }
     const failures: string[] = [];
-    for (const netnsPath of outer) {
+    for (const netnsPath of outerNetnsPaths()) {
       try {
         return loadNative().openProcConnector(onBatch, { ...options, netnsPath });
       } catch (err) {

@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: MIT
 // Process titles as ps shows them. A program may write its title over its arguments after it starts
 // (nginx's "worker process", redis, postgres, sshd, Python's setproctitle), and a forked child starts with
-// its parent's: so /proc/PID/cmdline is read again after a process is first seen (fork) or execs, once
-// the batch that said so is handled, and for every process still running when the trace ends.
+// its parent's: so /proc/PID/cmdline is read again, once the batch that said so is handled, after a
+// process is first seen (its fork: the child, and the parent, which often set its own title before
+// forking workers), after it execs, at its first traffic (servers name themselves before serving), and
+// for every process still running when the trace ends.
 import { readArgv } from '../proc/procfs';
 import type { TraceRecord } from '../kernel/records';
 import type { ProcessTree } from '../model/tree';
@@ -12,6 +14,8 @@ export const TITLE_READS_PER_BATCH = 256;
 
 export class TitleReader {
   private readonly pending = new Set<number>();
+  /** Processes whose first traffic was seen (a flow record): read once for it. */
+  private readonly talked = new Set<number>();
 
   constructor(
     private readonly tree: ProcessTree,
@@ -19,7 +23,16 @@ export class TitleReader {
   ) {}
 
   onRecord(record: TraceRecord): void {
-    if ((record.type === 'fork' || record.type === 'exec') && this.pending.size < TITLE_READS_PER_BATCH) this.pending.add(record.tgid);
+    if (this.pending.size >= TITLE_READS_PER_BATCH) return;
+    if (record.type === 'fork') {
+      this.pending.add(record.tgid);
+      this.pending.add(record.ppid);
+    } else if (record.type === 'exec') {
+      this.pending.add(record.tgid);
+    } else if (record.type === 'flow' && !this.talked.has(record.tgid)) {
+      this.talked.add(record.tgid);
+      this.pending.add(record.tgid);
+    }
   }
 
   afterBatch(): void {

@@ -11,7 +11,7 @@
 // belongs to no logged request, none written is cut short; the EOF read is no byte (not a call).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Report } from '../../src/schema/report';
@@ -173,4 +173,26 @@ test('redis-server: 2000 commands on one connection are answered requests; perio
   } finally {
     await redis.stop();
   }
+});
+
+test('Python setproctitle: a title set after exec, and a child\'s set after its fork, are the argv reported', async () => {
+  // the system interpreter: python3-setproctitle is a Debian package (scripts/install-deps.sh)
+  const script = [
+    'import os, socket, time, setproctitle',
+    'setproctitle.setproctitle("svc: main")',
+    'pid = os.fork()',
+    'if pid == 0:',
+    '    setproctitle.setproctitle("svc: worker 1")',
+    '    socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"x", ("127.0.0.1", 9))',
+    '    time.sleep(0.5)',
+    '    os._exit(0)',
+    'os.waitpid(pid, 0)',
+  ].join('\n');
+  const json = path.join(dir, 'setproctitle.json');
+  const backend = TEST_BACKEND ? ['--backend', TEST_BACKEND] : [];
+  const r = spawnSync(PROCTAP, ['run', ...backend, '-q', '--json', json, '--', '/usr/bin/python3', '-c', script], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  const report: Report = JSON.parse(fs.readFileSync(json, 'utf8'));
+  assert.deepEqual(report.processes.map((p) => p.argv), [['svc: main'], ['svc: worker 1']]);
+  assert.deepEqual(report.processes[1].udp.txBytes, 1);
 });
