@@ -126,10 +126,11 @@ export interface HttpExchange {
  * whole (Content-Length) before the next; `pauseMs` between them. Returns what it exchanged and how
  * long the connection lasted for the client: from connect() to close().
  */
-export async function keepAliveClient(port: number, paths: string[], pauseMs = 0): Promise<{ exchanges: HttpExchange[]; sent: number; localPort: number; lastedMs: number }> {
-  const started = process.hrtime.bigint();
+export async function keepAliveClient(port: number, paths: string[], pauseMs = 0): Promise<{ exchanges: HttpExchange[]; sent: number } & ClientTimes> {
+  const started = now();
   const socket = net.connect(port, '127.0.0.1');
   await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+  const connected = now();
   let buffer = Buffer.alloc(0);
   let wake: (() => void) | null = null;
   socket.on('data', (d) => {
@@ -152,11 +153,26 @@ export async function keepAliveClient(port: number, paths: string[], pauseMs = 0
     exchanges.push({ status: Number(head.split(' ')[1]), bytes: end + 4 + length });
     buffer = buffer.subarray(end + 4 + length);
   }
+  return { exchanges, sent, ...(await close(socket, started, connected)) };
+}
+
+const now = () => Number(process.hrtime.bigint()) / 1e6;
+
+/** How long a connection lasted for its client, as bounds of what the server saw: at most from before
+ *  connect() to the close event, at least from the connect event (the server had the SYN) to end(). */
+export interface ClientTimes {
+  localPort: number;
+  lastedMs: number;
+  atLeastMs: number;
+}
+
+async function close(socket: net.Socket, started: number, connected: number): Promise<ClientTimes> {
   const localPort = socket.localPort!;
-  await new Promise<void>((resolve) => socket.end(resolve));
-  socket.destroy();
-  const lastedMs = Number(process.hrtime.bigint() - started) / 1e6;
-  return { exchanges, sent, localPort, lastedMs };
+  const ending = now();
+  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+  socket.end();
+  await closed;
+  return { localPort, lastedMs: now() - started, atLeastMs: ending - connected };
 }
 
 export interface Redis {
@@ -186,10 +202,11 @@ export async function startRedis(): Promise<Redis> {
 
 /** An untraced redis client on one connection: `n` PINGs, each answered before the next; what it sent,
  *  received, and how long the connection lasted for it. */
-export async function redisPings(port: number, n: number): Promise<{ sent: number; received: number; localPort: number; lastedMs: number }> {
-  const started = process.hrtime.bigint();
+export async function redisPings(port: number, n: number): Promise<{ sent: number; received: number } & ClientTimes> {
+  const started = now();
   const socket = net.connect(port, '127.0.0.1');
   await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+  const connected = now();
   const command = '*1\r\n$4\r\nPING\r\n';
   let received = 0;
   let pending = Buffer.alloc(0);
@@ -204,8 +221,5 @@ export async function redisPings(port: number, n: number): Promise<{ sent: numbe
     while (pending.indexOf('\r\n') < 0) await new Promise<void>((resolve) => (wake = resolve));
     pending = pending.subarray(pending.indexOf('\r\n') + 2);
   }
-  const localPort = socket.localPort!;
-  await new Promise<void>((resolve) => socket.end(resolve));
-  socket.destroy();
-  return { sent: n * command.length, received, localPort, lastedMs: Number(process.hrtime.bigint() - started) / 1e6 };
+  return { sent: n * command.length, received, ...(await close(socket, started, connected)) };
 }
