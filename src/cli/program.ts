@@ -261,7 +261,7 @@ export function buildProgram(actions: CliActions, output: CliOutput, exit: (code
     .option('--comm <name>', 'every process whose comm is NAME, now and later')
     .option('--cgroup <path>', 'every process in this cgroup v2 (path below the cgroup2 mount), now and later')
     .option('--duration <time>', 'stop after this long (e.g. 30s, 2m)', parseDuration)
-    .option('--no-children', 'do not follow children forked after the attach')
+    .option('--no-children', 'trace only the listed processes: not their children running now (a note names them), nor those forked later')
     .option('--netns-capture', 'with -o: capture every interface of the targets\' network namespaces (libpcap), not only their sockets\' packets');
   addTraceOptions(attach).action(async (pidArgs: string[], raw: OptionValues) => {
     const opts = traceCliOptions(raw);

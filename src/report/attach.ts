@@ -20,9 +20,11 @@ export interface AttachFacts {
 }
 
 /** Connections open before the attach: matched to traced flows by 5-tuple (in place), or listed without
- *  traffic (the rows returned, to append). */
+ *  traffic (the rows returned, to append). A TCP one on a port the targets listened on was accepted. */
 export function markPreexisting(connections: ConnectionReport[], sockets: PreexistingSocket[]): ConnectionReport[] {
   const key = (proto: string, la: string, lp: number, ra: string, rp: number) => `${proto} ${la}:${lp} ${ra}:${rp}`;
+  const listening = new Set(sockets.filter((s) => s.proto === 'tcp' && s.state === 10).map((s) => s.localPort));
+  const tcpRole = (localPort: number) => (listening.has(localPort) ? ('passive' as const) : ('unknown' as const));
   const rows = new Map<string, ConnectionReport>();
   for (const c of connections) rows.set(key(c.proto, c.localAddr, c.localPort, c.remoteAddr, c.remotePort), c);
   const added: ConnectionReport[] = [];
@@ -31,12 +33,13 @@ export function markPreexisting(connections: ConnectionReport[], sockets: Preexi
     const row = rows.get(key(s.proto, s.localAddr, s.localPort, s.remoteAddr, s.remotePort));
     if (row) {
       row.preexisting = true;
+      if (row.role === 'unknown') row.role = tcpRole(row.localPort);
       continue;
     }
     added.push({
       pid: s.pid,
       proto: s.proto,
-      role: 'unknown',
+      role: s.proto === 'tcp' ? tcpRole(s.localPort) : 'unknown',
       localAddr: s.localAddr,
       localPort: s.localPort,
       remoteAddr: s.remoteAddr,

@@ -9,7 +9,7 @@ import { ConnectionTracker, TCP_STATE } from '../../src/model/connections';
 import { FlowTable } from '../../src/model/flows';
 import { ProcessTree } from '../../src/model/tree';
 import { assembleReport, type ReportInputs } from '../../src/report/assemble';
-import { childrenLeftOutNotes } from '../../src/report/attach';
+import { childrenLeftOutNotes, markPreexisting } from '../../src/report/attach';
 import { attachedLine, processTitle, renderReport } from '../../src/render/table';
 import { ListenerRegistry } from '../../src/trace/listeners';
 import { TitleReader } from '../../src/trace/titles';
@@ -165,6 +165,13 @@ test('a row seen in mid-life starts with its first byte, not with its close (red
   const report = assembleReport(inputs({ processes: tree.list(), flows: flows.list(), connections: tracker.list() }));
   const [row] = report.connections;
   assert.deepEqual([row.role, row.startOffsetMs, row.durationMs, row.outcome], ['passive', 1000, 384.03, 'closed']);
+});
+
+test('connections open before the attach on a port the targets listen on were accepted', () => {
+  const sockets = parseProcNet(PROC_NET_TCP, 'tcp', 2).map((s) => ({ ...s, pid: 100 }));
+  const other = { ...sockets[2], localPort: 41000, remotePort: 6379, inode: 5004 };
+  const rows = markPreexisting([], [...sockets, other]);
+  assert.deepEqual(rows.map((r) => [r.localPort, r.remotePort, r.role, r.preexisting]), [[8080, 50000, 'passive', true], [41000, 6379, 'unknown', true]]);
 });
 
 // ---------------------------------------------------------------- the attach in the report
