@@ -175,6 +175,7 @@ export async function attachTraced(options: AttachOptions): Promise<AttachResult
       session.probes.addTraced(pid);
       const status = readStatus(pid);
       if (!status) {
+        session.probes.removeTraced(pid);
         if (via === 'pid') throw new AttachError(`pid ${pid} exited during setup`);
         return;
       }

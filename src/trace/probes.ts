@@ -231,6 +231,13 @@ export class Probes {
     this.object.mapUpdate('traced', key, value, 0);
   }
 
+  /** A process that turned out gone (its pid must not trace whoever gets it next). */
+  removeTraced(pid: number): void {
+    const key = Buffer.alloc(4);
+    key.writeUInt32LE(pid);
+    this.object.mapDelete('traced', key);
+  }
+
   /** A listening socket an attach target opened before the attach (bpf/proctap.h, struct listener_key):
    *  the connections it accepts get `pid` as their owner from their SYN on. */
   addListener(listener: { netns: number; port: number; addr: Uint8Array }, pid: number, startTimeNs = 0n): void {
