@@ -653,7 +653,7 @@ int BPF_PROG(inet_sock_set_state, struct sock *sk, int oldstate, int newstate)
 		if (!m && newstate == TCP_SYN_RECV)
 			m = adopt_listener_child(sk, family);
 		if (!m) {
-			if (oldstate == TCP_LISTEN)
+			if (oldstate == TCP_LISTEN && newstate == TCP_CLOSE)
 				forget_listener(sk, family);
 			return 0;
 		}
