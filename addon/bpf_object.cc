@@ -4,6 +4,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <fcntl.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -63,6 +64,9 @@ Napi::Function BpfObject::Define(Napi::Env env) {
                          InstanceMethod<&BpfObject::Load>("load"),
                          InstanceMethod<&BpfObject::Attach>("attach"),
                          InstanceMethod<&BpfObject::AttachCgroup>("attachCgroup"),
+                         InstanceMethod<&BpfObject::AttachUprobe>("attachUprobe"),
+                         InstanceMethod<&BpfObject::AttachUprobeMulti>("attachUprobeMulti"),
+                         InstanceMethod<&BpfObject::SetExpectedAttachType>("setExpectedAttachType"),
                          InstanceMethod<&BpfObject::Detach>("detach"),
                          InstanceMethod<&BpfObject::MapLookup>("mapLookup"),
                          InstanceMethod<&BpfObject::MapUpdate>("mapUpdate"),
@@ -95,8 +99,10 @@ void BpfObject::CloseInternal() {
   // tracepoint: RCU grace periods, 60-90 ms each on 6.18. Concurrently, those waits overlap.
   std::vector<std::thread> destroyers;
   for (auto& [handle, link] : links_) destroyers.emplace_back(bpf_link__destroy, link);
+  for (auto& [handle, fd] : raw_links_) destroyers.emplace_back(close, fd);
   for (auto& t : destroyers) t.join();
   links_.clear();
+  raw_links_.clear();
   if (obj_ != nullptr) {
     bpf_object__close(obj_);
     obj_ = nullptr;
@@ -241,10 +247,164 @@ Napi::Value BpfObject::AttachCgroup(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, handle);
 }
 
+// attachUprobe(program, binaryPath, symbol, {retprobe, pid, cookie}): libbpf resolves the symbol in the
+// file's ELF symbol tables (.dynsym, then .symtab) and turns it into a file offset.
+Napi::Value BpfObject::AttachUprobe(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  bpf_program* prog = Program(env, info[0]);
+  std::string binary = StringArg(info, 1, "binaryPath");
+  std::string symbol = StringArg(info, 2, "symbol");
+  bool retprobe = false;
+  int pid = -1;
+  uint64_t cookie = 0;
+  if (info.Length() > 3 && !info[3].IsUndefined()) {
+    if (!info[3].IsObject()) ThrowTypeError(env, "options must be an object");
+    Napi::Object opts = info[3].As<Napi::Object>();
+    Napi::Value r = opts.Get("retprobe");
+    if (!r.IsUndefined()) {
+      if (!r.IsBoolean()) ThrowTypeError(env, "options.retprobe must be a boolean");
+      retprobe = r.As<Napi::Boolean>().Value();
+    }
+    Napi::Value p = opts.Get("pid");
+    if (!p.IsUndefined()) {
+      double v = p.IsNumber() ? p.As<Napi::Number>().DoubleValue() : -2;
+      if (!(v >= -1 && v <= INT_MAX) || v != static_cast<double>(static_cast<int64_t>(v))) {
+        ThrowTypeError(env, "options.pid must be an integer in [-1, 2^31-1] (-1: every process)");
+      }
+      pid = static_cast<int>(v);
+    }
+    Napi::Value c = opts.Get("cookie");
+    if (c.IsBigInt()) {
+      bool lossless = false;
+      cookie = c.As<Napi::BigInt>().Uint64Value(&lossless);
+      if (!lossless) ThrowTypeError(env, "options.cookie must fit in 64 bits");
+    } else if (c.IsNumber()) {
+      double v = c.As<Napi::Number>().DoubleValue();
+      if (!(v >= 0 && v <= 9007199254740991.0) || v != static_cast<double>(static_cast<int64_t>(v))) {
+        ThrowTypeError(env, "options.cookie must be a non-negative integer");
+      }
+      cookie = static_cast<uint64_t>(v);
+    } else if (!c.IsUndefined()) {
+      ThrowTypeError(env, "options.cookie must be a number or a bigint");
+    }
+  }
+  LIBBPF_OPTS(bpf_uprobe_opts, opts);
+  opts.retprobe = retprobe;
+  opts.func_name = symbol.c_str();
+  opts.bpf_cookie = cookie;
+  uint64_t mark = LibbpfLogMark();
+  bpf_link* link = bpf_program__attach_uprobe_opts(prog, pid, binary.c_str(), 0, &opts);
+  int err = errno;
+  uint32_t handle = AddLink(env, link, err,
+                            "bpf_program__attach_uprobe_opts '" + std::string(bpf_program__name(prog)) + "' " +
+                                (retprobe ? "at the return of " : "at ") + symbol + " in '" + binary + "'",
+                            mark);
+  return Napi::Number::New(env, handle);
+}
+
+void BpfObject::SetExpectedAttachType(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  bpf_program* prog = Program(env, info[0]);
+  auto type = static_cast<uint32_t>(NumberArg(info, 1, "attachType", 0, 1023));
+  RequireNotLoaded(env, "setExpectedAttachType('" + std::string(bpf_program__name(prog)) + "')");
+  int err = bpf_program__set_expected_attach_type(prog, static_cast<bpf_attach_type>(type));
+  if (err) ThrowErrno(env, err, "bpf_program__set_expected_attach_type '" + std::string(bpf_program__name(prog)) + "'");
+}
+
+// The part of union bpf_attr that BPF_LINK_CREATE reads for BPF_TRACE_UPROBE_MULTI (kernel 6.6+); libbpf
+// 1.1 predates it, so the syscall is made here. Layout as in include/uapi/linux/bpf.h.
+struct UprobeMultiAttr {
+  uint32_t prog_fd;
+  uint32_t target_fd;
+  uint32_t attach_type;
+  uint32_t flags;
+  uint64_t path;
+  uint64_t offsets;
+  uint64_t ref_ctr_offsets;
+  uint64_t cookies;
+  uint32_t cnt;
+  uint32_t multi_flags;
+  uint32_t pid;
+  uint32_t pad;
+};
+constexpr uint32_t kTraceUprobeMulti = 48;   // BPF_TRACE_UPROBE_MULTI
+constexpr uint32_t kUprobeMultiReturn = 1;   // BPF_F_UPROBE_MULTI_RETURN
+
+// attachUprobeMulti(program, binaryPath, offsets, {cookies, retprobe, pid}): one link probing every file
+// offset of binaryPath. The program must be loaded with expected attach type BPF_TRACE_UPROBE_MULTI.
+Napi::Value BpfObject::AttachUprobeMulti(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  bpf_program* prog = Program(env, info[0]);
+  std::string binary = StringArg(info, 1, "binaryPath");
+  if (info.Length() < 3 || !info[2].IsArray()) ThrowTypeError(env, "offsets must be an array of numbers");
+  Napi::Array list = info[2].As<Napi::Array>();
+  std::vector<uint64_t> offsets, cookies;
+  for (uint32_t i = 0; i < list.Length(); i++) {
+    Napi::Value v = list.Get(i);
+    double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+    if (!(d > 0 && d <= 9007199254740991.0) || d != static_cast<double>(static_cast<int64_t>(d))) ThrowTypeError(env, "offsets must be positive integers");
+    offsets.push_back(static_cast<uint64_t>(d));
+  }
+  if (offsets.empty()) ThrowTypeError(env, "offsets must not be empty");
+  bool retprobe = false;
+  int pid = 0;
+  if (info.Length() > 3 && !info[3].IsUndefined()) {
+    if (!info[3].IsObject()) ThrowTypeError(env, "options must be an object");
+    Napi::Object opts = info[3].As<Napi::Object>();
+    Napi::Value r = opts.Get("retprobe");
+    if (!r.IsUndefined()) {
+      if (!r.IsBoolean()) ThrowTypeError(env, "options.retprobe must be a boolean");
+      retprobe = r.As<Napi::Boolean>().Value();
+    }
+    Napi::Value p = opts.Get("pid");
+    if (!p.IsUndefined()) {
+      double v = p.IsNumber() ? p.As<Napi::Number>().DoubleValue() : -2;
+      if (!(v >= -1 && v <= INT_MAX) || v != static_cast<double>(static_cast<int64_t>(v))) ThrowTypeError(env, "options.pid must be an integer in [-1, 2^31-1]");
+      pid = v < 0 ? 0 : static_cast<int>(v);  // the kernel's "every process" is 0
+    }
+    Napi::Value c = opts.Get("cookies");
+    if (!c.IsUndefined()) {
+      if (!c.IsArray() || c.As<Napi::Array>().Length() != offsets.size()) ThrowTypeError(env, "options.cookies must be an array as long as offsets");
+      Napi::Array cs = c.As<Napi::Array>();
+      for (uint32_t i = 0; i < cs.Length(); i++) {
+        Napi::Value v = cs.Get(i);
+        double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+        if (!(d >= 0 && d <= 9007199254740991.0) || d != static_cast<double>(static_cast<int64_t>(d))) ThrowTypeError(env, "cookies must be non-negative integers");
+        cookies.push_back(static_cast<uint64_t>(d));
+      }
+    }
+  }
+  int prog_fd = bpf_program__fd(prog);
+  if (prog_fd < 0) ThrowError(env, "program '" + std::string(bpf_program__name(prog)) + "' is not loaded");
+  UprobeMultiAttr attr{};
+  attr.prog_fd = static_cast<uint32_t>(prog_fd);
+  attr.attach_type = kTraceUprobeMulti;
+  attr.path = reinterpret_cast<uint64_t>(binary.c_str());
+  attr.offsets = reinterpret_cast<uint64_t>(offsets.data());
+  attr.cookies = cookies.empty() ? 0 : reinterpret_cast<uint64_t>(cookies.data());
+  attr.cnt = static_cast<uint32_t>(offsets.size());
+  attr.multi_flags = retprobe ? kUprobeMultiReturn : 0;
+  attr.pid = static_cast<uint32_t>(pid);
+  int fd = static_cast<int>(syscall(__NR_bpf, BPF_LINK_CREATE, &attr, sizeof(attr)));
+  if (fd < 0) {
+    ThrowErrno(env, errno, "uprobe_multi link of '" + std::string(bpf_program__name(prog)) + "' on " + std::to_string(offsets.size()) +
+                               " offsets of '" + binary + "'" + (retprobe ? " (return)" : ""));
+  }
+  uint32_t handle = next_link_++;
+  raw_links_[handle] = fd;
+  return Napi::Number::New(env, handle);
+}
+
 void BpfObject::Detach(const Napi::CallbackInfo& info) {
   if (!info[0].IsNumber()) ThrowTypeError(info.Env(), "link must be a number");
   double handle = info[0].As<Napi::Number>().DoubleValue();
   if (!(handle >= 0 && handle <= UINT32_MAX)) return;
+  auto raw = raw_links_.find(static_cast<uint32_t>(handle));
+  if (raw != raw_links_.end() && raw->first == handle) {
+    close(raw->second);
+    raw_links_.erase(raw);
+    return;
+  }
   auto it = links_.find(static_cast<uint32_t>(handle));
   if (it == links_.end() || it->first != handle) return;
   bpf_link__destroy(it->second);

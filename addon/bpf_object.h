@@ -35,6 +35,9 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
   void Load(const Napi::CallbackInfo& info);
   Napi::Value Attach(const Napi::CallbackInfo& info);
   Napi::Value AttachCgroup(const Napi::CallbackInfo& info);
+  Napi::Value AttachUprobe(const Napi::CallbackInfo& info);
+  Napi::Value AttachUprobeMulti(const Napi::CallbackInfo& info);
+  void SetExpectedAttachType(const Napi::CallbackInfo& info);
   void Detach(const Napi::CallbackInfo& info);
   Napi::Value MapLookup(const Napi::CallbackInfo& info);
   void MapUpdate(const Napi::CallbackInfo& info);
@@ -55,6 +58,7 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
   bpf_object* obj_ = nullptr;
   bool loaded_ = false;
   std::map<uint32_t, bpf_link*> links_;
+  std::map<uint32_t, int> raw_links_;  // link fds made with bpf(BPF_LINK_CREATE) directly (uprobe_multi)
   uint32_t next_link_ = 1;
   std::shared_ptr<BatchPump> ring_;
   std::shared_ptr<std::atomic<uint64_t>> filtered_;

@@ -11,6 +11,7 @@
 
 #include "bpf_object.h"
 #include "conntrack.h"
+#include "fifo.h"
 #include "libpcap_capture.h"
 #include "libbpf_log.h"
 #include "packet_filter.h"
@@ -76,6 +77,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("LibpcapCapture", data->libpcap_capture.Value());
   exports.Set("listInterfaces", Napi::Function::New<ListInterfaces>(env, "listInterfaces"));
   exports.Set("conntrackDump", Napi::Function::New<ConntrackDump>(env, "conntrackDump"));
+  exports.Set("makeFifo", Napi::Function::New<MakeFifo>(env, "makeFifo"));
   exports.Set("libbpfVersion", Napi::Function::New<LibbpfVersion>(env, "libbpfVersion"));
   exports.Set("PROC_RECORD_SIZE", Napi::Number::New(env, static_cast<double>(kProcRecordSize)));
   return exports;

@@ -10,6 +10,7 @@
  */
 #include "proctap.bpf.h"
 #include "core_fixes.bpf.h"
+#include "tls.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
@@ -235,6 +236,7 @@ static __always_inline void account_io(struct sock *sk, int bytes, __u8 directio
 	if ((proto == IPPROTO_TCP && bytes == 0) || (direction == DIRECTION_RX && (msg_flags & MSG_PEEK)))
 		return;
 
+	tls_note_socket(tid, &key, direction);
 	now = bpf_ktime_get_ns();
 	v = bpf_map_lookup_elem(&flows, &key);
 	if (!v) {

@@ -267,4 +267,21 @@ struct proctap_stats {
 	__u64 retransmit_table_full;         /* retransmits not counted: retransmits map full */
 };
 
+/*
+ * TLS plaintext (bpf/tls.bpf.h): what a hooked TLS library function is, as the attach cookie of its
+ * uprobes (bpf_get_attach_cookie), so one entry and one return program serve every library.
+ */
+#define TLS_FN_READ 1        /* reads plaintext into its 2nd argument (else it writes its 2nd argument) */
+#define TLS_FN_EX 2          /* OpenSSL *_ex: returns 1 on success and the byte count through its 4th argument */
+#define TLS_FN_SSIZE 4       /* returns ssize_t (GnuTLS), else int */
+#define TLS_FN_HANDSHAKE 8   /* moves no plaintext: only ties the session to the socket it uses */
+#define TLS_FN_DEFERRED 16   /* the library does its socket I/O outside its calls (memory BIOs: Node.js): a session
+			      * not tied to a socket yet is tied to the thread's next socket write */
+
+/* Load-time configuration of the TLS programs: the const volatile `tls_cfg` in section .rodata.tls. */
+struct tls_config {
+	__u32 enabled;  /* socket accounting tells TLS calls under way which socket they use */
+	__u32 snaplen;  /* plaintext bytes copied per call, at most PROCTAP_DATA_SNAPLEN */
+};
+
 #endif /* PROCTAP_H */

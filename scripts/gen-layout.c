@@ -47,6 +47,11 @@ int main(void)
 	CONST(DATA_SOURCE_TLS);
 	CONST(DATA_F_NOT_COPIED);
 	CONST(DATA_F_COPY_FAILED);
+	CONST(TLS_FN_READ);
+	CONST(TLS_FN_EX);
+	CONST(TLS_FN_SSIZE);
+	CONST(TLS_FN_HANDSHAKE);
+	CONST(TLS_FN_DEFERRED);
 	printf("\n");
 
 	BEGIN(record_header);
@@ -125,6 +130,11 @@ int main(void)
 	FIELD(data_record, direction);
 	FIELD(data_record, source);
 	FIELD(data_record, flags);
+	END();
+
+	BEGIN(tls_config);
+	FIELD(tls_config, enabled);
+	FIELD(tls_config, snaplen);
 	END();
 
 	BEGIN(flow_record);

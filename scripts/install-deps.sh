@@ -9,9 +9,15 @@ packages=(
   clang llvm bpftool libbpf-dev libelf-dev zlib1g-dev libpcap-dev   # BPF programs and the addon
   make gcc g++ python3 pkg-config                                   # build tools, test workloads
   iproute2 nftables iptables tshark tcpdump nsntrace                # tests: namespaces, NAT, pcap checks, nsntrace parity
-  nginx redis-server python3-setproctitle                           # tests: real servers to attach to (test/e2e/servers.test.ts)
+  redis-server python3-setproctitle                                 # tests: real servers to attach to (test/e2e/servers.test.ts, with nginx)
   libcairo2-dev libpango1.0-dev libjpeg-dev libgif-dev librsvg2-dev # canvas (charts), built from source
   fonts-dejavu-core                                                 # chart text
+  nginx                                                             # tests: TLS server (issue 16)
+  openssl                                                           # tests: certificates for the TLS servers
+  curl                                                              # tests: TLS client (OpenSSL)
+  wget                                                              # tests: TLS client (GnuTLS)
+  libssl-dev                                                        # tests: a statically linked OpenSSL client
+  prometheus podman runc busybox-static                             # tests: --metrics scraped by Prometheus, containers (podman --rootfs, runc); ~30 s
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -17,6 +17,10 @@ import { renderDoctor, runDoctor } from './doctor';
 import { checkPrivileges, readPasswd, resolveCredentials } from './privileges';
 import { UsageError, VERSION, runCli, type AttachTargets, type CliActions, type IsolateCliOptions, type TraceCliOptions } from './program';
 import { removeStaleIsolation } from '../isolate/system';
+import { removeStaleKeyLogs } from '../tls/keylog';
+import { ContainerTracker } from '../trace/containers';
+import { ContainerLookupError } from '../proc/containers';
+import { planRotation, startMetrics, type Metrics, type Rotation } from './fleet';
 import { installFatalHandlers } from '../util/teardown';
 
 export { EXIT_PROCTAP_FAILED, EXIT_USAGE, UsageError, VERSION } from './program';
@@ -56,12 +60,16 @@ interface Outputs {
   capture: { kind: CaptureKind; filter: CaptureRequest['filter'] };
   /** Removes the files created for this run: called when it fails before writing them. */
   discard(): void;
+  /** -C / -G / -W: the capture file is the first of several. */
+  rotation: Rotation | null;
 }
 
 type SharedSessionOptions = Omit<SessionOptions, 'followChildren' | 'countUnownedPackets' | 'match' | 'tracedNow'>;
 
-function sessionOptions(opts: TraceCliOptions, events: EventStream | null, outputs: Outputs): SharedSessionOptions {
+function sessionOptions(opts: TraceCliOptions, events: EventStream | null, outputs: Outputs, containers: ContainerTracker, metrics: Metrics | null): SharedSessionOptions {
   return {
+    containers,
+    onStarted: metrics?.onStarted,
     backend: opts.backend,
     intervalMs: opts.flowInterval,
     seriesIntervalMs: opts.interval,
@@ -73,6 +81,7 @@ function sessionOptions(opts: TraceCliOptions, events: EventStream | null, outpu
     log: (line: string) => process.stderr.write(`${line}\n`),
     dnsNames: opts.dnsNames !== false,
     retransmits: opts.retransmits !== false,
+    tlsPlaintext: opts.tlsPlaintext !== false,
     testHooks: opts.testHook,
     display: opts.quiet && !opts.live ? undefined : { live: opts.live === true, intervalMs: opts.live ? (opts.interval ?? 1000) : 1000 },
     capture: opts.pcap
@@ -83,6 +92,7 @@ function sessionOptions(opts: TraceCliOptions, events: EventStream | null, outpu
           format: opts.pcapFormat,
           snaplen: opts.snaplen,
           filter: outputs.capture.filter,
+          rotation: outputs.rotation?.capture,
         }
       : undefined,
   };
@@ -100,6 +110,7 @@ function prepareOutputs(opts: TraceCliOptions, mode: Parameters<typeof captureKi
       throw new UsageError((err as Error).message);
     }
   }
+  const rotation = planRotation(opts, { force: opts.force === true, owner: sudoOwner(process.env) }, (line) => process.stderr.write(`${line}\n`));
   const created: Array<{ path: string; fd: number }> = [];
   const open = (target: string | undefined): OutputTarget | null => {
     if (target === undefined) return null;
@@ -123,7 +134,7 @@ function prepareOutputs(opts: TraceCliOptions, mode: Parameters<typeof captureKi
       fs.rmSync(file, { force: true });
     }
   };
-  return { json: open(opts.json), events: open(opts.events), pcap: open(opts.pcap), capture: { kind, filter }, discard };
+  return { json: open(opts.json), events: open(opts.events), pcap: open(rotation ? rotation.firstFile : opts.pcap), capture: { kind, filter }, discard, rotation };
 }
 
 /** The JSON report where asked, and the terminal report on stderr (the command's stdout stays its own).
@@ -153,10 +164,11 @@ async function emitReport(report: Report, opts: TraceCliOptions, outputs: Output
   if (failures.length) throw new OutputWriteError(failures.join('; '));
 }
 
-function openEvents(opts: TraceCliOptions, outputs: Outputs): EventStream | null {
+function openEvents(opts: TraceCliOptions, outputs: Outputs, containers: ContainerTracker): EventStream | null {
   if (outputs.events === null) return null;
   const startNs = Number(process.hrtime.bigint());
-  return outputs.events === '-' ? openEventStream(1, () => startNs) : openEventStream(outputs.events, () => startNs, opts.events);
+  const extra = (record: TraceRecord) => containers.eventFields(record);
+  return outputs.events === '-' ? openEventStream(1, () => startNs, undefined, extra) : openEventStream(outputs.events, () => startNs, opts.events, extra);
 }
 
 /** Closes the event stream of a trace that failed anyway: its own error would only hide that one. */
@@ -173,35 +185,49 @@ export const systemActions: CliActions = {
   async run(command: string[], opts: TraceCliOptions, user: string | undefined, isolate?: IsolateCliOptions): Promise<number> {
     checkPrivileges();
     const credentials = resolveCredentials(user, process.env, readPasswd());
-    const outputs = prepareOutputs(opts, { isolate: isolate !== undefined });
-    const events = openEvents(opts, outputs);
-    let result;
+    const metrics = await startMetrics(opts, 'run', VERSION, (line) => process.stderr.write(`${line}\n`));
     try {
-      result = await runTraced({ argv: command, credentials, isolate, ...sessionOptions(opts, events, outputs) });
-    } catch (err) {
-      closeQuietly(events);
-      outputs.discard();
-      throw err;
+      const outputs = prepareOutputs(opts, { isolate: isolate !== undefined });
+      const containers = new ContainerTracker();
+      const events = openEvents(opts, outputs, containers);
+      let result;
+      try {
+        result = await runTraced({ argv: command, credentials, isolate, tlsKeyLog: opts.tlsKeylog !== false, ...sessionOptions(opts, events, outputs, containers, metrics) });
+      } catch (err) {
+        closeQuietly(events);
+        outputs.discard();
+        throw err;
+      }
+      outputs.rotation?.annotate(result.report);
+      await emitReport(result.report, opts, outputs, events, result.outputError);
+      return result.exitCode;
+    } finally {
+      await metrics?.close();
     }
-    await emitReport(result.report, opts, outputs, events, result.outputError);
-    return result.exitCode;
   },
 
   async attach(targets: AttachTargets, opts: TraceCliOptions): Promise<number> {
     checkPrivileges();
-    const outputs = prepareOutputs(opts, { netnsCapture: targets.netnsCapture });
-    const events = openEvents(opts, outputs);
-    let result;
+    const metrics = await startMetrics(opts, 'attach', VERSION, (line) => process.stderr.write(`${line}\n`));
     try {
-      result = await attachTraced({ ...targets, ...sessionOptions(opts, events, outputs) });
-    } catch (err) {
-      closeQuietly(events);
-      outputs.discard();
-      if (err instanceof AttachError) throw new UsageError(err.message);
-      throw err;
+      const outputs = prepareOutputs(opts, { netnsCapture: targets.netnsCapture });
+      const containers = new ContainerTracker();
+      const events = openEvents(opts, outputs, containers);
+      let result;
+      try {
+        result = await attachTraced({ ...targets, ...sessionOptions(opts, events, outputs, containers, metrics) });
+      } catch (err) {
+        closeQuietly(events);
+        outputs.discard();
+        if (err instanceof AttachError || err instanceof ContainerLookupError) throw new UsageError(err.message);
+        throw err;
+      }
+      outputs.rotation?.annotate(result.report);
+      await emitReport(result.report, opts, outputs, events, result.outputError);
+      return 0;
+    } finally {
+      await metrics?.close();
     }
-    await emitReport(result.report, opts, outputs, events, result.outputError);
-    return 0;
   },
 
   async report(file: string, opts: { chart?: string; color: boolean }): Promise<number> {
@@ -226,7 +252,7 @@ export const systemActions: CliActions = {
 
   async cleanup(): Promise<number> {
     checkPrivileges();
-    const removed = [...(await removeStaleCgroups(cgroup2Mount())), ...removeStaleIsolation()];
+    const removed = [...(await removeStaleCgroups(cgroup2Mount())), ...removeStaleIsolation(), ...removeStaleKeyLogs()];
     process.stdout.write(removed.length ? `removed ${removed.join(', ')}\n` : 'nothing to clean up\n');
     return 0;
   },

@@ -9,6 +9,7 @@ import type { Backend } from '../schema/report';
 import type { TestHooks } from '../trace/test-hooks';
 import { MAX_SNAPLEN, type CaptureFormat } from '../pcap/capture';
 import { checkInterfaceName } from '../isolate/plan';
+import { fleetOptionProblem, parseFileCount, parseFileSize, parseListenAddress, parseMetricsTop, parseRotateSeconds, type ListenAddress } from './fleet-options';
 import { formatArgv } from '../util/format';
 
 export const VERSION: string = JSON.parse(fs.readFileSync(path.resolve(__dirname, '../../../package.json'), 'utf8')).version;
@@ -100,8 +101,15 @@ function addTraceOptions(command: Command): Command {
     .addOption(new Option('--pcap-format <format>', 'capture file format').choices(['pcapng', 'pcap']).default('pcapng'))
     .option('-f, --pcap-filter <expr>', 'tcpdump filter for the capture, e.g. "tcp port 443"')
     .option('--snaplen <bytes>', 'bytes kept per packet (default: whole packet, up to 262144)', parseSnaplen, MAX_SNAPLEN)
+    .option('-C, --file-size <size>', 'with -o FILE: start a new file once one is larger than SIZE millions of bytes (k, m, g: KiB, MiB, GiB), as tcpdump', parseFileSize)
+    .option('-G, --rotate-seconds <s>', 'with -o FILE: start a new file every S seconds; FILE is a strftime pattern, as tcpdump', parseRotateSeconds)
+    .option('-W, --file-count <n>', 'with -C: a ring of N files; with -G alone: stop capturing after N files, as tcpdump', parseFileCount)
+    .option('--metrics <host:port>', 'serve Prometheus metrics on /metrics while tracing (loopback unless HOST says otherwise)', parseListenAddress)
+    .option('--metrics-top <n>', 'with --metrics: remotes and processes with a series of their own, by bytes (default 20; the rest is "other")', parseMetricsTop)
     .option('--no-dns-names', 'do not learn remote names from the DNS answers the traced processes receive')
     .option('--no-retransmits', 'do not count TCP retransmits per connection')
+    .option('--no-tls-plaintext', 'do not hook the TLS libraries of the traced processes (uprobes) for their plaintext')
+    .option('--no-tls-keylog', '(run -o) do not hand the command a TLS key log (SSLKEYLOGFILE) for the capture')
     .option('--force', 'overwrite existing output files (never through a symbolic link)')
     .option('-q, --quiet', 'no terminal report')
     .option('--no-color', 'no colors in the terminal report')
@@ -124,17 +132,24 @@ export interface TraceCliOptions {
   pcapFormat: CaptureFormat;
   pcapFilter?: string;
   snaplen: number;
+  fileSize?: number;
+  rotateSeconds?: number;
+  fileCount?: number;
+  metrics?: ListenAddress;
+  metricsTop?: number;
   force?: boolean;
   quiet?: boolean;
   color: boolean;
   dnsNames: boolean;
   retransmits: boolean;
+  tlsPlaintext: boolean;
+  tlsKeylog: boolean;
   testHook?: TestHooks;
 }
 
 /** Commander's untyped option values as TraceCliOptions; a value of the wrong type is a bug here, not bad input. */
 export function traceCliOptions(raw: OptionValues): TraceCliOptions {
-  const is = (key: string, type: 'string' | 'number' | 'boolean', required = false) => {
+  const is = (key: string, type: 'string' | 'number' | 'boolean' | 'object', required = false) => {
     const v = raw[key];
     if ((v !== undefined || required) && typeof v !== type) throw new TypeError(`option ${key}: expected a ${type}, got ${typeof v}`);
   };
@@ -142,7 +157,9 @@ export function traceCliOptions(raw: OptionValues): TraceCliOptions {
   for (const k of ['detail', 'live', 'force', 'quiet']) is(k, 'boolean');
   is('interval', 'number');
   if (raw.testHook !== undefined && (typeof raw.testHook !== 'object' || raw.testHook === null)) throw new TypeError(`option testHook: expected an object, got ${typeof raw.testHook}`);
-  for (const k of ['dnsNames', 'retransmits']) is(k, 'boolean', true);
+  for (const k of ['fileSize', 'rotateSeconds', 'fileCount', 'metricsTop']) is(k, 'number');
+  is('metrics', 'object');
+  for (const k of ['dnsNames', 'retransmits', 'tlsPlaintext', 'tlsKeylog']) is(k, 'boolean', true);
   for (const k of ['flowInterval', 'ringBuffer', 'snaplen']) is(k, 'number', true);
   for (const k of ['backend', 'pcapFormat']) is(k, 'string', true);
   is('color', 'boolean', true);
@@ -155,6 +172,8 @@ export function checkOutputOptions(opts: TraceCliOptions): void {
   if (stdout.length > 1) throw new UsageError('only one of --json, --pcap and --events can use standard output');
   if (opts.detail && !opts.events) throw new UsageError('--detail needs --events FILE');
   if (opts.pcapFilter !== undefined && !opts.pcap) throw new UsageError('--pcap-filter needs --pcap FILE');
+  const fleet = fleetOptionProblem(opts);
+  if (fleet) throw new UsageError(fleet);
 }
 
 /** run --isolate and its options (docs/isolate.md). */
@@ -187,6 +206,7 @@ export interface AttachTargets {
   netnsCapture?: boolean;
   comm?: string;
   cgroup?: string;
+  container?: string;
   durationMs?: number;
   followChildren: boolean;
 }
@@ -256,10 +276,11 @@ export function buildProgram(actions: CliActions, output: CliOutput, exit: (code
   const attach = program
     .command('attach')
     .description('trace running processes and their future children, until they exit, Ctrl-C or --duration')
-    .usage('[options] PID... | --comm NAME | --cgroup PATH')
+    .usage('[options] PID... | --comm NAME | --cgroup PATH | --container ID|NAME')
     .argument('[pids...]', 'processes to trace')
     .option('--comm <name>', 'every process whose comm is NAME, now and later')
     .option('--cgroup <path>', 'every process in this cgroup v2 (path below the cgroup2 mount), now and later')
+    .option('--container <id|name>', 'every process of this container (docker, podman, containerd, cri-o, nspawn, lxc), now and later')
     .option('--duration <time>', 'stop after this long (e.g. 30s, 2m)', parseDuration)
     .option('--no-children', 'trace only the listed processes: not their children running now (a note names them), nor those forked later')
     .option('--netns-capture', 'with -o: capture every interface of the targets\' network namespaces (libpcap), not only their sockets\' packets');
@@ -272,9 +293,10 @@ export function buildProgram(actions: CliActions, output: CliOutput, exit: (code
         throw new UsageError((err as Error).message);
       }
     });
-    if (pids.length === 0 && raw.comm === undefined && raw.cgroup === undefined) {
-      throw new UsageError('attach needs PIDs, --comm NAME or --cgroup PATH');
+    if (pids.length === 0 && raw.comm === undefined && raw.cgroup === undefined && raw.container === undefined) {
+      throw new UsageError('attach needs PIDs, --comm NAME, --cgroup PATH or --container ID|NAME');
     }
+    if (raw.cgroup !== undefined && raw.container !== undefined) throw new UsageError('--container is a cgroup of its own: give --cgroup or --container, not both');
     checkOutputOptions(opts);
     if (raw.netnsCapture && !opts.pcap) throw new UsageError('--netns-capture needs -o/--pcap FILE');
     const targets: AttachTargets = {
@@ -282,6 +304,7 @@ export function buildProgram(actions: CliActions, output: CliOutput, exit: (code
       netnsCapture: raw.netnsCapture === true,
       comm: raw.comm as string | undefined,
       cgroup: raw.cgroup as string | undefined,
+      container: raw.container as string | undefined,
       durationMs: raw.duration as number | undefined,
       followChildren: raw.children !== false,
     };

@@ -69,7 +69,30 @@ export type TraceRecord = { startTime: bigint } & (
   | { type: 'call'; tgid: number; tsNs: number; key: FlowKey; tid: number; bytes: number; direction: 'tx' | 'rx' }
   | PacketRecord
   | DnsResponseRecord
+  | DataRecord
 );
+
+/** RECORD_DATA: the first bytes a call moved (a socket call, or TLS plaintext). `data` views the batch:
+ *  valid only during the callback (copy to keep it). */
+export interface DataRecord {
+  type: 'data';
+  /** The process that made the call. */
+  tgid: number;
+  tsNs: number;
+  startTime: bigint;
+  /** The flow the bytes belong to; key.cookie 0n: its socket is not known (yet). */
+  key: FlowKey;
+  source: 'socket' | 'tls';
+  direction: 'tx' | 'rx';
+  /** Bytes of this stream (flow or TLS session) and direction before this call. */
+  offset: number;
+  /** Bytes the call moved; data holds the first of them (data.length <= length). */
+  length: number;
+  tid: number;
+  /** DATA_F_* bits: the bytes were not in user memory, or could not be read. */
+  flags: number;
+  data: Uint8Array;
+}
 
 /** A DNS response (IP packet, UDP from port 53) received by a traced socket. `data` views the batch. */
 export interface DnsResponseRecord {
@@ -291,6 +314,21 @@ export function decodeRecord(view: DataView, bytes: Uint8Array, at: number, leng
         cookie: view.getBigUint64(at + L.dns_record.cookie, true),
         originalLength: view.getUint32(at + L.dns_record.orig_len, true),
         data: capturedBytes(view, bytes, at, length, L.dns_record),
+      };
+    case L.RECORD_DATA:
+      return {
+        type: 'data',
+        tgid,
+        tsNs,
+        startTime,
+        key: decodeFlowKeyCached(view, bytes, at + L.data_record.key),
+        source: view.getUint8(at + L.data_record.source) === L.DATA_SOURCE_TLS ? 'tls' : 'socket',
+        direction: view.getUint8(at + L.data_record.direction) === 0 ? 'tx' : 'rx',
+        offset: u64(view, at + L.data_record.offset),
+        length: view.getUint32(at + L.data_record.len, true),
+        tid: view.getUint32(at + L.data_record.tid, true),
+        flags: view.getUint8(at + L.data_record.flags),
+        data: capturedBytes(view, bytes, at, length, L.data_record),
       };
     default:
       return null;

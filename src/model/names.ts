@@ -2,7 +2,7 @@
 // Remote names: what the traced processes learned from the DNS answers they received (report/names.ts
 // makes the report's remoteName fields and `dns` section from it). Pure: packets in, names out. No
 // lookups of our own.
-import { DnsFormatError, parseDnsMessage, resolutions, udpDatagram } from './dns-message';
+import { DnsFormatError, parseDnsMessage, resolutions, udpDatagram } from '../l7/dns-message';
 
 export interface LearnedName {
   name: string;

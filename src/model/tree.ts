@@ -2,6 +2,7 @@
 // The traced process tree, built from in-kernel fork/exec/exit records and the proc connector.
 // Pure data: no /proc reads, no clocks. Times are CLOCK_MONOTONIC nanoseconds.
 // A process is a pid plus its task start time: a pid reused within one trace is another node.
+import type { ContainerReport } from '../schema/report';
 
 export interface ProcessNode {
   pid: number;
@@ -19,6 +20,8 @@ export interface ProcessNode {
   /** Network namespace inode and namespace pid, where they differ from proctap's own (containers). */
   netns?: number;
   nspid?: number;
+  /** Its container (trace/containers.ts): null when it runs in none, undefined until looked up. */
+  container?: ContainerReport | null;
   /** Where the process became known: a traced root, a kernel fork record, or only the proc connector. */
   source: 'root' | 'kernel' | 'connector' | 'flow' | 'rebuild';
 }

@@ -53,6 +53,24 @@ export interface BpfObject {
   attach(program: string): number;
   /** bpf_program__attach_cgroup on the cgroup v2 directory at cgroupPath. Returns a link handle. */
   attachCgroup(program: string, cgroupPath: string): number;
+  /**
+   * bpf_program__attach_uprobe_opts with func_name: a uprobe (or with retprobe a uretprobe) on `symbol`, which
+   * libbpf looks up in the ELF symbol tables of binaryPath (.dynsym, then .symtab). The kernel resolves the
+   * path to its file (a /proc/PID/root/... path reaches another mount namespace) and probes that file in
+   * every process mapping it, or only in `pid` (default -1: every process). `cookie` is what
+   * bpf_get_attach_cookie() returns in the program. Returns a link handle. Errors carry errno and code
+   * (ENOENT: no such symbol or file).
+   */
+  attachUprobe(program: string, binaryPath: string, symbol: string, options?: { retprobe?: boolean; pid?: number; cookie?: number | bigint }): number;
+  /**
+   * One uprobe_multi link (kernel 6.6+, bpf(BPF_LINK_CREATE) with BPF_TRACE_UPROBE_MULTI): `program` at every
+   * file offset of binaryPath (retprobe: at their returns), cookies[i] for offsets[i]. The program must have
+   * been given expected attach type 48 (BPF_TRACE_UPROBE_MULTI) before load. pid -1/0: every process.
+   * Older kernels answer EINVAL. Returns a link handle (detach() and close() release it).
+   */
+  attachUprobeMulti(program: string, binaryPath: string, offsets: number[], options?: { cookies?: number[]; retprobe?: boolean; pid?: number }): number;
+  /** bpf_program__set_expected_attach_type (a number of enum bpf_attach_type); before load(). */
+  setExpectedAttachType(program: string, attachType: number): void;
   /** bpf_link__destroy. Unknown handles are ignored. */
   detach(link: number): void;
   /** Key and value sizes are checked (TypeError on mismatch); per-CPU values as in MapDump.valueSize. */
@@ -222,6 +240,8 @@ export interface NativeModule {
   /** The whole conntrack table (of netnsPath's namespace when given) over ctnetlink; family filters in kernel.
    *  A table that outruns the socket buffer during the dump throws code ENOBUFS: dump again. */
   conntrackDump(options?: { family?: 'ipv4' | 'ipv6'; netnsPath?: string }): ConntrackEntry[];
+  /** mkfifo(3) (the umask applies: chmod afterwards for an exact mode). Errors carry errno and code (EEXIST...). */
+  makeFifo(path: string, mode: number): void;
   /** Size of one proc connector record in a batch (sizeof(struct proc_event_record)). */
   PROC_RECORD_SIZE: number;
 }

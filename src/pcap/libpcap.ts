@@ -4,8 +4,10 @@
 // statistics block per capture at the end.
 import { loadNative, type LibpcapCapture, type LibpcapCaptureOptions, type LibpcapCaptureStats } from '../native';
 import * as L from '../native/layout.generated';
-import { LINKTYPE_LINUX_SLL2, type PacketDirection } from './pcapng';
+import { LINKTYPE_LINUX_SLL2, SECRETS_TYPE_TLS_KEYLOG, type PacketDirection } from './pcapng';
 import { createPcapngWriter, createPcapWriter, type ByteSink, type PacketWriter, type PcapngWriter } from './writer';
+import { createRotatingWriter, secretsAcrossFiles, type RotationHooks, type RotationPlan } from './rotate';
+import type { OutputFileOptions } from '../util/output';
 
 /** Kernel ring per capture unless a source says otherwise. libpcap's 2 MiB drops about a third of the
  *  packets of a bulk TCP transfer over a veth (~600 MB/s, 64 KiB GSO packets); 32 MiB dropped none. */
@@ -101,9 +103,13 @@ export interface LibpcapRunOptions {
   open?: (options: LibpcapCaptureOptions, onBatch: (batch: ArrayBuffer) => void) => LibpcapCapture;
   /** The comment of each packet (e.g. its owning process), given its link type and direction. */
   annotate?: (packet: LibpcapPacket, linkType: number, direction: PacketDirection | undefined) => string | undefined;
+  /** TLS key log lines, written as Decryption Secrets Blocks before each batch's packets (pcapng only). */
+  secrets?: { take(): Buffer | null };
   /** Hold batches this long before writing them (so that annotate() knows about sockets whose records
    *  travel on another path, the ring buffer); stop() writes what is held. Default 0: write at once. */
   holdMs?: number;
+  /** -C / -G / -W: `sink` is the first of several files (rotate.ts). */
+  rotation?: { plan: RotationPlan; output: OutputFileOptions; hooks?: RotationHooks };
 }
 
 export interface LibpcapSourceResult extends LibpcapCaptureStats {
@@ -134,6 +140,10 @@ export function startLibpcapRun(sources: LibpcapSource[], options: LibpcapRunOpt
   if (options.format === 'pcap' && sources.length > 1) throw new RangeError('libpcap capture: classic pcap holds one interface; use pcapng');
   sources.forEach(checkLibpcapSource);
   const open = options.open ?? ((o, onBatch) => new (loadNative().LibpcapCapture)(o, onBatch));
+  // rotated files each carry the secrets taken so far
+  let secretsSource = options.secrets;
+  let rotationHooks = options.rotation?.hooks;
+  if (options.rotation && secretsSource) ({ source: secretsSource, hooks: rotationHooks } = secretsAcrossFiles(secretsSource, rotationHooks, SECRETS_TYPE_TLS_KEYLOG));
 
   let writer: PacketWriter | undefined;
   let failed = false;
@@ -143,10 +153,11 @@ export function startLibpcapRun(sources: LibpcapSource[], options: LibpcapRunOpt
     if (failed || writer === undefined) return;
     try {
       const linkType = linkTypes[index];
+      const secrets = secretsSource?.take();
+      if (secrets && (writer as Partial<PcapngWriter>).writeDecryptionSecrets) (writer as PcapngWriter).writeDecryptionSecrets(SECRETS_TYPE_TLS_KEYLOG, secrets);
       for (const p of decodeLibpcapBatch(batch)) {
         const direction = linkType === LINKTYPE_LINUX_SLL2 ? sll2Direction(p.data) : undefined;
-        writer.writePacket({ ...p, interfaceId: index, direction, comment: options.annotate?.(p, linkType, direction) });
-        written[index]++;
+        if (writer.writePacket({ ...p, interfaceId: index, direction, comment: options.annotate?.(p, linkType, direction) }) !== false) written[index]++;
       }
       writer.flush();
     } catch (err) {
@@ -181,15 +192,17 @@ export function startLibpcapRun(sources: LibpcapSource[], options: LibpcapRunOpt
       captures.push(capture);
       linkTypes.push(capture.linkType);
     });
-    writer =
+    const makeWriter = (sink: ByteSink): PacketWriter =>
       options.format === 'pcap'
-        ? createPcapWriter(options.sink, { linkType: captures[0].linkType, snapLen: sources[0].snaplen, batchPackets: 64 })
-        : createPcapngWriter(options.sink, {
+        ? createPcapWriter(sink, { linkType: captures[0].linkType, snapLen: sources[0].snaplen, batchPackets: 64 })
+        : createPcapngWriter(sink, {
             userAppl: options.userAppl,
             comment: options.comment,
             interfaces: sources.map((s, i) => ({ name: s.name ?? s.device, description: s.description, linkType: captures[i].linkType, snapLen: s.snaplen })),
             batchPackets: 64,
           });
+    const rotation = options.rotation;
+    writer = rotation ? createRotatingWriter(rotation.plan, { first: options.sink, output: rotation.output }, makeWriter, rotationHooks) : makeWriter(options.sink);
   } catch (err) {
     for (const c of captures) c.close();
     throw err;

@@ -8,6 +8,9 @@ export const BLOCK_TYPE_INTERFACE_DESCRIPTION = 0x00000001;
 export const BLOCK_TYPE_NAME_RESOLUTION = 0x00000004;
 export const BLOCK_TYPE_INTERFACE_STATISTICS = 0x00000005;
 export const BLOCK_TYPE_ENHANCED_PACKET = 0x00000006;
+export const BLOCK_TYPE_DECRYPTION_SECRETS = 0x0000000a;
+/** Decryption Secrets Block secrets type: an NSS key log (SSLKEYLOGFILE lines), for TLS and DTLS. */
+export const SECRETS_TYPE_TLS_KEYLOG = 0x544c534b;
 export const BYTE_ORDER_MAGIC = 0x1a2b3c4d;
 
 /** LINKTYPE_RAW: each packet starts with an IPv4 or IPv6 header, no link-layer header. */
@@ -338,4 +341,17 @@ export function nameResolutionBlock(entries: readonly NameResolutionEntry[], com
   parts.push(Buffer.alloc(4)); // nrb_record_end
   const options = comment !== undefined ? [stringOption(OPT_COMMENT, comment)] : [];
   return encodeBlock(BLOCK_TYPE_NAME_RESOLUTION, Buffer.concat(parts), options);
+}
+
+/**
+ * DSB: secrets that decrypt the packets after it (readers apply them from here on: it must precede the
+ * packets it decrypts). For SECRETS_TYPE_TLS_KEYLOG the data is key log lines, each ending in "\n".
+ */
+export function decryptionSecretsBlock(secretsType: number, data: Uint8Array, comment?: string): Buffer {
+  checkU32('secretsType', secretsType);
+  const head = Buffer.alloc(8);
+  head.writeUInt32LE(secretsType, 0);
+  head.writeUInt32LE(data.length, 4);
+  const options = comment !== undefined ? [stringOption(OPT_COMMENT, comment)] : [];
+  return encodeBlock(BLOCK_TYPE_DECRYPTION_SECRETS, Buffer.concat([head, data]), options);
 }

@@ -6,6 +6,7 @@
 import * as fs from 'fs';
 import { pcapGlobalHeader, pcapRecord } from './pcap';
 import {
+  decryptionSecretsBlock,
   enhancedPacketBlock,
   interfaceDescriptionBlock,
   interfaceStatisticsBlock,
@@ -29,7 +30,10 @@ export interface CapturedPacket {
 }
 
 export interface PacketWriter {
-  writePacket(p: CapturedPacket): void;
+  /** false: not written (a rotating capture that reached its -W limit). */
+  writePacket(p: CapturedPacket): void | false;
+  /** Bytes of the file so far, buffered ones included (rotation checks -C against it). */
+  bytes?(): number;
   /** Hand all buffered bytes to the sink and ask it to flush. */
   flush(): void;
   /** Flush and close the sink. Idempotent. */
@@ -167,6 +171,7 @@ function batchingWriter(sink: ByteSink, header: Buffer, encode: (p: CapturedPack
   const batchBytes = Math.max(1, batch.batchBytes ?? 64 * 1024);
   let pending: Buffer[] = [];
   let pendingBytes = 0;
+  let total = header.length;
   let closed = false;
 
   const flushPending = (): void => {
@@ -180,6 +185,7 @@ function batchingWriter(sink: ByteSink, header: Buffer, encode: (p: CapturedPack
     if (closed) throw new Error('packet writer is closed');
     pending.push(buf);
     pendingBytes += buf.length;
+    total += buf.length;
     if (pending.length >= batchPackets || pendingBytes >= batchBytes) flushPending();
   };
 
@@ -189,6 +195,7 @@ function batchingWriter(sink: ByteSink, header: Buffer, encode: (p: CapturedPack
 
   return {
     push,
+    bytes: () => total,
     writePacket(p: CapturedPacket): void {
       push(encode(p));
     },
@@ -237,6 +244,8 @@ export interface PcapngWriter extends PacketWriter {
   writeInterfaceStatistics(s: { interfaceId: number; timestampNs: bigint; received?: bigint | number; dropped?: bigint | number; osDropped?: bigint | number; comment?: string }): void;
   /** NRB mapping raw addresses to names. */
   writeNameResolution(entries: NameResolutionEntry[]): void;
+  /** DSB, in order with the packets: it decrypts the packets written after it. */
+  writeDecryptionSecrets(secretsType: number, data: Uint8Array): void;
 }
 
 export function createPcapngWriter(sink: ByteSink, opts: PcapngWriterOptions): PcapngWriter {
@@ -264,6 +273,7 @@ export function createPcapngWriter(sink: ByteSink, opts: PcapngWriterOptions): P
   );
   return {
     writePacket: w.writePacket,
+    bytes: w.bytes,
     flush: w.flush,
     close: w.close,
     writeInterfaceStatistics(s) {
@@ -272,6 +282,9 @@ export function createPcapngWriter(sink: ByteSink, opts: PcapngWriterOptions): P
     },
     writeNameResolution(entries) {
       w.push(nameResolutionBlock(entries));
+    },
+    writeDecryptionSecrets(secretsType, data) {
+      w.push(decryptionSecretsBlock(secretsType, data));
     },
   };
 }
@@ -290,5 +303,5 @@ export function createPcapWriter(sink: ByteSink, opts: PcapWriterOptions): Packe
     (p) => pcapRecord({ timestampNs: p.timestampNs, ...truncate(p, opts.snapLen) }),
     opts,
   );
-  return { writePacket: w.writePacket, flush: w.flush, close: w.close };
+  return { writePacket: w.writePacket, bytes: w.bytes, flush: w.flush, close: w.close };
 }

@@ -47,6 +47,8 @@ export function eventOf(record: TraceRecord, originNs: number): Record<string, u
       return { ...base, socket: record.cookie.toString(), direction: record.direction, length: record.originalLength };
     case 'dns':
       return { ...base, socket: record.cookie.toString(), length: record.originalLength };
+    case 'data':
+      return { ...base, socket: record.key.cookie.toString(), source: record.source, direction: record.direction, offset: record.offset, length: record.length, captured: record.data.length };
   }
 }
 
@@ -98,8 +100,14 @@ export interface EventStream {
 export const EVENT_BUFFER_BYTES = 256 * 1024;
 
 /** Buffered NDJSON writer to an open file descriptor (1 for stdout), flushed when its buffer is full, on flush()
- *  and at close. A write that fails (ENOSPC) cuts a regular file back to its last complete line. */
-export function openEventStream(fd: number, originNs: () => number, label = fd === 1 ? 'standard output' : `fd ${fd}`): EventStream {
+ *  and at close. A write that fails (ENOSPC) cuts a regular file back to its last complete line.
+ *  `extraFields` adds fields to a record's line (the container of a fork or exec). */
+export function openEventStream(
+  fd: number,
+  originNs: () => number,
+  label = fd === 1 ? 'standard output' : `fd ${fd}`,
+  extraFields?: (record: TraceRecord) => Record<string, unknown> | undefined,
+): EventStream {
   // Lines are written into one buffer as bytes (detail mode: straight from the record's numbers).
   const buf = Buffer.allocUnsafe(EVENT_BUFFER_BYTES);
   let pos = 0;
@@ -152,7 +160,8 @@ export function openEventStream(fd: number, originNs: () => number, label = fd =
           return;
         }
       }
-      const line = `${eventLine(record, originNs())}\n`;
+      const extra = extraFields?.(record);
+      const line = `${extra ? JSON.stringify({ ...eventOf(record, originNs()), ...extra }) : eventLine(record, originNs())}\n`;
       const n = Buffer.byteLength(line);
       if (room(n)) pos += buf.write(line, pos);
       else if (!failure) writeOut(Buffer.from(line));

@@ -6,6 +6,7 @@
 import Table from 'cli-table3';
 import type { ConnectionReport, DnsReport, Distributions, DurationStats, EndpointReport, IsolationReport, LostCounters, Pattern, ProcessReport, Report, SizeStats, Traffic } from '../schema/report';
 import { formatArgv, formatBytes, formatCount, formatDuration, formatEndpoint, formatExit, signalName, truncate } from '../util/format';
+import { containerLabel } from '../proc/container';
 
 export interface RenderOptions {
   color: boolean;
@@ -217,7 +218,7 @@ export function isolationLine(iso: IsolationReport): string {
 /** attach in one line: the processes taken at the attach, "42 nginx + 2 descendants: 43, 44". */
 export function attachedLine(attached: NonNullable<Report['attached']>): string {
   if (attached.length === 0) return 'nothing at the attach';
-  const why = { pid: '', comm: ' (--comm)', cgroup: ' (--cgroup)', descendant: '' };
+  const why = { pid: '', comm: ' (--comm)', cgroup: ' (--cgroup)', container: ' (--container)', descendant: '' };
   const listed = attached.filter((a) => a.via !== 'descendant').map((a) => `${a.pid} ${a.comm}${why[a.via]}`);
   const below = attached.filter((a) => a.via === 'descendant').map((a) => a.pid);
   const shown = below.length <= 12 ? below.join(', ') : `${below.slice(0, 12).join(', ')} and ${below.length - 12} more`;
@@ -320,7 +321,7 @@ function renderProcesses(report: Report, opts: { color: boolean; width: number }
   const rows = tree.map(({ proc: p, prefix }) => {
     const calls = sumTraffic(p.tcp, p.udp);
     return [
-      `${prefix}${p.pid}${p.nspid !== undefined ? ` (ns ${p.nspid})` : ''}`,
+      `${prefix}${p.pid}${p.nspid !== undefined ? ` (ns ${p.nspid})` : ''}${p.container ? ` @${containerLabel(p.container)}` : ''}`,
       processCommand(p),
       p.startOffsetMs === null ? 'before' : formatDuration(p.startOffsetMs),
       exitCell(p),

@@ -144,6 +144,7 @@ function buildProcesses(input: CoreInputs, offset: (ns: number | null) => number
       };
       if (node.nspid !== undefined) report.nspid = node.nspid;
       if (node.netns !== undefined) report.netns = node.netns;
+      if (node.container) report.container = node.container;
       return report;
     });
 }

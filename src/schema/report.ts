@@ -43,9 +43,24 @@ export interface ProcessReport {
   nspid?: number;
   /** Network namespace inode, where it differs from proctap's own. */
   netns?: number;
+  /** The container the process runs in (from its cgroup path), where it runs in one. */
+  container?: ContainerReport;
   tcp: Traffic;
   udp: Traffic;
   packets: Packets;
+}
+
+export interface ContainerReport {
+  /** "cri": a Kubernetes container whose runtime neither the path nor the runtimes' files told. */
+  runtime: 'docker' | 'containerd' | 'cri-o' | 'podman' | 'systemd-nspawn' | 'lxc' | 'cri';
+  /** 64 hex digits, or the machine name (systemd-nspawn, lxc). */
+  id: string;
+  /** The name the runtime keeps for it, where proctap could read it. */
+  name?: string;
+  /** Kubernetes: the pod's UID (from the cgroup path), name and namespace (from the runtime's files). */
+  podUid?: string;
+  podName?: string;
+  podNamespace?: string;
 }
 
 export interface EndpointReport {
@@ -114,15 +129,17 @@ export interface LostCounters {
 export type Target =
   | { kind: 'pid'; pid: number; comm: string; argv: string[] }
   | { kind: 'comm'; comm: string }
-  | { kind: 'cgroup'; path: string };
+  | { kind: 'cgroup'; path: string }
+  | { kind: 'container'; query: string; container: ContainerReport; cgroup: string };
 
 /** attach: a process that ran at the attach and was traced from then on, and why it was taken. */
 export interface AttachedProcess {
   pid: number;
   ppid: number;
   comm: string;
-  /** "pid": listed; "comm" / "cgroup": matched --comm / --cgroup; "descendant": below one of those. */
-  via: 'pid' | 'comm' | 'cgroup' | 'descendant';
+  /** "pid": listed; "comm" / "cgroup" / "container": matched --comm / --cgroup / --container;
+   *  "descendant": below one of those. */
+  via: 'pid' | 'comm' | 'cgroup' | 'container' | 'descendant';
 }
 
 export interface CaptureSummary {
@@ -143,6 +160,8 @@ export interface CaptureSummary {
   filteredOut: number;
   /** Written packets whose owning process could not be told (comment "owner unknown"). */
   unowned: number;
+  /** -C / -G / -W: the files written, in the order they were last written to (`path` is the pattern). */
+  files?: string[];
 }
 
 export interface IsolationReport {

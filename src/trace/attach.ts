@@ -24,12 +24,15 @@ import type { LibpcapDevice } from './capture';
 import { ListenerRegistry } from './listeners';
 import { TraceSession, monotonicNs, type SessionOptions } from './session';
 import { onStopSignals, sleep } from './signals';
+import { containerTarget } from './containers';
 
 export interface AttachOptions extends Omit<SessionOptions, 'followChildren' | 'countUnownedPackets' | 'match' | 'tracedNow'> {
   pids: number[];
   comm?: string;
   /** cgroup v2 path relative to the mount, e.g. /system.slice/redis.service */
   cgroup?: string;
+  /** A container by id (or a unique prefix) or name: its cgroup, as --cgroup (trace/containers.ts). */
+  container?: string;
   durationMs?: number;
   followChildren: boolean;
   /** --netns-capture: capture every interface of the targets' network namespaces with libpcap. */
@@ -94,13 +97,19 @@ function resolveTargets(options: AttachOptions, mount: string): ResolvedTargets 
     match = { ...match, comm: options.comm };
     cgroupDirs.add(mount); // a matching process may start in any cgroup
   }
-  if (options.cgroup !== undefined) {
-    const dir = path.resolve(path.join(mount, path.posix.normalize(`/${options.cgroup}`)));
+  const container = options.container !== undefined ? containerTarget(options.container) : null;
+  if (container) {
+    targets.push(container.target);
+    for (const pid of container.pids) take(pid, 'container');
+  }
+  const cgroup = options.cgroup ?? container?.target.cgroup;
+  if (cgroup !== undefined) {
+    const dir = path.resolve(path.join(mount, path.posix.normalize(`/${cgroup}`)));
     if (!dir.startsWith(mount) || !fs.existsSync(path.join(dir, 'cgroup.procs'))) {
-      throw new AttachError(`unknown cgroup '${options.cgroup}' (no ${path.join(dir, 'cgroup.procs')})`);
+      throw new AttachError(`unknown cgroup '${cgroup}' (no ${path.join(dir, 'cgroup.procs')})`);
     }
-    targets.push({ kind: 'cgroup', path: options.cgroup });
-    for (const line of fs.readFileSync(path.join(dir, 'cgroup.procs'), 'utf8').split('\n')) if (line) take(Number(line), 'cgroup');
+    if (!container) targets.push({ kind: 'cgroup', path: cgroup });
+    for (const line of fs.readFileSync(path.join(dir, 'cgroup.procs'), 'utf8').split('\n')) if (line) take(Number(line), container ? 'container' : 'cgroup');
     match = { ...match, cgroupId: fs.statSync(dir, { bigint: true }).ino };
     cgroupDirs.add(dir);
   }
@@ -149,7 +158,7 @@ export interface AttachResult {
 export async function attachTraced(options: AttachOptions): Promise<AttachResult> {
   const mount = cgroup2Mount();
   const resolved = resolveTargets(options, mount);
-  const waiting = options.comm !== undefined || options.cgroup !== undefined;
+  const waiting = options.comm !== undefined || options.cgroup !== undefined || options.container !== undefined;
   if (resolved.pids.length === 0 && !waiting) throw new AttachError('nothing to attach to');
 
   /* Load & verify, attach, start consuming: then add the targets so no event between is missed */
@@ -160,6 +169,7 @@ export async function attachTraced(options: AttachOptions): Promise<AttachResult
     countUnownedPackets: false,
     match: resolved.match,
   });
+  for (const t of resolved.targets) if (t.kind === 'cgroup' || t.kind === 'container') session.containers.setMatchedCgroup(t.kind === 'cgroup' ? t.path : t.cgroup);
   const stop = stopSignal(options.log);
   session.outputs.onFailure = () => stop.stop('an output failed');
   try {
@@ -183,6 +193,7 @@ export async function attachTraced(options: AttachOptions): Promise<AttachResult
       const netns = netnsInode(pid);
       if (netns !== null && netns !== ownNetns) node.netns = netns;
       if (status.nspid.length > 1) node.nspid = status.nspid[status.nspid.length - 1];
+      session.containers.resolve(node);
       const sockets = openSockets(pid);
       for (const s of sockets) preexisting.push({ ...s, pid });
       listeners.register(pid, netns, sockets);
@@ -194,7 +205,10 @@ export async function attachTraced(options: AttachOptions): Promise<AttachResult
       const kernelFollows = new Set(session.probes.tracedPids());
       for (const d of readDescendants(resolved.pids, selfAndAncestors())) if (!kernelFollows.has(d.pid)) takeNow(d.pid, 'descendant');
     }
-    options.log(`proctap: attached to ${attachedSummary(attached)}${waiting ? `; waiting for ${options.comm ?? options.cgroup} (Ctrl-C to stop)` : ''}`);
+    /* TLS libraries: the targets' own, and for processes that start matching later the system's */
+    for (const a of attached) session.tls?.scanProcess(a.pid);
+    if (waiting) session.tls?.hookSystemLibraries('/');
+    options.log(`proctap: attached to ${attachedSummary(attached)}${waiting ? `; waiting for ${options.comm ?? options.cgroup ?? `container ${options.container}`} (Ctrl-C to stop)` : ''}`);
 
     /* Trace until every target has exited, Ctrl-C, or --duration */
     const deadline = options.durationMs !== undefined ? Date.now() + options.durationMs : Infinity;

@@ -8,7 +8,7 @@ import { loadNative, type PacketFilter } from '../native';
 import type { TraceRecord } from '../kernel/records';
 import type { KernelStats } from '../kernel/maps';
 import type { ProcessNode } from '../model/tree';
-import { DLT_RAW, captureSink, openCapture, packetComment, type CaptureFormat, type PacketCapture } from '../pcap/capture';
+import { DLT_RAW, captureSink, openCapture, packetComment, type CaptureFormat, type CaptureRotation, type PacketCapture, type SecretsSource } from '../pcap/capture';
 import { startLibpcapRun, type LibpcapRun } from '../pcap/libpcap';
 import { PortOwners, packetPorts } from '../pcap/owners';
 import { LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL2 } from '../pcap/pcapng';
@@ -33,6 +33,10 @@ export interface CaptureRequest {
   snaplen: number;
   /** The tcpdump expression (for the report) and its program, compiled up front (compileCaptureFilter). */
   filter: { expression: string; program: PacketFilter } | null;
+  /** TLS key log lines to write into the capture as Decryption Secrets Blocks (run's key log channel). */
+  secrets?: SecretsSource;
+  /** -C / -G / -W: `fd` is the first of several files (pcap/rotate.ts). */
+  rotation?: CaptureRotation;
 }
 
 /** Compiles a --pcap-filter expression for the capture's link type; throws "invalid filter ...". */
@@ -86,6 +90,12 @@ export function startEbpfCapture(
     { ...request, userAppl: context.userAppl, interfaceName },
     (pid, startTime) => context.describe(pid, startTime ?? null),
   );
+  // with a key log the capture holds packets for their secrets: write them out also while no batch comes
+  let flushTimer: NodeJS.Timeout | null = request.secrets ? setInterval(() => guarded((c) => c.flush()), 50) : null;
+  const stopFlushing = () => {
+    if (flushTimer) clearInterval(flushTimer);
+    flushTimer = null;
+  };
   // A write that fails (disk full) ends the capture: the file keeps its complete blocks.
   const guarded = (write: (c: PacketCapture) => void): void => {
     const c = capture;
@@ -110,6 +120,7 @@ export function startEbpfCapture(
       guarded((c) => c.flush());
     },
     async finish(stats) {
+      stopFlushing();
       const c = capture;
       if (!c) return undefined;
       capture = null;
@@ -135,6 +146,7 @@ export function startEbpfCapture(
       };
     },
     close() {
+      stopFlushing();
       capture?.close(0);
       capture = null;
     },
@@ -157,7 +169,9 @@ export function startLibpcapCapture(request: CaptureRequest, devices: LibpcapDev
     devices.map((d) => ({ device: d.device, netnsPath: d.netnsPath, name: d.name, description: d.description, linkType: d.linkType, snaplen: request.snaplen, filter: request.filter?.expression })),
     {
       sink: captureSink(request),
+      rotation: request.rotation,
       format: request.format,
+      secrets: request.secrets,
       userAppl: context.userAppl,
       onError: (err) => {
         error = err;

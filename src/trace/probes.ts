@@ -9,6 +9,7 @@ import type { BpfObject, PacketFilter } from '../native/native';
 import * as L from '../native/layout.generated';
 import type { Backend } from '../schema/report';
 import type { FlowKey } from '../kernel/records';
+import { TLS_PROGRAMS } from '../tls/programs';
 import {
   decodeFlowValue,
   decodeFlows,
@@ -83,6 +84,9 @@ export interface ProbeConfig {
   dnsNames?: boolean;
   /** Count TCP retransmits of traced sockets (default on). */
   retransmits?: boolean;
+  /** TLS plaintext from uprobes on TLS libraries (RECORD_DATA, source TLS; default on): loads the uprobe
+   *  programs; src/tls decides which files they are attached to. */
+  tlsPlaintext?: boolean;
 }
 
 export interface BackendAttempt {
@@ -105,6 +109,7 @@ const RING_MAX_BATCH_BYTES = 4 << 20;
 /** Optional features, each a program of its own: left out (not loaded) when turned off. */
 const DNS_PROGRAM = 'skb_ingress_dns';
 const RETRANSMIT_PROGRAM = 'tcp_retransmit_skb';
+const BPF_TRACE_UPROBE_MULTI = 48;
 
 function errorText(err: unknown): string {
   const e = err as { code?: string; message?: string };
@@ -159,6 +164,13 @@ export class Probes {
       }
       if (config.dnsNames === false && present.has(DNS_PROGRAM)) object.setAutoload(DNS_PROGRAM, false);
       if (config.retransmits === false && present.has(RETRANSMIT_PROGRAM)) object.setAutoload(RETRANSMIT_PROGRAM, false);
+      for (const [kind, programs] of Object.entries(TLS_PROGRAMS)) {
+        for (const p of Object.values(programs)) {
+          if (!present.has(p)) continue;
+          if (config.tlsPlaintext === false) object.setAutoload(p, false);
+          else if (kind === 'multi') object.setExpectedAttachType(p, BPF_TRACE_UPROBE_MULTI);
+        }
+      }
       try {
         configure(object, config);
         object.load();
@@ -213,6 +225,27 @@ export class Probes {
   attachCgroup(dir: string): void {
     for (const p of CGROUP_PROGRAMS) this.links.push(this.object.attachCgroup(p, dir));
     if (this.config.dnsNames !== false) this.links.push(this.object.attachCgroup(DNS_PROGRAM, dir));
+  }
+
+  /** A uprobe (retprobe: uretprobe) of `program` on `symbol` in the file at binaryPath, for every process
+   *  mapping it; `cookie` tells the program what the function is. Returns the link (gone at close()). */
+  attachUprobe(program: string, binaryPath: string, symbol: string, options: { retprobe?: boolean; cookie?: number } = {}): number {
+    const link = this.object.attachUprobe(program, binaryPath, symbol, { retprobe: options.retprobe ?? false, pid: -1, cookie: options.cookie ?? 0 });
+    this.links.push(link);
+    return link;
+  }
+
+  /** One uprobe_multi link of `program` at the file offsets of binaryPath (cookies[i] for offsets[i]). */
+  attachUprobeMulti(program: string, binaryPath: string, offsets: number[], options: { retprobe?: boolean; cookies?: number[] } = {}): number {
+    const link = this.object.attachUprobeMulti(program, binaryPath, offsets, { retprobe: options.retprobe ?? false, cookies: options.cookies, pid: -1 });
+    this.links.push(link);
+    return link;
+  }
+
+  detach(link: number): void {
+    this.object.detach(link);
+    const at = this.links.indexOf(link);
+    if (at >= 0) this.links.splice(at, 1);
   }
 
   /** Processes in the kernel's traced set (alive: the exit hook removes them). */
@@ -328,5 +361,11 @@ function configure(object: BpfObject, config: ProbeConfig): void {
   rodata.writeUInt8(config.dnsNames === false ? 0 : 1, L.proctap_config.dns_names);
   rodata.writeUInt8(config.retransmits === false ? 0 : 1, L.proctap_config.retransmits);
   object.setInitialValue('.rodata', rodata);
+  if (config.tlsPlaintext !== false && object.maps().includes('.rodata.tls')) {
+    const tls = object.getInitialValue('.rodata.tls');
+    tls.writeUInt32LE(1, L.tls_config.enabled);
+    tls.writeUInt32LE(L.PROCTAP_DATA_SNAPLEN, L.tls_config.snaplen);
+    object.setInitialValue('.rodata.tls', tls);
+  }
   object.setMapMaxEntries('events', config.ringBufferBytes);
 }

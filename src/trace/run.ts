@@ -14,7 +14,10 @@ import {
   removeStaleCgroups,
   signalCgroup,
 } from '../proc/cgroup';
-import { launchGated, startReaper, type LaunchedCommand, type Reaper } from '../proc/launch';
+import { commandEnvironment, launchGated, startReaper, type LaunchedCommand, type Reaper } from '../proc/launch';
+import { commandExecutable } from '../tls/hooks';
+import { createKeyLogChannel, removeStaleKeyLogs, type KeyLogChannel } from '../tls/keylog';
+import { keyLogEnvironment } from '../tls/keylog-lines';
 import type { Report } from '../schema/report';
 import { loadNative } from '../native';
 import { assembleReport } from '../report/assemble';
@@ -32,6 +35,9 @@ export interface RunOptions extends Omit<SessionOptions, 'followChildren' | 'cou
   credentials: { uid: number; gid: number } | null;
   /** --isolate: run the command in a network namespace of its own, behind a veth pair and NAT. */
   isolate?: { device?: string; forwarding: boolean; publicDns: boolean };
+  /** With a pcapng capture: hand the command a TLS key log channel (SSLKEYLOGFILE) and write what it logs
+   *  into the capture (default on). */
+  tlsKeyLog?: boolean;
 }
 
 /** The namespace and the host's conntrack table, read before the namespace is torn down: the report maps
@@ -90,15 +96,35 @@ export async function runTraced(options: RunOptions): Promise<RunResult> {
   const mount = cgroup2Mount();
   for (const dir of await removeStaleCgroups(mount)) options.log(`proctap: removed leftover cgroup ${dir}`);
   if (hasStaleIsolation()) for (const what of removeStaleIsolation()) options.log(`proctap: removed leftover ${what}`);
+  for (const dir of removeStaleKeyLogs()) options.log(`proctap: removed leftover key log channel ${dir}`);
+
+  /* With a pcapng capture, a TLS key log channel for the command; its lines go into the capture */
+  const env = commandEnvironment(process.env);
+  const keyLog: KeyLogChannel | null =
+    options.capture?.format === 'pcapng' && options.tlsKeyLog !== false ? createKeyLogChannel(options.credentials) : null;
+  if (keyLog && env.SSLKEYLOGFILE) options.log(`proctap: SSLKEYLOGFILE=${env.SSLKEYLOGFILE} replaced for the command: its TLS secrets go into the capture`);
+  const fatalUndo: Array<() => void> = keyLog ? [onFatal(() => keyLog.close())] : [];
 
   /* Load & verify BPF programs, pick the socket I/O backend */
   let cgroupDir: string | null = null;
   const tracedNow = { source: "the command's cgroup.procs", pids: () => (cgroupDir ? cgroupPids(cgroupDir) : []) };
-  const session = new TraceSession({ ...options, followChildren: true, countUnownedPackets: true, tracedNow });
+  let session: TraceSession;
+  try {
+    session = new TraceSession({
+      ...options,
+      capture: options.capture && keyLog ? { ...options.capture, secrets: keyLog } : options.capture,
+      followChildren: true,
+      countUnownedPackets: true,
+      tracedNow,
+    });
+  } catch (err) {
+    for (const undo of fatalUndo) undo();
+    keyLog?.close();
+    throw err;
+  }
   let launched: LaunchedCommand | null = null;
   let reaper: Reaper | null = null;
   let isolation: Isolation | null = null;
-  const fatalUndo: Array<() => void> = [];
   let removeStopHandlers = () => {};
   try {
     /* Attach process, lifecycle and cgroup hooks; start consuming. The reaper outlives a killed proctap. */
@@ -120,6 +146,11 @@ export async function runTraced(options: RunOptions): Promise<RunResult> {
         : [],
     );
 
+    /* TLS libraries the command will load, hooked before it runs (src/tls/hooks.ts says when else) */
+    session.tls?.hookSystemLibraries('/');
+    const executable = commandExecutable(options.argv[0], env.PATH);
+    if (executable) session.tls?.hookPath(executable);
+
     /* Launch behind the gate; the command is traced before its first instruction */
     launched = launchGated({
       launcher: LAUNCHER,
@@ -129,6 +160,7 @@ export async function runTraced(options: RunOptions): Promise<RunResult> {
       resolvConf: isolation?.resolvConf,
       credentials: options.credentials,
       stdoutToStderr: options.capture?.path === '-',
+      env: keyLog ? keyLogEnvironment(env, keyLog.path) : env,
     });
     session.probes.addTraced(launched.pid);
     const startedAt = new Date();
@@ -155,6 +187,7 @@ export async function runTraced(options: RunOptions): Promise<RunResult> {
     launched?.abort();
     await session.close();
     if (cgroupDir) await removeCgroup(cgroupDir);
+    keyLog?.close(); // the traced tree is gone: nobody writes to it any more
     if (isolation) {
       try {
         isolation.teardown();

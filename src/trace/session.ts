@@ -22,6 +22,9 @@ import { TreeRebuilder, type TracedNow } from './rebuild';
 import { TitleReader } from './titles';
 import { outerNetnsPaths } from '../proc/procfs';
 import { armFault, type TestHooks } from './test-hooks';
+import { TlsHooks } from '../tls/hooks';
+import { tlsNotes } from '../tls/notes';
+import { ContainerTracker } from './containers';
 
 export { monotonicNs } from './rebuild';
 
@@ -45,6 +48,8 @@ export interface SessionOptions {
   dnsNames?: boolean;
   /** TCP retransmits per connection (default on). */
   retransmits?: boolean;
+  /** TLS plaintext from uprobes on the traced processes' TLS libraries (default on). */
+  tlsPlaintext?: boolean;
   /** The event stream: every record as it arrives; then after every ring-buffer batch (it flushes there). */
   onRecord?: (record: TraceRecord) => void;
   onBatchEnd?: () => void;
@@ -57,6 +62,10 @@ export interface SessionOptions {
   /** While tracing: a status line on a terminal's stderr, or with `live` a refreshing top-like view. */
   display?: { live: boolean; intervalMs: number };
   testHooks?: TestHooks;
+  /** Names each process's container (default: a tracker of its own; the event stream shares the caller's). */
+  containers?: ContainerTracker;
+  /** Once consuming has started (--metrics reads the session from then on). */
+  onStarted?: (session: TraceSession) => void;
 }
 
 export interface ReportContext {
@@ -71,8 +80,11 @@ export interface ReportContext {
 export class TraceSession {
   readonly model = new TraceModel();
   readonly probes: Probes;
+  /** Finds and hooks the TLS libraries of traced processes (null with TLS plaintext off). */
+  readonly tls: TlsHooks | null;
   /** Output write errors: the first one is kept; `outputs.onFailure` is the caller's stop. */
   readonly outputs = new OutputFailures();
+  readonly containers: ContainerTracker;
   private readonly titles = new TitleReader(this.model.tree);
   /** Ring-buffer records seen. */
   records = 0;
@@ -99,7 +111,10 @@ export class TraceSession {
       match: options.match,
       dnsNames: options.dnsNames,
       retransmits: options.retransmits,
+      tlsPlaintext: options.tlsPlaintext,
     });
+    this.tls = options.tlsPlaintext === false ? null : new TlsHooks(this.probes, options.log);
+    this.containers = options.containers ?? new ContainerTracker();
   }
 
   /** Attaches the process and lifecycle tracepoints, and the socket/packet hooks on each cgroup. */
@@ -128,10 +143,13 @@ export class TraceSession {
     const toEvents = this.outputs.guard();
     const { onRecord, onBatchEnd } = options;
     const capture = this.capture;
+    const tls = this.tls;
     const titles = this.titles;
     const route = (record: TraceRecord) => {
       model.onRecord(record);
       titles.onRecord(record);
+      tls?.onRecord(record);
+      this.containers.observe(record, model.tree);
       capture?.onRecord(record);
       if (onRecord) toEvents(() => onRecord(record));
     };
@@ -146,6 +164,7 @@ export class TraceSession {
       request?.kind === 'ebpf' ? (request.filter?.program ?? null) : null,
     );
     this.ringRunning = true;
+    tls?.start();
     const rebuilder = new TreeRebuilder(model, options.tracedNow ?? { source: "the kernel's traced set", pids: () => probes.tracedPids() }, options.log);
     const hooks = options.testHooks;
     this.connector = this.openConnector(
@@ -170,6 +189,7 @@ export class TraceSession {
         options.display,
       );
     }
+    options.onStarted?.(this);
   }
 
   /**
@@ -234,6 +254,7 @@ export class TraceSession {
     if (lostLine) options.log(lostLine);
     const capture = this.capture ? await this.capture.finish(stats) : undefined;
     this.capture = null;
+    this.containers.resolveRemaining(model.tree);
     const flows = model.flows.list();
     const processes = model.tree.list();
     return {
@@ -246,7 +267,10 @@ export class TraceSession {
       retransmits: probes.retransmitsUnavailable === null && options.retransmits !== false ? model.retransmits : undefined,
       packets,
       lost,
-      notes: traceNotes({ flows, processes, lost, retransmitsUnavailable: probes.retransmitsUnavailable, dnsResponsesCut: model.names.cut, connectorUnavailable: this.connectorUnavailable }),
+      notes: [
+        ...traceNotes({ flows, processes, lost, retransmitsUnavailable: probes.retransmitsUnavailable, dnsResponsesCut: model.names.cut, connectorUnavailable: this.connectorUnavailable }),
+        ...(this.tls ? tlsNotes(this.tls.facts(context.mode, options.capture)) : []),
+      ],
       ...(capture ? { capture } : {}),
       ...(options.dnsNames !== false ? { names: model.names } : {}),
       statistics: { flowIntervalMs: options.intervalMs, seriesIntervalMs: options.seriesIntervalMs },
@@ -259,6 +283,7 @@ export class TraceSession {
     this.closed = true;
     this.disarmFault();
     this.stopDisplay();
+    this.tls?.close();
     if (this.ringRunning) await this.probes.stop().catch(() => {});
     if (this.resumeConnector) clearTimeout(this.resumeConnector);
     this.connector?.close();

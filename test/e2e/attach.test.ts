@@ -99,7 +99,7 @@ test('attach: a target inside a network namespace is traced, and its netns is re
 test('attach: bad targets are one clear line and a usage exit code', () => {
   const cases: Array<[string[], RegExp]> = [
     [['attach', '4194303'], /^proctap: no process with pid 4194303$/m],
-    [['attach'], /attach needs PIDs, --comm NAME or --cgroup PATH/],
+    [['attach'], /attach needs PIDs, --comm NAME, --cgroup PATH or --container ID\|NAME/],
     [['attach', '--cgroup', '/no/such/cgroup'], /^proctap: unknown cgroup '\/no\/such\/cgroup'/m],
     [['attach', 'abc'], /not a pid: 'abc'/],
   ];

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { DnsFormatError, parseDnsMessage, readName, resolutions, udpDatagram } from '../../src/model/dns-message';
+import { DnsFormatError, parseDnsMessage, readName, resolutions, udpDatagram } from '../../src/l7/dns-message';
 import { DnsNameTable } from '../../src/model/names';
 import { nameRemotes } from '../../src/report/names';
 import { renderReport } from '../../src/render/table';

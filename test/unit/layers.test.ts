@@ -12,7 +12,7 @@ const SRC = path.resolve(__dirname, '../../../src');
 
 /** Bottom to top; folders of one rank may not import each other. */
 export const LAYERS: Record<string, number> = {
-  util: 0, schema: 1, native: 2, kernel: 3, proc: 4, isolate: 5, model: 6, analysis: 7, report: 8, render: 9, pcap: 9, trace: 10, cli: 11,
+  util: 0, schema: 1, native: 2, kernel: 3, proc: 4, isolate: 5, tls: 5, l7: 6, model: 7, analysis: 8, report: 9, render: 10, pcap: 10, metrics: 10, trace: 11, cli: 12,
 };
 
 function sources(dir: string): string[] {
@@ -55,7 +55,7 @@ test('the check finds an upward import and an import across one rank', () => {
     for (const d of ['model', 'report', 'render', 'pcap']) fs.mkdirSync(path.join(root, d));
     fs.writeFileSync(path.join(root, 'model', 'x.ts'), "import { y } from '../report/y';\nimport { z } from './z';\n");
     fs.writeFileSync(path.join(root, 'render', 'a.ts'), "import type { B } from '../pcap/b';\nimport { m } from '../model/x';\n");
-    assert.deepEqual(violations(root), ['model/x.ts imports ../report/y (model 6 -> report 8)', 'render/a.ts imports ../pcap/b (render 9 -> pcap 9)']);
+    assert.deepEqual(violations(root), ['model/x.ts imports ../report/y (model 7 -> report 9)', 'render/a.ts imports ../pcap/b (render 10 -> pcap 10)']);
   } finally {
     fs.rmSync(root, { recursive: true, force: true });
   }

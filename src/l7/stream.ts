@@ -1,0 +1,293 @@
+// SPDX-License-Identifier: MIT
+// One direction of a connection as a decoder reads it: the copied bytes at the head (contiguous, with
+// the time of the call that moved each part), then what follows them, holes included. A hole is a
+// run of stream bytes whose content is unknown but whose length is: a call's tail past the copy limit
+// or not in user memory (sendfile), or a lost record (the next offset jumped). Decoders consume bytes
+// they parsed and skip bytes they only need to count (bodies), through holes alike.
+import type { DataChunk } from './types';
+
+interface Hole {
+  hole: true;
+  length: number;
+  tsNs: number;
+  /** A lost record (offset jump), not an uncopied tail. */
+  lost: boolean;
+}
+interface Piece {
+  hole: false;
+  bytes: Uint8Array;
+  tsNs: number;
+}
+
+const INITIAL_CAPACITY = 1024;
+
+export class ByteStream {
+  /** Head: copied bytes buf[start, end), stream positions [position, position + end - start). */
+  private buf = new Uint8Array(0);
+  private start = 0;
+  private end = 0;
+  /** Chunk starts inside (or just before) the head: stream positions and call times, ascending. */
+  private markPos: number[] = [];
+  private markTs: number[] = [];
+  /** What follows the head once a hole came: holes and pieces, in stream order. */
+  private queue: Array<Hole | Piece> = [];
+  private expected: number | null = null;
+  /** Stream position of the next unconsumed byte. */
+  position = 0;
+  /** Time of the call that moved the last consumed (or skipped) byte. */
+  lastTsNs = 0;
+  /** The first chunk started past offset 0. */
+  midStream = false;
+  /** Bytes known lost (offset jumps) and not copied (tails), so far. */
+  lostBytes = 0;
+  uncopiedBytes = 0;
+  /** Chunks pushed. */
+  chunks = 0;
+
+  /** Appends one call's bytes. Chunks behind what was already seen are dropped or trimmed. */
+  push(c: DataChunk): void {
+    let offset = c.offset;
+    let length = c.length;
+    if (!Number.isFinite(offset) || !Number.isFinite(length) || length <= 0 || offset < 0) return;
+    let bytes = c.bytes.length > length ? c.bytes.subarray(0, length) : c.bytes;
+    if (this.expected === null) {
+      this.expected = offset;
+      this.position = offset;
+      this.midStream = offset > 0;
+    }
+    if (offset + length <= this.expected) return;
+    if (offset < this.expected) {
+      const trim = this.expected - offset;
+      bytes = bytes.subarray(Math.min(trim, bytes.length));
+      length -= trim;
+      offset = this.expected;
+    }
+    this.chunks++;
+    if (offset > this.expected) {
+      this.lostBytes += offset - this.expected;
+      this.appendHole(offset - this.expected, c.tsNs, true);
+    }
+    if (bytes.length > 0) this.appendBytes(bytes, c.tsNs);
+    if (length > bytes.length) {
+      this.uncopiedBytes += length - bytes.length;
+      this.appendHole(length - bytes.length, c.tsNs, false);
+    }
+    this.expected = offset + length;
+  }
+
+  /** The copied bytes at the head, up to the first hole (a view: valid until the next push or consume). */
+  head(): Uint8Array {
+    return this.buf.subarray(this.start, this.end);
+  }
+
+  get headLength(): number {
+    return this.end - this.start;
+  }
+
+  /** The head cannot grow any more: a hole (or bytes after one) follows it. */
+  get headFinal(): boolean {
+    return this.queue.length > 0;
+  }
+
+  /** Length of the hole at the head (0 when the head holds bytes or nothing is known). */
+  holeAtHead(): number {
+    if (this.end > this.start || this.queue.length === 0) return 0;
+    const q = this.queue[0];
+    return q.hole ? q.length : 0;
+  }
+
+  /** The head is a lost record rather than an uncopied tail. */
+  holeAtHeadLost(): boolean {
+    const q = this.queue[0];
+    return this.end === this.start && q !== undefined && q.hole && q.lost;
+  }
+
+  /** Bytes known after the position: copied, queued and holes. */
+  get known(): number {
+    let n = this.end - this.start;
+    for (const q of this.queue) n += q.hole ? q.length : q.bytes.length;
+    return n;
+  }
+
+  /** Copied bytes held (the memory the stream uses for data). */
+  get buffered(): number {
+    let n = this.end - this.start;
+    for (const q of this.queue) if (!q.hole) n += q.bytes.length;
+    return n;
+  }
+
+  /** Nothing is known past the position. */
+  get empty(): boolean {
+    return this.end === this.start && this.queue.length === 0;
+  }
+
+  /** Call time of the byte `k` bytes into the head (the head's first byte by default). */
+  tsAt(k = 0): number {
+    if (this.end === this.start) {
+      const q = this.queue[0];
+      return q ? q.tsNs : this.lastTsNs;
+    }
+    const p = this.position + k;
+    let i = this.markPos.length - 1;
+    while (i > 0 && this.markPos[i] > p) i--;
+    return i >= 0 ? this.markTs[i] : this.lastTsNs;
+  }
+
+  /** The head's first byte starts a call's bytes (a likely message boundary). */
+  atChunkStart(): boolean {
+    if (this.end === this.start) return this.queue.length > 0 && !this.queue[0].hole;
+    for (const p of this.markPos) if (p === this.position) return true;
+    return false;
+  }
+
+  /** Offset in the head of the next call's first byte after the head's first byte, or -1. */
+  nextChunkStart(): number {
+    for (const p of this.markPos) if (p > this.position && p < this.position + this.headLength) return p - this.position;
+    return -1;
+  }
+
+  /** Offsets in the head where a call's bytes start. */
+  chunkStarts(): Set<number> {
+    const out = new Set<number>();
+    for (const p of this.markPos) if (p >= this.position) out.add(p - this.position);
+    return out;
+  }
+
+  /** Consumes n bytes of the head (n <= headLength). */
+  consume(n: number): void {
+    if (n <= 0) return;
+    if (n > this.end - this.start) n = this.end - this.start;
+    this.lastTsNs = this.tsAt(n - 1);
+    this.start += n;
+    this.position += n;
+    this.pruneMarks();
+    if (this.start === this.end) this.promote();
+  }
+
+  /** Consumes up to n bytes, head and holes and queued bytes alike; returns how many (less when the
+   *  stream holds less so far). */
+  skip(n: number): number {
+    let done = 0;
+    while (done < n) {
+      const h = this.end - this.start;
+      if (h > 0) {
+        const k = Math.min(h, n - done);
+        this.consume(k);
+        done += k;
+        continue;
+      }
+      const q = this.queue[0];
+      if (!q) break;
+      if (!q.hole) {
+        this.promote();
+        continue;
+      }
+      const k = Math.min(q.length, n - done);
+      q.length -= k;
+      done += k;
+      this.position += k;
+      this.lastTsNs = q.tsNs;
+      if (q.length === 0) {
+        this.queue.shift();
+        this.promote();
+      }
+    }
+    return done;
+  }
+
+  /** Drops everything known: the next bytes pushed start the head. Returns the bytes dropped. */
+  skipAll(): number {
+    return this.skip(this.known);
+  }
+
+  /** Drops bytes up to the next call's first byte (in the head, or after holes). Returns false when
+   *  no call start is known yet (everything was dropped). */
+  skipToNextChunk(): boolean {
+    const k = this.nextChunkStart();
+    if (k > 0) {
+      this.consume(k);
+      return true;
+    }
+    this.consume(this.headLength);
+    while (this.end === this.start && this.queue.length > 0 && this.queue[0].hole) this.skip(this.holeAtHead());
+    return this.headLength > 0;
+  }
+
+  private appendHole(length: number, tsNs: number, lost: boolean): void {
+    const last = this.queue[this.queue.length - 1];
+    if (last && last.hole && last.lost === lost) {
+      last.length += length;
+      last.tsNs = tsNs;
+    } else this.queue.push({ hole: true, length, tsNs, lost });
+  }
+
+  private appendBytes(bytes: Uint8Array, tsNs: number): void {
+    if (this.queue.length > 0) {
+      this.queue.push({ hole: false, bytes: bytes.slice(), tsNs });
+      return;
+    }
+    this.appendHead(bytes, tsNs);
+  }
+
+  private appendHead(bytes: Uint8Array, tsNs: number): void {
+    const len = this.end - this.start;
+    if (this.end + bytes.length > this.buf.length) {
+      if (len + bytes.length <= this.buf.length && this.start > 0) {
+        this.buf.copyWithin(0, this.start, this.end);
+      } else {
+        let cap = Math.max(INITIAL_CAPACITY, this.buf.length);
+        while (cap < len + bytes.length) cap *= 2;
+        const next = new Uint8Array(cap);
+        next.set(this.buf.subarray(this.start, this.end));
+        this.buf = next;
+      }
+      this.start = 0;
+      this.end = len;
+    }
+    this.buf.set(bytes, this.end);
+    this.markPos.push(this.position + len);
+    this.markTs.push(tsNs);
+    this.end += bytes.length;
+  }
+
+  /** Moves queued bytes into the empty head, up to the next hole. */
+  private promote(): void {
+    if (this.end !== this.start) return;
+    this.start = this.end = 0;
+    this.markPos.length = 0;
+    this.markTs.length = 0;
+    if (this.buf.length > 64 * INITIAL_CAPACITY) this.buf = new Uint8Array(0);
+    while (this.queue.length > 0 && !this.queue[0].hole) {
+      const p = this.queue.shift() as Piece;
+      this.appendHead(p.bytes, p.tsNs);
+    }
+  }
+
+  private pruneMarks(): void {
+    let drop = 0;
+    while (drop + 1 < this.markPos.length && this.markPos[drop + 1] <= this.position) drop++;
+    if (drop > 0) {
+      this.markPos.splice(0, drop);
+      this.markTs.splice(0, drop);
+    }
+  }
+}
+
+/** latin1 text of bytes (one char per byte: offsets stay byte offsets). */
+export function latin1(bytes: Uint8Array, start = 0, end = bytes.length): string {
+  let s = '';
+  for (let i = start; i < end; i += 4096) s += String.fromCharCode(...bytes.subarray(i, Math.min(end, i + 4096)));
+  return s;
+}
+
+/** Index of `needle` in bytes from `from`, or -1. */
+export function indexOf(bytes: Uint8Array, needle: number[], from = 0): number {
+  const n = needle.length;
+  const first = needle[0];
+  for (let i = bytes.indexOf(first, from); i >= 0 && i + n <= bytes.length; i = bytes.indexOf(first, i + 1)) {
+    let k = 1;
+    while (k < n && bytes[i + k] === needle[k]) k++;
+    if (k === n) return i;
+  }
+  return -1;
+}
