@@ -11,6 +11,7 @@
 #include "proctap.bpf.h"
 #include "core_fixes.bpf.h"
 #include "tls.bpf.h"
+#include "l7.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
@@ -130,6 +131,23 @@ int BPF_PROG(sys_enter, struct pt_regs *regs, long id)
 {
 	if (id == NR_SENDFILE || id == NR_SPLICE)
 		mark_splice_call();
+	if (proctap_cfg.l7_data && (id == L7_NR_SENDMMSG || id == L7_NR_RECVMMSG))
+		l7_mark_mmsg_call();
+	return 0;
+}
+
+/* L7 view on the tracepoint backend: sendmmsg()/recvmmsg() number their messages (bpf/l7.bpf.h). */
+SEC("tracepoint/syscalls/sys_enter_sendmmsg")
+int sys_enter_sendmmsg(void *ctx)
+{
+	l7_mark_mmsg_call();
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_recvmmsg")
+int sys_enter_recvmmsg(void *ctx)
+{
+	l7_mark_mmsg_call();
 	return 0;
 }
 
@@ -196,8 +214,10 @@ static __always_inline void read_sock_addrs_btf(struct sock *sk, __u8 family, __
  * storage and task pt_regs. kprobes may not: they skip claiming the socket and the sendfile chunk check
  * (on the kernels that need kprobes, sendfile goes through sendpage, not sendmsg, anyway).
  */
+/* msg, asked: the fentry/kprobe call's msghdr and the bytes it was asked to move (L7 view; NULL, 0 else). */
 static __always_inline void account_io(struct sock *sk, int bytes, __u8 direction,
-				       int msg_flags, const bool tracing_ctx, const bool sendpage)
+				       int msg_flags, const bool tracing_ctx, const bool sendpage,
+				       struct msghdr *msg, __u64 asked)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32, tid = (__u32)id;
@@ -260,6 +280,8 @@ static __always_inline void account_io(struct sock *sk, int bytes, __u8 directio
 		if (tracing_ctx)
 			claim_socket(sk, tgid, key.start_time_ns, now);
 	}
+	if (proctap_cfg.l7_data)
+		l7_on_call(sk, v, &key, bytes, direction, msg_flags, msg, asked, tracing_ctx, sendpage, tid, now);
 	bucket = verifier_bounded_bucket(size_bucket(bytes));
 	if (direction == DIRECTION_TX) {
 		__sync_fetch_and_add(&v->counters.tx_bytes, bytes);
@@ -297,7 +319,7 @@ SEC("tp_btf/sock_send_length")
 int BPF_PROG(tp_sock_send_length, struct sock *sk, int ret, int flags)
 {
 	if (ret >= 0)
-		account_io(sk, ret, DIRECTION_TX, flags, true, false);
+		account_io(sk, ret, DIRECTION_TX, flags, true, false, NULL, 0);
 	return 0;
 }
 
@@ -305,7 +327,7 @@ SEC("tp_btf/sock_recv_length")
 int BPF_PROG(tp_sock_recv_length, struct sock *sk, int ret, int flags)
 {
 	if (ret >= 0)
-		account_io(sk, ret, DIRECTION_RX, flags, true, false);
+		account_io(sk, ret, DIRECTION_RX, flags, true, false, NULL, 0);
 	return 0;
 }
 
@@ -316,7 +338,7 @@ int BPF_PROG(tp_sock_recv_length, struct sock *sk, int ret, int flags)
 	int BPF_PROG(fexit_##fn, struct sock *sk, struct msghdr *msg, size_t len, int ret)           \
 	{                                                                                           \
 		if (ret >= 0)                                                               \
-			account_io(sk, ret, DIRECTION_TX, 0, true, false); \
+			account_io(sk, ret, DIRECTION_TX, 0, true, false, msg, len); \
 		return 0;                                                                           \
 	}
 #define FEXIT_RECV(fn)                                                                              \
@@ -325,7 +347,7 @@ int BPF_PROG(tp_sock_recv_length, struct sock *sk, int ret, int flags)
 		     int *addr_len, int ret)                                                        \
 	{                                                                                           \
 		if (ret >= 0)                                                               \
-			account_io(sk, ret, DIRECTION_RX, flags, true, false); \
+			account_io(sk, ret, DIRECTION_RX, flags, true, false, msg, len); \
 		return 0;                                                                           \
 	}
 
@@ -341,18 +363,23 @@ SEC("fexit/tcp_sendpage")
 int BPF_PROG(fexit_tcp_sendpage, struct sock *sk, struct page *page, int offset, size_t size, int flags, int ret)
 {
 	if (ret >= 0)
-		account_io(sk, ret, DIRECTION_TX, 0, true, true);
+		account_io(sk, ret, DIRECTION_TX, 0, true, true, NULL, 0);
 	return 0;
 }
 
 /* ---- backend: kprobe (kprobe saves the arguments, kretprobe accounts the result) --------------- */
 
 
-static __always_inline void save_io_args(struct sock *sk, int flags)
+static __always_inline void save_io_args(struct sock *sk, int flags, struct msghdr *msg, __u64 len)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tid = (__u32)id;
 	struct io_args args = { .sk = sk, .flags = flags };
+
+	if (proctap_cfg.l7_data) {
+		args.msg = msg;
+		args.len = len;
+	}
 
 	if (is_traced(id >> 32))
 		bpf_map_update_elem(&io_args, &tid, &args, BPF_ANY);
@@ -362,23 +389,27 @@ static __always_inline void account_saved_io(int ret, __u8 direction, const bool
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	struct io_args *args = bpf_map_lookup_elem(&io_args, &tid);
+	struct msghdr *msg;
 	struct sock *sk;
+	__u64 len;
 	int flags;
 
 	if (!args)
 		return;
 	sk = args->sk;
 	flags = args->flags;
+	msg = args->msg;
+	len = args->len;
 	bpf_map_delete_elem(&io_args, &tid);
 	if (ret >= 0)
-		account_io(sk, ret, direction, flags, false, sendpage);
+		account_io(sk, ret, direction, flags, false, sendpage, msg, len);
 }
 
 #define KPROBE_SEND(fn)                                                                             \
 	SEC("kprobe/" #fn)                                                                          \
-	int BPF_KPROBE(kprobe_##fn, struct sock *sk)                                                \
+	int BPF_KPROBE(kprobe_##fn, struct sock *sk, struct msghdr *msg, size_t len)               \
 	{                                                                                           \
-		save_io_args(sk, 0);                                                                \
+		save_io_args(sk, 0, msg, len);                                                      \
 		return 0;                                                                           \
 	}                                                                                           \
 	SEC("kretprobe/" #fn)                                                                       \
@@ -391,7 +422,7 @@ static __always_inline void account_saved_io(int ret, __u8 direction, const bool
 	SEC("kprobe/" #fn)                                                                          \
 	int BPF_KPROBE(kprobe_##fn, struct sock *sk, struct msghdr *msg, size_t len, int flags)     \
 	{                                                                                           \
-		save_io_args(sk, flags);                                                            \
+		save_io_args(sk, flags, msg, len);                                                  \
 		return 0;                                                                           \
 	}                                                                                           \
 	SEC("kretprobe/" #fn)                                                                       \
@@ -412,7 +443,7 @@ KPROBE_RECV(udpv6_recvmsg)
 SEC("kprobe/tcp_sendpage")
 int BPF_KPROBE(kprobe_tcp_sendpage, struct sock *sk)
 {
-	save_io_args(sk, 0);
+	save_io_args(sk, 0, NULL, 0);
 	return 0;
 }
 

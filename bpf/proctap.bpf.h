@@ -87,6 +87,8 @@ struct {
 struct io_args {
 	struct sock *sk;
 	int flags;
+	struct msghdr *msg; /* L7 view only */
+	__u64 len;
 };
 
 struct {

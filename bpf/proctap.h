@@ -72,7 +72,9 @@ struct flow_value {
 	__u64 last_emit_ns;
 	__u8 laddr[16];
 	__u16 lport;      /* host byte order */
-	__u16 _pad[3];
+	__u8 l7_class;    /* enum l7_class: what the flow's first bytes looked like (L7 view; kernel only) */
+	__u8 l7_probes;   /* calls looked at while l7_class was L7_UNKNOWN */
+	__u16 _pad[2];
 	__u32 tx_sizes[PROCTAP_SIZE_BUCKETS]; /* calls per log2 size bucket */
 	__u32 rx_sizes[PROCTAP_SIZE_BUCKETS];
 };
@@ -168,14 +170,31 @@ struct dns_record {
  * RECORD_DATA: followed by cap_len bytes, the first bytes of what one call moved. The stream position
  * (offset) lets user space see a gap (a lost record, a call whose bytes were not in user memory) instead
  * of decoding across it: the next record of the same flow and direction should start where this one ended.
+ * Socket records exist only for flows the kernel found worth decoding (enum l7_class, from their first
+ * bytes; see bpf/l7.bpf.h); the class in a record is that filter's guess, user space decides from the bytes.
  */
-#define PROCTAP_DATA_SNAPLEN 4096 /* power of two: the verifier bounds the copy with a mask */
+#define PROCTAP_DATA_SNAPLEN 4096      /* default bytes copied per call */
+#define PROCTAP_DATA_SNAPLEN_MAX 8192  /* power of two: the verifier bounds the copy with a mask */
+#define PROCTAP_L7_PROBE_CALLS 4       /* calls of an unknown flow looked at before it is given up */
+#define PROCTAP_L7_TLS_BYTES 16384     /* TLS flows: calls starting in the first 16 KiB of each direction */
 enum data_source {
 	DATA_SOURCE_SOCKET = 0,  /* a send/recv call on a traced socket */
 	DATA_SOURCE_TLS = 1,     /* plaintext of a TLS library call (SSL_write/SSL_read) */
 };
+enum l7_class {
+	L7_UNKNOWN = 0,          /* not classified yet (or, in a TLS plaintext record, not applicable) */
+	L7_HTTP1 = 1,            /* a request method or "HTTP/1." */
+	L7_HTTP2 = 2,            /* the client connection preface */
+	L7_TLS = 3,              /* a TLS handshake record (ClientHello/ServerHello) */
+	L7_DNS = 4,              /* a DNS header (UDP; TCP with its length prefix) */
+	L7_REDIS = 5,            /* a RESP command array */
+	L7_POSTGRES = 6,         /* a startup message, SSLRequest, or a Query/Parse message */
+	L7_OTHER = 255,          /* none of those within PROCTAP_L7_PROBE_CALLS calls: never copied */
+};
 #define DATA_F_NOT_COPIED 1     /* the bytes were not in user memory (sendfile, splice): cap_len is 0 */
 #define DATA_F_COPY_FAILED 2    /* reading the user buffer failed: cap_len is 0 */
+#define DATA_F_NO_BUFFER 4      /* the call's user buffer is not known here (io_uring on the tracepoint
+				 * backend, a syscall proctap does not decode): cap_len is 0 */
 struct data_record {
 	struct record_header header; /* tgid = the process that made the call */
 	struct flow_key key;         /* the flow the bytes belong to (key.cookie 0: socket not known yet) */
@@ -186,7 +205,7 @@ struct data_record {
 	__u8 direction;              /* enum flow_direction */
 	__u8 source;                 /* enum data_source */
 	__u8 flags;                  /* DATA_F_* */
-	__u8 _pad;
+	__u8 l7_class;               /* enum l7_class: the kernel's guess for the flow (a hint) */
 };
 
 /* Per-socket storage (BPF_MAP_TYPE_SK_STORAGE): who owns a socket, for hooks without process context. */
@@ -255,7 +274,9 @@ struct proctap_config {
 	__u64 match_cgroup_id;             /* trace processes that exec inside this cgroup v2 (0 = none) */
 	__u8 dns_names;             /* emit RECORD_DNS for DNS responses received by traced sockets */
 	__u8 retransmits;           /* count TCP retransmits of traced sockets (map `retransmits`) */
-	__u8 _pad2[6];
+	__u8 l7_data;               /* emit RECORD_DATA for the calls of flows that look like a decoded protocol */
+	__u8 _pad2;
+	__u32 data_snaplen;         /* bytes copied per call at most (<= PROCTAP_DATA_SNAPLEN_MAX) */
 };
 
 /* In-kernel statistics: the global `stats` in .bss. */

@@ -146,7 +146,7 @@ static __always_inline void fill_tls_record(struct data_record *r, const struct 
 	r->direction = direction;
 	r->source = DATA_SOURCE_TLS;
 	r->flags = flags;
-	r->_pad = 0;
+	r->l7_class = L7_UNKNOWN; /* the kernel classifies sockets, not TLS sessions */
 }
 
 /*

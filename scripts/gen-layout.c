@@ -52,6 +52,16 @@ int main(void)
 	CONST(TLS_FN_SSIZE);
 	CONST(TLS_FN_HANDSHAKE);
 	CONST(TLS_FN_DEFERRED);
+	CONST(DATA_F_NO_BUFFER);
+	CONST(PROCTAP_DATA_SNAPLEN_MAX);
+	CONST(L7_UNKNOWN);
+	CONST(L7_HTTP1);
+	CONST(L7_HTTP2);
+	CONST(L7_TLS);
+	CONST(L7_DNS);
+	CONST(L7_REDIS);
+	CONST(L7_POSTGRES);
+	CONST(L7_OTHER);
 	printf("\n");
 
 	BEGIN(record_header);
@@ -130,6 +140,7 @@ int main(void)
 	FIELD(data_record, direction);
 	FIELD(data_record, source);
 	FIELD(data_record, flags);
+	FIELD(data_record, l7_class);
 	END();
 
 	BEGIN(tls_config);
@@ -224,6 +235,8 @@ int main(void)
 	FIELD(proctap_config, match_cgroup_id);
 	FIELD(proctap_config, dns_names);
 	FIELD(proctap_config, retransmits);
+	FIELD(proctap_config, l7_data);
+	FIELD(proctap_config, data_snaplen);
 	END();
 
 	BEGIN(proctap_stats);

@@ -21,6 +21,9 @@ TEST_TIMEOUT=600000
 RUN_TESTS=1
 EXEC=""
 DIAG_LINES=120
+# The suites the matrix runs: exact byte accounting, the L7 view's copied heads, attach to a server whose
+# listener predates the attach.
+TEST_FILES="dist/test/e2e/run.test.js dist/test/e2e/l7data.test.js dist/test/e2e/accept.test.js"
 [ -f /kmatrix.conf ] && . /kmatrix.conf
 
 uptime() { cut -d' ' -f1 /proc/uptime; }
@@ -46,13 +49,12 @@ fi
 [ "$RUN_TESTS" = 1 ] || BACKENDS=""
 for b in $BACKENDS; do
   echo "@@kmatrix begin $b up $(uptime)"
-  # run.test.js: the accuracy suite; accept.test.js: attach to a server whose listener predates the attach
   if [ -n "$TEST_PATTERN" ]; then
     PROCTAP_TEST_BACKEND=$b node --test --test-concurrency=1 --test-timeout="$TEST_TIMEOUT" --test-reporter=tap \
-      --test-name-pattern="$TEST_PATTERN" dist/test/e2e/run.test.js dist/test/e2e/accept.test.js
+      --test-name-pattern="$TEST_PATTERN" $TEST_FILES
   else
     PROCTAP_TEST_BACKEND=$b node --test --test-concurrency=1 --test-timeout="$TEST_TIMEOUT" --test-reporter=tap \
-      dist/test/e2e/run.test.js dist/test/e2e/accept.test.js
+      $TEST_FILES
   fi
   echo "@@kmatrix end $b rc=$? up $(uptime)"
 done

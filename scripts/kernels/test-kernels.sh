@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# make test-kernels: the e2e accuracy suite (dist/test/e2e/run.test.js, and accept.test.js: attach to a
+# make test-kernels: the e2e suites (dist/test/e2e/run.test.js, l7data.test.js, accept.test.js: attach to a
 # server) on Debian's stock kernels, once per socket I/O backend, each kernel booted under QEMU (TCG) from an initramfs
 # packed from this machine (scripts/kernels/mkinitramfs.sh): no modules, no disk, serial console only.
 # Prints one line per kernel x backend and exits non-zero if any fails. Full guest logs: build/kernels/logs/.
@@ -8,7 +8,7 @@
 # Environment:
 #   KERNELS         Debian kernel packages (default: the one linux-image-cloud-amd64 depends on)
 #   BACKENDS        backends, in order (default: "kprobe fentry auto"); each is PROCTAP_TEST_BACKEND
-#   KMATRIX_TESTS   a --test-name-pattern to run a subset of run.test.js and accept.test.js (default: every test)
+#   KMATRIX_TESTS   a --test-name-pattern to run a subset of the suites (default: every test)
 #   KMATRIX_EXEC    a shell command the guest runs (in /proctap) before the tests; KMATRIX_RUN_TESTS=0: no tests
 #   KMATRIX_ACCEL   tcg (default) or kvm
 #   KMATRIX_MEM, KMATRIX_SMP, KMATRIX_TIMEOUT   guest memory (3G), CPUs (2), seconds per boot (1200)
@@ -139,7 +139,7 @@ for pkg in $KERNELS; do
 done
 
 echo
-echo "kernel x backend (e2e accuracy suite, test/e2e/run.test.ts + accept.test.ts${KMATRIX_TESTS:+, tests matching /$KMATRIX_TESTS/}):"
+echo "kernel x backend (e2e suites test/e2e/run.test.ts, l7data.test.ts, accept.test.ts${KMATRIX_TESTS:+, tests matching /$KMATRIX_TESTS/}):"
 printf '%s\n' "${results[@]}"
 if [ -s "$CACHE/logs/failures.$$" ]; then
   echo "failures (full logs in build/kernels/logs/):"

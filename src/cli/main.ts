@@ -83,6 +83,7 @@ function sessionOptions(opts: TraceCliOptions, events: EventStream | null, outpu
     retransmits: opts.retransmits !== false,
     tlsPlaintext: opts.tlsPlaintext !== false,
     testHooks: opts.testHook,
+    l7Data: opts.l7Data !== undefined ? { snaplen: opts.l7Data } : undefined,
     display: opts.quiet && !opts.live ? undefined : { live: opts.live === true, intervalMs: opts.live ? (opts.interval ?? 1000) : 1000 },
     capture: opts.pcap
       ? {

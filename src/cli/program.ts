@@ -10,6 +10,7 @@ import type { TestHooks } from '../trace/test-hooks';
 import { MAX_SNAPLEN, type CaptureFormat } from '../pcap/capture';
 import { checkInterfaceName } from '../isolate/plan';
 import { fleetOptionProblem, parseFileCount, parseFileSize, parseListenAddress, parseMetricsTop, parseRotateSeconds, type ListenAddress } from './fleet-options';
+import { PROCTAP_DATA_SNAPLEN_MAX } from '../native/layout.generated';
 import { formatArgv } from '../util/format';
 
 export const VERSION: string = JSON.parse(fs.readFileSync(path.resolve(__dirname, '../../../package.json'), 'utf8')).version;
@@ -79,6 +80,12 @@ export function parseTestHook(text: string, hooks: TestHooks = {}): TestHooks {
   }
 }
 
+function parseL7Snaplen(text: string): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || n < 1 || n > PROCTAP_DATA_SNAPLEN_MAX) throw new InvalidArgumentError(`not an L7 snaplen (1 to ${PROCTAP_DATA_SNAPLEN_MAX}): '${text}'`);
+  return n;
+}
+
 export function parseMilliseconds(text: string): number {
   const m = /^(\d+(?:\.\d+)?)(ms|s)?$/.exec(text.trim());
   if (!m || Number(m[1]) <= 0) throw new InvalidArgumentError(`not a duration: '${text}' (e.g. 100ms, 1s)`);
@@ -113,6 +120,8 @@ function addTraceOptions(command: Command): Command {
     .option('--force', 'overwrite existing output files (never through a symbolic link)')
     .option('-q, --quiet', 'no terminal report')
     .option('--no-color', 'no colors in the terminal report')
+    // L7 view (RECORD_DATA in --events) for the tests and the bench, until its user-facing options exist.
+    .addOption(new Option('--l7-data <snaplen>', 'bytes copied per call of L7 candidate flows').argParser(parseL7Snaplen).hideHelp())
     // The tests' hooks (fault injection, a proc connector that overflows): parseTestHook, docs/reliability.md.
     .addOption(new Option('--test-hook <name=value>', 'test only').argParser((v: string, prev?: TestHooks) => parseTestHook(v, prev)).hideHelp());
 }
@@ -145,6 +154,7 @@ export interface TraceCliOptions {
   tlsPlaintext: boolean;
   tlsKeylog: boolean;
   testHook?: TestHooks;
+  l7Data?: number;
 }
 
 /** Commander's untyped option values as TraceCliOptions; a value of the wrong type is a bug here, not bad input. */
@@ -157,7 +167,7 @@ export function traceCliOptions(raw: OptionValues): TraceCliOptions {
   for (const k of ['detail', 'live', 'force', 'quiet']) is(k, 'boolean');
   is('interval', 'number');
   if (raw.testHook !== undefined && (typeof raw.testHook !== 'object' || raw.testHook === null)) throw new TypeError(`option testHook: expected an object, got ${typeof raw.testHook}`);
-  for (const k of ['fileSize', 'rotateSeconds', 'fileCount', 'metricsTop']) is(k, 'number');
+  for (const k of ['fileSize', 'rotateSeconds', 'fileCount', 'metricsTop', 'l7Data']) is(k, 'number');
   is('metrics', 'object');
   for (const k of ['dnsNames', 'retransmits', 'tlsPlaintext', 'tlsKeylog']) is(k, 'boolean', true);
   for (const k of ['flowInterval', 'ringBuffer', 'snaplen']) is(k, 'number', true);

@@ -72,26 +72,38 @@ export type TraceRecord = { startTime: bigint } & (
   | DataRecord
 );
 
-/** RECORD_DATA: the first bytes a call moved (a socket call, or TLS plaintext). `data` views the batch:
- *  valid only during the callback (copy to keep it). */
+/** RECORD_DATA flags: why a call's bytes are missing (`bytes` is then empty). */
+export const DATA_FLAGS = { notCopied: L.DATA_F_NOT_COPIED, copyFailed: L.DATA_F_COPY_FAILED, noBuffer: L.DATA_F_NO_BUFFER } as const;
+export type DataFlag = keyof typeof DATA_FLAGS;
+
+const L7_CLASSES: Record<number, string> = {
+  [L.L7_UNKNOWN]: 'unknown', [L.L7_HTTP1]: 'http1', [L.L7_HTTP2]: 'http2', [L.L7_TLS]: 'tls',
+  [L.L7_DNS]: 'dns', [L.L7_REDIS]: 'redis', [L.L7_POSTGRES]: 'postgres', [L.L7_OTHER]: 'other',
+};
+
+/**
+ * The head of what one call moved (L7 view), or TLS plaintext. `bytes` views the batch: valid only during
+ * the callback (copy to keep it). The next record of the same flow and direction starts at
+ * `offset + length`; a later offset is a gap (a lost record, or bytes never seen).
+ */
 export interface DataRecord {
   type: 'data';
-  /** The process that made the call. */
   tgid: number;
   tsNs: number;
   startTime: bigint;
-  /** The flow the bytes belong to; key.cookie 0n: its socket is not known (yet). */
   key: FlowKey;
-  source: 'socket' | 'tls';
-  direction: 'tx' | 'rx';
-  /** Bytes of this stream (flow or TLS session) and direction before this call. */
+  /** Bytes of this flow and direction before this call (exact below 2^53). */
   offset: number;
-  /** Bytes the call moved; data holds the first of them (data.length <= length). */
+  /** Bytes the call moved (its return value); `bytes.length` <= length. */
   length: number;
   tid: number;
-  /** DATA_F_* bits: the bytes were not in user memory, or could not be read. */
-  flags: number;
-  data: Uint8Array;
+  direction: 'tx' | 'rx';
+  source: 'socket' | 'tls';
+  /** Why bytes are missing, if they are. */
+  flags: DataFlag[];
+  /** The kernel's guess from the flow's first bytes (a filter, not a verdict): http1, http2, tls, dns, redis, postgres. */
+  kernelClass: string;
+  bytes: Uint8Array;
 }
 
 /** A DNS response (IP packet, UDP from port 53) received by a traced socket. `data` views the batch. */
@@ -305,6 +317,24 @@ export function decodeRecord(view: DataView, bytes: Uint8Array, at: number, leng
         direction: view.getUint8(at + L.packet_record.direction) === 0 ? 'tx' : 'rx',
         data: capturedBytes(view, bytes, at, length, L.packet_record),
       };
+    case L.RECORD_DATA: {
+      const bits = view.getUint8(at + L.data_record.flags);
+      return {
+        type: 'data',
+        tgid,
+        tsNs,
+        startTime,
+        key: decodeFlowKeyCached(view, bytes, at + L.data_record.key),
+        offset: u64(view, at + L.data_record.offset),
+        length: view.getUint32(at + L.data_record.len, true),
+        tid: view.getUint32(at + L.data_record.tid, true),
+        direction: view.getUint8(at + L.data_record.direction) === 0 ? 'tx' : 'rx',
+        source: view.getUint8(at + L.data_record.source) === L.DATA_SOURCE_TLS ? 'tls' : 'socket',
+        flags: (Object.keys(DATA_FLAGS) as DataFlag[]).filter((f) => bits & DATA_FLAGS[f]),
+        kernelClass: L7_CLASSES[view.getUint8(at + L.data_record.l7_class)] ?? 'unknown',
+        bytes: capturedBytes(view, bytes, at, length, L.data_record),
+      };
+    }
     case L.RECORD_DNS:
       return {
         type: 'dns',
@@ -314,21 +344,6 @@ export function decodeRecord(view: DataView, bytes: Uint8Array, at: number, leng
         cookie: view.getBigUint64(at + L.dns_record.cookie, true),
         originalLength: view.getUint32(at + L.dns_record.orig_len, true),
         data: capturedBytes(view, bytes, at, length, L.dns_record),
-      };
-    case L.RECORD_DATA:
-      return {
-        type: 'data',
-        tgid,
-        tsNs,
-        startTime,
-        key: decodeFlowKeyCached(view, bytes, at + L.data_record.key),
-        source: view.getUint8(at + L.data_record.source) === L.DATA_SOURCE_TLS ? 'tls' : 'socket',
-        direction: view.getUint8(at + L.data_record.direction) === 0 ? 'tx' : 'rx',
-        offset: u64(view, at + L.data_record.offset),
-        length: view.getUint32(at + L.data_record.len, true),
-        tid: view.getUint32(at + L.data_record.tid, true),
-        flags: view.getUint8(at + L.data_record.flags),
-        data: capturedBytes(view, bytes, at, length, L.data_record),
       };
     default:
       return null;

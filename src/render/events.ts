@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // --events FILE|-: one JSON line per record as it arrives (lifecycle, interval flow updates, and with
-// --detail every send/recv), for jq and log shippers. Packet bytes are not included.
+// --detail every send/recv; L7 data records with their bytes in base64), for jq and log shippers. Packet
+// bytes are not included.
 import * as fs from 'node:fs';
 import type { FlowKey, TraceRecord } from '../kernel/records';
 import { protoName } from '../util/net';
@@ -47,8 +48,25 @@ export function eventOf(record: TraceRecord, originNs: number): Record<string, u
       return { ...base, socket: record.cookie.toString(), direction: record.direction, length: record.originalLength };
     case 'dns':
       return { ...base, socket: record.cookie.toString(), length: record.originalLength };
-    case 'data':
-      return { ...base, socket: record.key.cookie.toString(), source: record.source, direction: record.direction, offset: record.offset, length: record.length, captured: record.data.length };
+    case 'data': {
+      const k = record.key;
+      return {
+        ...base,
+        socket: k.cookie.toString(),
+        proto: protoName(k.proto),
+        remoteAddr: k.remoteAddr,
+        remotePort: k.remotePort,
+        tid: record.tid,
+        direction: record.direction,
+        source: record.source,
+        offset: record.offset,
+        length: record.length,
+        kernelClass: record.kernelClass,
+        flags: record.flags,
+        // the bytes as base64: a third bigger than raw, half the size of hex
+        base64: Buffer.from(record.bytes.buffer, record.bytes.byteOffset, record.bytes.byteLength).toString('base64'),
+      };
+    }
   }
 }
 

@@ -87,6 +87,9 @@ export interface ProbeConfig {
   /** TLS plaintext from uprobes on TLS libraries (RECORD_DATA, source TLS; default on): loads the uprobe
    *  programs; src/tls decides which files they are attached to. */
   tlsPlaintext?: boolean;
+  /** L7 view: RECORD_DATA, the first `snaplen` bytes (1..PROCTAP_DATA_SNAPLEN_MAX) of each send/recv call of
+   *  the flows whose first bytes look like a decoded protocol (bpf/l7.bpf.h). Absent: off. */
+  l7Data?: { snaplen: number };
 }
 
 export interface BackendAttempt {
@@ -110,6 +113,8 @@ const RING_MAX_BATCH_BYTES = 4 << 20;
 const DNS_PROGRAM = 'skb_ingress_dns';
 const RETRANSMIT_PROGRAM = 'tcp_retransmit_skb';
 const BPF_TRACE_UPROBE_MULTI = 48;
+/** L7 view on the tracepoint backend: sendmmsg()/recvmmsg() entry numbers their messages (sys_enter does it too). */
+const MMSG_SYSCALL_PROGRAMS = ['sys_enter_sendmmsg', 'sys_enter_recvmmsg'];
 
 function errorText(err: unknown): string {
   const e = err as { code?: string; message?: string };
@@ -171,6 +176,8 @@ export class Probes {
           else if (kind === 'multi') object.setExpectedAttachType(p, BPF_TRACE_UPROBE_MULTI);
         }
       }
+      const mmsg = config.l7Data !== undefined && backend === 'tracepoint';
+      for (const p of MMSG_SYSCALL_PROGRAMS) if (!mmsg && present.has(p)) object.setAutoload(p, false);
       try {
         configure(object, config);
         object.load();
@@ -211,8 +218,9 @@ export class Probes {
 
   private attachSpliceSyscalls(): void {
     const links: number[] = [];
+    const mmsg = this.config.l7Data !== undefined && this.backend === 'tracepoint' ? MMSG_SYSCALL_PROGRAMS : [];
     try {
-      for (const p of SPLICE_SYSCALL_PROGRAMS) links.push(this.object.attach(p));
+      for (const p of [...SPLICE_SYSCALL_PROGRAMS, ...mmsg]) links.push(this.object.attach(p));
       this.links.push(...links);
       this.spliceSyscallHook = 'syscall tracepoints';
     } catch {
@@ -348,6 +356,10 @@ export class Probes {
 }
 
 function configure(object: BpfObject, config: ProbeConfig): void {
+  const l7Snaplen = config.l7Data?.snaplen;
+  if (l7Snaplen !== undefined && !(Number.isInteger(l7Snaplen) && l7Snaplen >= 1 && l7Snaplen <= L.PROCTAP_DATA_SNAPLEN_MAX)) {
+    throw new RangeError(`L7 snaplen must be 1..${L.PROCTAP_DATA_SNAPLEN_MAX}, got ${l7Snaplen}`);
+  }
   const rodata = object.getInitialValue('.rodata');
   rodata.writeBigUInt64LE(BigInt(Math.round(config.intervalMs * 1e6)), L.proctap_config.interval_ns);
   rodata.writeUInt32LE(Math.max(4096, config.ringBufferBytes >>> 3), L.proctap_config.wakeup_bytes);
@@ -360,6 +372,8 @@ function configure(object: BpfObject, config: ProbeConfig): void {
   rodata.writeBigUInt64LE(config.match?.cgroupId ?? 0n, L.proctap_config.match_cgroup_id);
   rodata.writeUInt8(config.dnsNames === false ? 0 : 1, L.proctap_config.dns_names);
   rodata.writeUInt8(config.retransmits === false ? 0 : 1, L.proctap_config.retransmits);
+  rodata.writeUInt8(config.l7Data ? 1 : 0, L.proctap_config.l7_data);
+  rodata.writeUInt32LE(config.l7Data?.snaplen ?? 0, L.proctap_config.data_snaplen);
   object.setInitialValue('.rodata', rodata);
   if (config.tlsPlaintext !== false && object.maps().includes('.rodata.tls')) {
     const tls = object.getInitialValue('.rodata.tls');

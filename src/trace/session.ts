@@ -50,6 +50,8 @@ export interface SessionOptions {
   retransmits?: boolean;
   /** TLS plaintext from uprobes on the traced processes' TLS libraries (default on). */
   tlsPlaintext?: boolean;
+  /** L7 view: the first bytes of each call of candidate flows (RECORD_DATA); absent: off. */
+  l7Data?: ProbeConfig['l7Data'];
   /** The event stream: every record as it arrives; then after every ring-buffer batch (it flushes there). */
   onRecord?: (record: TraceRecord) => void;
   onBatchEnd?: () => void;
@@ -112,6 +114,7 @@ export class TraceSession {
       dnsNames: options.dnsNames,
       retransmits: options.retransmits,
       tlsPlaintext: options.tlsPlaintext,
+      l7Data: options.l7Data,
     });
     this.tls = options.tlsPlaintext === false ? null : new TlsHooks(this.probes, options.log);
     this.containers = options.containers ?? new ContainerTracker();

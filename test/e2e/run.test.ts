@@ -22,7 +22,7 @@ let linksBefore: number;
 const OUR_PROGRAMS = new Set(
   ['inet_sock_set_state', 'sched_process_exec', 'sched_process_exit', 'sched_process_fork', 'sys_enter', 'sys_enter_sendfile', 'sys_enter_splice', 'tp_sock_recv_length',
     'tp_sock_send_length', 'sock_create', 'sock_release', 'udp_sendmsg4', 'udp_sendmsg6', 'udp_recvmsg4', 'udp_recvmsg6',
-    'skb_egress', 'skb_ingress', 'skb_ingress_dns', 'tcp_retransmit_skb'].map((n) => n.slice(0, 15)),
+    'skb_egress', 'skb_ingress', 'skb_ingress_dns', 'tcp_retransmit_skb', 'sys_enter_sendmmsg', 'sys_enter_recvmmsg'].map((n) => n.slice(0, 15)),
 );
 let backend: string;
 

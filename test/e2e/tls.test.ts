@@ -73,7 +73,7 @@ const engineBase = {
 /** Records kept for the assertions: data records copied (their bytes view the ring batch). */
 function recorder(): { records: TraceRecord[]; onRecord: (r: TraceRecord) => void } {
   const records: TraceRecord[] = [];
-  return { records, onRecord: (r) => records.push(r.type === 'data' ? { ...r, data: Buffer.from(r.data) } : r) };
+  return { records, onRecord: (r) => records.push(r.type === 'data' ? { ...r, bytes: Buffer.from(r.bytes) } : r) };
 }
 
 /** TLS plaintext of one direction, in stream order, checked to be gap-free from offset 0. */
@@ -82,10 +82,10 @@ function stream(records: DataRecord[], direction: 'tx' | 'rx'): Buffer {
   let at = 0;
   for (const r of parts) {
     assert.equal(r.offset, at, `${direction} record at offset ${r.offset}, expected ${at}`);
-    assert.equal(r.data.length, Math.min(r.length, 4096), 'captured bytes');
+    assert.equal(r.bytes.length, Math.min(r.length, 4096), 'captured bytes');
     at += r.length;
   }
-  return Buffer.concat(parts.map((r) => r.data));
+  return Buffer.concat(parts.map((r) => r.bytes));
 }
 
 const tlsData = (records: TraceRecord[], pid: number) => records.filter((r): r is DataRecord => r.type === 'data' && r.source === 'tls' && r.tgid === pid);
@@ -123,9 +123,9 @@ test('run: TLS plaintext of curl and of Python equals what the server received a
     const tx = stream(data, 'tx');
     assert.deepEqual(tx, server.received, `${argv[0]}: plaintext sent`);
     const rx = data.filter((r) => r.direction === 'rx').sort((a, b) => a.offset - b.offset);
-    for (const r of rx) assert.deepEqual(r.data, server.sent.subarray(r.offset, r.offset + r.data.length), `${argv[0]}: plaintext received at ${r.offset}`);
+    for (const r of rx) assert.deepEqual(r.bytes, server.sent.subarray(r.offset, r.offset + r.bytes.length), `${argv[0]}: plaintext received at ${r.offset}`);
     assert.equal(rx.reduce((n, r) => n + r.length, 0), server.sent.length, `${argv[0]}: plaintext bytes received`);
-    assert.equal(stream(data, 'rx').length, rx.reduce((n, r) => n + r.data.length, 0));
+    assert.equal(stream(data, 'rx').length, rx.reduce((n, r) => n + r.bytes.length, 0));
     assert.ok(!result.report.notes.some((n) => n.includes('TLS')), `no TLS note: ${result.report.notes.join(' | ')}`);
   }
 });
@@ -225,7 +225,7 @@ test('attach: a running Python TLS server\'s plaintext equals what its clients s
     assert.deepEqual(stream(data, 'rx'), Buffer.from(client.sent, 'hex'), 'the server read what the client sent');
     const sent = Buffer.from(client.received, 'hex');
     const tx = data.filter((r) => r.direction === 'tx');
-    for (const r of tx) assert.deepEqual(r.data, sent.subarray(r.offset, r.offset + r.data.length));
+    for (const r of tx) assert.deepEqual(r.bytes, sent.subarray(r.offset, r.offset + r.bytes.length));
     assert.equal(tx.reduce((n, r) => n + r.length, 0), sent.length, 'the server wrote what the client received');
   }
   assert.ok(report.notes.some((n) => n.startsWith('The capture stays encrypted')) === false, 'no capture, no capture note');
@@ -269,7 +269,7 @@ http { access_log ${accessLog}; client_body_temp_path ${prefix}; proxy_temp_path
     const clients = [['1', '2', '3'], ['4']].map((sizes) => spawnSync(PYTHON, [CLIENT, String(port), ...sizes], { encoding: 'utf8' }));
     await trace;
     const data = tlsData(rec.records, workers[0]);
-    const requests = data.filter((r) => r.direction === 'rx').map((r) => Buffer.from(r.data).toString('latin1')).join('').match(/^GET \S+/gm) ?? [];
+    const requests = data.filter((r) => r.direction === 'rx').map((r) => Buffer.from(r.bytes).toString('latin1')).join('').match(/^GET \S+/gm) ?? [];
     const logged = fs.readFileSync(accessLog, 'utf8').trim().split('\n').map((l) => /"(GET \S+)/.exec(l)?.[1]);
     assert.deepEqual(requests, logged, 'requests in the plaintext = the access log');
     assert.deepEqual(requests, ['GET /1', 'GET /2', 'GET /3', 'GET /4']);
