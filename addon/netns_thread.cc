@@ -67,4 +67,36 @@ int RunInNetns(const std::string& path, const std::function<void()>& fn, std::st
   return result;
 }
 
+int RunInNetworkNamespaceOnly(const std::string& path, const std::function<void()>& fn, std::string* step) {
+  int result = 0;
+  auto body = [&] {
+    pthread_setname_np(pthread_self(), "proctap-netns");
+    int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      result = errno;
+      *step = "open " + path;
+      return;
+    }
+    if (setns(fd, CLONE_NEWNET) != 0) {
+      result = errno;
+      *step = "setns(" + path + ", CLONE_NEWNET)";
+    }
+    close(fd);
+    if (result == 0) fn();
+  };
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  try {
+    std::thread worker(body);
+    pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    worker.join();
+  } catch (const std::system_error& e) {
+    pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    *step = "std::thread";
+    return e.code().value();
+  }
+  return result;
+}
+
 }  // namespace proctap

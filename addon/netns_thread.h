@@ -17,4 +17,8 @@ int EnterNetnsOnThisThread(const std::string& path, std::string* step);
 // joins it. Returns 0, or the errno of the failed step (named in `*step`); `fn` does not run then.
 int RunInNetns(const std::string& path, const std::function<void()>& fn, std::string* step);
 
+// As RunInNetns, but the thread joins the network namespace only (no mount namespace, no sysfs): enough
+// to create a socket there (a socket stays in the namespace it was created in, whichever thread uses it).
+int RunInNetworkNamespaceOnly(const std::string& path, const std::function<void()>& fn, std::string* step);
+
 }  // namespace proctap

@@ -16,6 +16,7 @@
 
 #include "batch_records.h"
 #include "errors.h"
+#include "netns_thread.h"
 
 namespace proctap {
 namespace {
@@ -153,7 +154,7 @@ void ProcConnector::SetPaused(const Napi::CallbackInfo& info) {
 ProcConnector::ProcConnector(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ProcConnector>(info) {
   Napi::Env env = info.Env();
   if (info.Length() < 2 || !info[0].IsFunction() || !info[1].IsObject())
-    ThrowTypeError(env, "ProcConnector(onBatch: function, options: {receiveBufferBytes, maxQueuedBatches})");
+    ThrowTypeError(env, "ProcConnector(onBatch: function, options: {receiveBufferBytes, maxQueuedBatches, netnsPath?})");
   Napi::Object options = info[1].As<Napi::Object>();
   Napi::Value rcvbuf_value = options.Get("receiveBufferBytes");
   Napi::Value queued_value = options.Get("maxQueuedBatches");
@@ -163,8 +164,22 @@ ProcConnector::ProcConnector(const Napi::CallbackInfo& info) : Napi::ObjectWrap<
   int max_queued = queued_value.As<Napi::Number>().Int32Value();
   if (rcvbuf < 1 || max_queued < 1) throw Napi::RangeError::New(env, "options.receiveBufferBytes and options.maxQueuedBatches must be > 0");
 
-  sock_ = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_CONNECTOR);
-  if (sock_ < 0) ThrowErrno(env, errno, "socket(NETLINK_CONNECTOR)");
+  Napi::Value netns_value = options.Get("netnsPath");
+  if (!netns_value.IsUndefined() && !netns_value.IsString()) ThrowTypeError(env, "options.netnsPath must be a string");
+  if (netns_value.IsString()) {
+    // The connector exists in one network namespace (the initial one): create the socket there.
+    std::string step;
+    int sock_err = 0;
+    int err = RunInNetworkNamespaceOnly(netns_value.As<Napi::String>().Utf8Value(), [&] {
+      sock_ = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_CONNECTOR);
+      if (sock_ < 0) sock_err = errno;
+    }, &step);
+    if (err) ThrowErrno(env, err, step.c_str());
+    if (sock_ < 0) ThrowErrno(env, sock_err, "socket(NETLINK_CONNECTOR)");
+  } else {
+    sock_ = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_CONNECTOR);
+    if (sock_ < 0) ThrowErrno(env, errno, "socket(NETLINK_CONNECTOR)");
+  }
   // FORCE ignores rmem_max (needs CAP_NET_ADMIN, which subscribing needs anyway).
   if (setsockopt(sock_, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof(rcvbuf)) < 0) {
     setsockopt(sock_, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));

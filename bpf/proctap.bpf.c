@@ -603,6 +603,57 @@ static __always_inline void emit_sock_state(struct sock *sk, const struct sock_m
 	submit_record(r);
 }
 
+/* Where a socket listens (or, for a child of a listener, where it was accepted): a `listeners` key. */
+static __always_inline void listener_key_of(struct sock *sk, __u8 family, struct listener_key *key)
+{
+	key->netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+	key->port = BPF_CORE_READ(sk, __sk_common.skc_num);
+	if (family == AF_INET) {
+		__u32 a = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+
+		__builtin_memcpy(key->addr, &a, 4);
+	} else {
+		BPF_CORE_READ_INTO((struct in6_addr *)key->addr, sk, __sk_common.skc_v6_rcv_saddr);
+	}
+}
+
+/*
+ * A child of a listener that an attach target opened before the attach (so there was no storage to
+ * clone): storage of its own now, owned by the listener's owner, as BPF_F_CLONE would have given it. At
+ * SYN_RECV the child still has its listener's local address on 6.1, its own on 6.18: either is the
+ * listener's bound address, or the listener is bound to any.
+ */
+static __always_inline struct sock_meta *adopt_listener_child(struct sock *sk, __u8 family)
+{
+	struct listener_key key = {};
+	struct process_id *owner;
+	struct sock_meta *m;
+
+	listener_key_of(sk, family, &key);
+	owner = bpf_map_lookup_elem(&listeners, &key);
+	if (!owner) {
+		__builtin_memset(key.addr, 0, sizeof(key.addr));
+		owner = bpf_map_lookup_elem(&listeners, &key);
+	}
+	if (!owner)
+		return NULL;
+	m = bpf_sk_storage_get(&sock_meta, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!m)
+		return NULL;
+	m->owner_tgid = owner->tgid;
+	m->owner_start_time_ns = owner->start_time_ns;
+	return m;
+}
+
+/* Such a listener closed: its port may go to an untraced process next. */
+static __always_inline void forget_listener(struct sock *sk, __u8 family)
+{
+	struct listener_key key = {};
+
+	listener_key_of(sk, family, &key);
+	bpf_map_delete_elem(&listeners, &key);
+}
+
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(inet_sock_set_state, struct sock *sk, int oldstate, int newstate)
 {
@@ -632,8 +683,13 @@ int BPF_PROG(inet_sock_set_state, struct sock *sk, int oldstate, int newstate)
 	} else {
 		/* Anything else may run in softirq: only the socket's own storage says who owns it. */
 		m = bpf_sk_storage_get(&sock_meta, sk, 0, 0);
-		if (!m)
+		if (!m && newstate == TCP_SYN_RECV)
+			m = adopt_listener_child(sk, family);
+		if (!m) {
+			if (oldstate == TCP_LISTEN && newstate == TCP_CLOSE)
+				forget_listener(sk, family);
 			return 0;
+		}
 		if (newstate == TCP_SYN_RECV) {
 			/*
 			 * A child of a traced listener: storage cloned from the listener (BPF_F_CLONE). The

@@ -75,6 +75,14 @@ struct {
 	__type(value, struct packet_counters);
 } packets SEC(".maps");
 
+/* Listening sockets of attach targets opened before the attach (see struct listener_key). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct listener_key);
+	__type(value, struct process_id);
+} listeners SEC(".maps");
+
 /* kprobe backend: the arguments a kprobe saw, for its kretprobe (the thread is inside the call). */
 struct io_args {
 	struct sock *sk;

@@ -231,6 +231,18 @@ struct process_id {
 	__u64 start_time_ns;
 };
 
+/*
+ * A listening socket of an attach target that existed before the attach: it has no socket storage for
+ * the connections it accepts to inherit, so user space names it here (from /proc) by where it listens;
+ * the value is its owner (struct process_id). Bound to a specific address, or to any (addr all zero).
+ */
+struct listener_key {
+	__u32 netns;      /* network namespace inode (what /proc/PID/ns/net names) */
+	__u16 port;       /* host byte order */
+	__u16 _pad;
+	__u8 addr[16];    /* network byte order, IPv4 in the first 4 bytes; all zero = any address */
+};
+
 /* Per-process packet counters from the cgroup_skb hooks (key: owner process_id, tgid 0 = no owner found). */
 struct packet_counters {
 	__u64 tx_packets;

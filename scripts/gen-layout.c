@@ -205,6 +205,12 @@ int main(void)
 	FIELD(traced_process, start_time_ns);
 	END();
 
+	BEGIN(listener_key);
+	FIELD(listener_key, netns);
+	FIELD(listener_key, port);
+	FIELD(listener_key, addr);
+	END();
+
 	BEGIN(process_id);
 	FIELD(process_id, tgid);
 	FIELD(process_id, start_time_ns);

@@ -21,8 +21,9 @@ TEST_TIMEOUT=600000
 RUN_TESTS=1
 EXEC=""
 DIAG_LINES=120
-# The suites the matrix runs: exact byte accounting, and the L7 view's copied heads.
-TEST_FILES="dist/test/e2e/run.test.js dist/test/e2e/l7data.test.js"
+# The suites the matrix runs: exact byte accounting, the L7 view's copied heads, attach to a server whose
+# listener predates the attach.
+TEST_FILES="dist/test/e2e/run.test.js dist/test/e2e/l7data.test.js dist/test/e2e/accept.test.js"
 [ -f /kmatrix.conf ] && . /kmatrix.conf
 
 uptime() { cut -d' ' -f1 /proc/uptime; }

@@ -12,7 +12,7 @@ out=${1:?usage: mkinitramfs.sh OUT.cpio[.gz|.zst]}
 out=$(realpath -m "$out")
 
 for f in build/bpf/proctap.bpf.o build/proctap-launch addon/build/Release/proctap.node dist/src/cli/main.js \
-         dist/test/e2e/run.test.js; do
+         dist/test/e2e/run.test.js dist/test/e2e/accept.test.js; do
   [ -e "$f" ] || { echo "mkinitramfs: $f is missing: run 'make build' first" >&2; exit 1; }
 done
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# make test-kernels: the e2e accuracy suites (dist/test/e2e/run.test.js, l7data.test.js) on Debian's stock kernels, once per
-# socket I/O backend, each kernel booted under QEMU (TCG) from an initramfs
+# make test-kernels: the e2e suites (dist/test/e2e/run.test.js, l7data.test.js, accept.test.js: attach to a
+# server) on Debian's stock kernels, once per socket I/O backend, each kernel booted under QEMU (TCG) from an initramfs
 # packed from this machine (scripts/kernels/mkinitramfs.sh): no modules, no disk, serial console only.
 # Prints one line per kernel x backend and exits non-zero if any fails. Full guest logs: build/kernels/logs/.
 #
@@ -139,7 +139,7 @@ for pkg in $KERNELS; do
 done
 
 echo
-echo "kernel x backend (e2e suites test/e2e/run.test.ts, l7data.test.ts${KMATRIX_TESTS:+, tests matching /$KMATRIX_TESTS/}):"
+echo "kernel x backend (e2e suites test/e2e/run.test.ts, l7data.test.ts, accept.test.ts${KMATRIX_TESTS:+, tests matching /$KMATRIX_TESTS/}):"
 printf '%s\n' "${results[@]}"
 if [ -s "$CACHE/logs/failures.$$" ]; then
   echo "failures (full logs in build/kernels/logs/):"

@@ -7,6 +7,7 @@ import { Digest } from '../model/digest';
 import type { ConnectionGroup } from '../model/folds';
 import { formatBytes, formatDuration, formatEndpoint } from '../util/format';
 import { endpointKey, flowDeltas, type FlowDelta, type FlowSeries } from './series';
+import { serverPatterns } from './server';
 
 const KiB = 1024;
 const MiB = 1024 * 1024;
@@ -81,6 +82,14 @@ export function subject(pids: number[], singular: string, plural: string): strin
 
 /** Connection rows that this side opened (or sent datagrams on) to a known remote. */
 const outgoing = (c: ConnectionReport) => c.role !== 'passive' && c.remoteAddr !== '*';
+
+/** long-lived-idle: open most of the trace, carrying almost nothing. */
+function isIdle(c: ConnectionReport, durationMs: number): boolean {
+  if (c.outcome !== 'open' && c.outcome !== 'closed' && c.outcome !== 'reset') return false;
+  const openMs = c.durationMs ?? Math.max(0, durationMs - c.startOffsetMs);
+  const bps = (c.txBytes + c.rxBytes) / (openMs / 1000);
+  return openMs >= LONG_IDLE_MIN_DURATION_MS && openMs >= LONG_IDLE_MIN_FRACTION * durationMs && bps < LONG_IDLE_MAX_RATE;
+}
 
 function groupBy<T>(items: T[], key: (x: T) => string): Map<string, T[]> {
   const m = new Map<string, T[]>();
@@ -248,7 +257,7 @@ export function detectPatterns(input: PatternInput): Pattern[] {
   const { series, connections, durationMs } = input;
   const seen = new Set<string>(); // kind + endpoint + pids: one pattern each
   const push = (p: Pattern) => {
-    const k = `${p.kind}|${p.endpoint ? endpointKey(p.endpoint) : ''}|${p.pids.join(',')}`;
+    const k = `${p.kind}|${p.endpoint ? endpointKey(p.endpoint) : ''}|${p.local ? `${p.local.localAddr}:${p.local.localPort}` : ''}|${p.pids.join(',')}`;
     if (!seen.has(k)) {
       seen.add(k);
       out.push(p);
@@ -256,9 +265,11 @@ export function detectPatterns(input: PatternInput): Pattern[] {
   };
   const deltas = new Map(series.map((f) => [f, flowDeltas(f)] as const));
 
-  // bulk: per endpoint and direction, the flows' sustained runs together.
+  // bulk: per endpoint and direction, the flows' sustained runs together. A server's accepted flows go
+  // per local endpoint: it sends to its clients, not to (or from) each one's ephemeral port.
   const bulkFlows = new Set<FlowSeries>();
-  for (const [, flows] of groupBy(series, endpointKey)) {
+  const bulkKey = (f: FlowSeries) => (f.accepted ? `accepted/${f.proto}/${f.localAddr}/${f.localPort}` : endpointKey(f));
+  for (const [, flows] of groupBy(series, bulkKey)) {
     for (const dir of ['rx', 'tx'] as const) {
       const runs = flows.map((f) => ({ f, run: bulkRun(f, dir) })).filter((x): x is { f: FlowSeries; run: BulkRun } => x.run !== null);
       if (runs.length === 0) continue;
@@ -269,13 +280,28 @@ export function detectPatterns(input: PatternInput): Pattern[] {
       const spanMs = unionLength(runs.map((r) => [r.run.startMs, r.run.endMs]));
       const bps = bytes / (spanMs / 1000);
       const pids = uniq(runs.map((r) => r.f.pid));
+      const evidence = { direction: dir, bytes, durationMs: round(spanMs), ...(spanMs > 0 ? { rateBytesPerSec: Math.round(bps) } : {}), flows: runs.length };
+      const f0 = flows[0];
+      if (f0.accepted) {
+        const local = { proto: f0.proto, localAddr: f0.localAddr ?? '*', localPort: f0.localPort ?? 0 };
+        const verb = dir === 'rx' ? subject(pids, 'receives', 'receive') : subject(pids, 'sends', 'send');
+        const n = runs.length;
+        push({
+          kind: 'bulk',
+          pids,
+          local,
+          evidence: { ...evidence, side: 'server' },
+          summary: `${verb} ${formatBytes(bytes)} on ${formatEndpoint(local.localAddr, local.localPort)} (${n} connection${n === 1 ? '' : 's'})${spanMs > 0 ? ` at ${rate(bps)} (${formatDuration(spanMs)})` : ' in one call'}`,
+        });
+        continue;
+      }
       const what = dir === 'rx' ? `${subject(pids, 'downloads', 'download')} ${formatBytes(bytes)} from` : `${subject(pids, 'uploads', 'upload')} ${formatBytes(bytes)} to`;
       push({
         kind: 'bulk',
         pids,
-        endpoint: ep(flows[0]),
-        evidence: { direction: dir, bytes, durationMs: round(spanMs), ...(spanMs > 0 ? { rateBytesPerSec: Math.round(bps) } : {}), flows: runs.length },
-        summary: spanMs > 0 ? `${what} ${where(flows[0])} at ${rate(bps)} (${formatDuration(spanMs)})` : `${what} ${where(flows[0])} in one call`,
+        endpoint: ep(f0),
+        evidence,
+        summary: spanMs > 0 ? `${what} ${where(f0)} at ${rate(bps)} (${formatDuration(spanMs)})` : `${what} ${where(f0)} in one call`,
       });
     }
   }
@@ -286,7 +312,7 @@ export function detectPatterns(input: PatternInput): Pattern[] {
     const d = deltas.get(f)!;
     const tx = findPeriod(eventTimes(d, 'tx'));
     const polls = d.some((x) => x.rxBytes > 0);
-    if (tx) push(periodic([f.pid], f, tx, 'flow', polls ? ['polls', 'poll'] : ['sends to', 'send to']));
+    if (tx) push(periodic([f.pid], f, tx, 'flow', f.accepted ? ['answers', 'answer'] : polls ? ['polls', 'poll'] : ['sends to', 'send to']));
     else {
       const rx = findPeriod(eventTimes(d, 'rx'));
       if (rx) push(periodic([f.pid], f, rx, 'flow', ['hears from', 'hear from']));
@@ -303,7 +329,7 @@ export function detectPatterns(input: PatternInput): Pattern[] {
   // request-response: on one flow, or as many short connections to one endpoint. A periodic poller
   // is request-response too: its periodic pattern says it already.
   for (const f of series) {
-    if (periodicAt.has(endpointKey(f))) continue;
+    if (periodicAt.has(endpointKey(f)) || f.accepted) continue; // accepted: the server's view below
     const x = flowExchanges(deltas.get(f)!);
     if (x) push(requestResponse([f.pid], f, x, 'flow'));
   }
@@ -367,9 +393,9 @@ export function detectPatterns(input: PatternInput): Pattern[] {
     return f;
   };
   const isFailed = (o: string) => (FAILED_OUTCOMES as readonly string[]).includes(o);
-  for (const c of connections) if (c.remoteAddr !== '*' && isFailed(c.outcome)) failuresOf(c.proto, c.remoteAddr).rows.push(c);
+  for (const c of connections) if (c.role !== 'passive' && c.remoteAddr !== '*' && isFailed(c.outcome)) failuresOf(c.proto, c.remoteAddr).rows.push(c);
   for (const g of input.folded ?? []) {
-    if (g.endpoint.remoteAddr !== '*' && FAILED_OUTCOMES.some((o) => (g.outcomes[o] ?? 0) > 0)) failuresOf(g.endpoint.proto, g.endpoint.remoteAddr).folded.push(g);
+    if (g.endpoint.direction === 'outbound' && g.endpoint.remoteAddr !== '*' && FAILED_OUTCOMES.some((o) => (g.outcomes[o] ?? 0) > 0)) failuresOf(g.endpoint.proto, g.endpoint.remoteAddr).folded.push(g);
   }
   for (const f of failures.values()) {
     const count = (o: string) => f.rows.filter((c) => c.outcome === o).length + f.folded.reduce((n, g) => n + (g.outcomes[o as keyof typeof g.outcomes] ?? 0), 0);
@@ -377,10 +403,10 @@ export function detectPatterns(input: PatternInput): Pattern[] {
     if (n < FAILED_CONNECTS_MIN) continue;
     const same = (x: { proto: string; remoteAddr: string }) => x.proto === f.proto && x.remoteAddr === f.remoteAddr;
     const attempts =
-      connections.filter(same).length + (input.folded ?? []).filter((g) => same({ proto: g.endpoint.proto, remoteAddr: g.endpoint.remoteAddr })).reduce((a, g) => a + g.connections, 0);
+      connections.filter((c) => c.role !== 'passive' && same(c)).length + (input.folded ?? []).filter((g) => g.endpoint.direction === 'outbound' && same({ proto: g.endpoint.proto, remoteAddr: g.endpoint.remoteAddr })).reduce((a, g) => a + g.connections, 0);
     const byOutcome = FAILED_OUTCOMES.map((o) => [o, count(o)] as const).filter(([, k]) => k > 0);
     const pids = uniq([...f.rows.map((c) => c.pid), ...f.folded.flatMap((g) => [...g.pids])]);
-    const ports = uniq([...f.rows.map((c) => c.remotePort), ...f.folded.map((g) => (g.endpoint.direction === 'outbound' ? g.endpoint.port : 0))]);
+    const ports = uniq([...f.rows.map((c) => c.remotePort), ...f.folded.map((g) => g.endpoint.port)]);
     const first: PatternEndpoint = f.rows[0] ?? { proto: f.proto, remoteAddr: f.remoteAddr, remotePort: ports[0] };
     const target = ports.length === 1 ? where({ ...first, remotePort: ports[0] }) : `${f.remoteAddr} (${ports.length} ports)`;
     push({
@@ -394,13 +420,7 @@ export function detectPatterns(input: PatternInput): Pattern[] {
 
   // long-lived-idle: per endpoint, connections open most of the trace that carried almost nothing.
   // A heartbeat found periodic above is not idle: its periodic pattern says what goes on.
-  const idle = connections.filter((c) => {
-    if (periodicAt.has(endpointKey(c))) return false;
-    if (c.outcome !== 'open' && c.outcome !== 'closed' && c.outcome !== 'reset') return false;
-    const openMs = c.durationMs ?? Math.max(0, durationMs - c.startOffsetMs);
-    const bps = (c.txBytes + c.rxBytes) / (openMs / 1000);
-    return openMs >= LONG_IDLE_MIN_DURATION_MS && openMs >= LONG_IDLE_MIN_FRACTION * durationMs && bps < LONG_IDLE_MAX_RATE;
-  });
+  const idle = connections.filter((c) => c.role !== 'passive' && !periodicAt.has(endpointKey(c)) && isIdle(c, durationMs));
   for (const [, conns] of groupBy(idle, endpointKey)) {
     const openMs = Math.max(...conns.map((c) => c.durationMs ?? Math.max(0, durationMs - c.startOffsetMs)));
     const bytes = conns.reduce((a, c) => a + c.txBytes + c.rxBytes, 0);
@@ -418,6 +438,10 @@ export function detectPatterns(input: PatternInput): Pattern[] {
     });
   }
 
-  const keyOf = (p: Pattern) => `${p.endpoint ? endpointKey(p.endpoint) : ''}`;
+  // The server's side: accepted connections, per local endpoint (src/analysis/server.ts).
+  const rules = { findPeriod, minRequests: RR_MIN_EXCHANGES, maxRequestBytes: RR_MAX_REQUEST_BYTES, idle: (c: ConnectionReport) => isIdle(c, durationMs), subject };
+  for (const p of serverPatterns(series, connections, durationMs, rules)) push(p);
+
+  const keyOf = (p: Pattern) => `${p.endpoint ? endpointKey(p.endpoint) : p.local ? `${p.local.localAddr}:${p.local.localPort}` : ''}`;
   return out.sort((a, b) => KIND_ORDER.indexOf(a.kind) - KIND_ORDER.indexOf(b.kind) || a.pids[0] - b.pids[0] || keyOf(a).localeCompare(keyOf(b)));
 }

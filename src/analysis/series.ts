@@ -23,6 +23,10 @@ export interface FlowSeries {
   startMs: number;
   endMs: number | null;
   samples: FlowSample[];
+  /** A connection this side accepted (the server's side of it), and the local endpoint it was accepted on. */
+  accepted?: boolean;
+  localAddr?: string;
+  localPort?: number;
 }
 
 /** log2 message-size histogram per process, protocol and direction, counted in kernel:

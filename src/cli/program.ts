@@ -11,6 +11,7 @@ import { MAX_SNAPLEN, type CaptureFormat } from '../pcap/capture';
 import { checkInterfaceName } from '../isolate/plan';
 import { fleetOptionProblem, parseFileCount, parseFileSize, parseListenAddress, parseMetricsTop, parseRotateSeconds, type ListenAddress } from './fleet-options';
 import { PROCTAP_DATA_SNAPLEN_MAX } from '../native/layout.generated';
+import { formatArgv } from '../util/format';
 
 export const VERSION: string = JSON.parse(fs.readFileSync(path.resolve(__dirname, '../../../package.json'), 'utf8')).version;
 
@@ -113,7 +114,7 @@ function addTraceOptions(command: Command): Command {
     .addOption(new Option('--backend <name>', 'socket I/O hooks').choices(['auto', 'tracepoint', 'fentry', 'kprobe']).default('auto'))
     .option('--flow-interval <ms>', 'minimum time between two kernel updates of one flow', parseMilliseconds, 100)
     .option('--ring-buffer <size>', 'kernel ring buffer size (power of two)', parseRingBufferSize, 8 * 1024 * 1024)
-    .option('-o, --pcap <file>', 'capture the traced processes\' packets to FILE ("-" for stdout)')
+    .option('-o, --pcap <file>', 'capture the traced processes\' packets to FILE ("-" for stdout; run then moves the command\'s own stdout to stderr)')
     .addOption(new Option('--pcap-format <format>', 'capture file format').choices(['pcapng', 'pcap']).default('pcapng'))
     .option('-f, --pcap-filter <expr>', 'tcpdump filter for the capture, e.g. "tcp port 443"')
     .option('--snaplen <bytes>', 'bytes kept per packet (default: whole packet, up to 262144)', parseSnaplen, MAX_SNAPLEN)
@@ -282,6 +283,15 @@ export function buildProgram(actions: CliActions, output: CliOutput, exit: (code
     .option('-d, --device <name>', 'with --isolate: NAT out of this device (default: the default route\'s)')
     .option('--use-public-dns', 'with --isolate: public nameservers in the namespace\'s resolv.conf')
     .option('--no-ip-forward', 'with --isolate: do not turn on IP forwarding (refuse if it is off)');
+  // `proctap run curl -s URL`: the command's own options look like proctap's; say where they go. (Here
+  // commander has parsed: run.args is the operands, then the first unknown option and what follows.)
+  run.configureOutput({
+    outputError: (text, write) => {
+      const flag = /unknown option '([^']+)'/.exec(text)?.[1];
+      const hint = flag !== undefined && run.args.length > 0 && run.args[0] !== flag ? `; the command goes after --, as in: proctap run [options] -- ${formatArgv(run.args, 120)}` : '';
+      write(`${oneLine(oneLine(text) + hint)} (proctap --help for usage)\n`);
+    },
+  });
   addTraceOptions(run).action(async (command: string[], raw: OptionValues) => {
     const opts = traceCliOptions(raw);
     checkOutputOptions(opts);
@@ -298,7 +308,7 @@ export function buildProgram(actions: CliActions, output: CliOutput, exit: (code
     .option('--cgroup <path>', 'every process in this cgroup v2 (path below the cgroup2 mount), now and later')
     .option('--container <id|name>', 'every process of this container (docker, podman, containerd, cri-o, nspawn, lxc), now and later')
     .option('--duration <time>', 'stop after this long (e.g. 30s, 2m)', parseDuration)
-    .option('--no-children', 'do not follow children forked after the attach')
+    .option('--no-children', 'trace only the listed processes: not their children running now (a note names them), nor those forked later')
     .option('--netns-capture', 'with -o: capture every interface of the targets\' network namespaces (libpcap), not only their sockets\' packets');
   addTraceOptions(attach).action(async (pidArgs: string[], raw: OptionValues) => {
     const opts = traceCliOptions(raw);

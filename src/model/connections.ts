@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 // TCP connection lifecycle from inet_sock_set_state records, keyed by socket cookie.
+import * as L from '../native/layout.generated';
 import type { Outcome } from '../schema/report';
 import { errnoName } from '../util/net';
 
@@ -34,6 +35,9 @@ export interface TcpConnection {
   remoteAddr: string;
   remotePort: number;
   startNs: number;
+  /** startNs is the connection's start (its SYN_SENT or SYN_RECV was seen). false: proctap learned of the
+   *  socket later (opened before an attach, or its first records were lost), startNs is its first record. */
+  startSeen: boolean;
   establishedNs: number | null;
   endNs: number | null;
   outcome: Outcome;
@@ -48,6 +52,8 @@ export interface SockStateEvent {
   oldState: number;
   newState: number;
   error: number;
+  /** SOCK_META_* of the socket (bpf/proctap.h): how the kernel learned of it. */
+  flags?: number;
   localAddr: string;
   localPort: number;
   remoteAddr: string;
@@ -68,11 +74,31 @@ export function closeOutcome(oldState: number, error: number, wasEstablished: bo
   return { outcome: 'closed', error: name };
 }
 
+/** The role of a socket first seen in mid-life: what the kernel knew of it, else whether its local port is
+ *  one that traced processes listen on (an accepted socket shares its listener's port; a connect()ed
+ *  one gets another). */
+function roleInMidLife(flags: number, localPort: number, listening: ReadonlySet<number>): 'active' | 'passive' {
+  if (flags & L.SOCK_META_PASSIVE) return 'passive';
+  if (flags & L.SOCK_META_ACTIVE) return 'active';
+  return listening.has(localPort) ? 'passive' : 'active';
+}
+
 export class ConnectionTracker {
   private readonly connections = new Map<bigint, TcpConnection>();
+  /** Local ports traced processes listen on: their LISTEN records, and attach's listeners from /proc. */
+  private readonly listening = new Set<number>();
+  /** Connections first seen in mid-life without a role from the kernel: decided at list(). */
+  private readonly undecided = new Set<TcpConnection>();
 
   list(): TcpConnection[] {
+    for (const c of this.undecided) c.role = roleInMidLife(0, c.localPort, this.listening);
+    this.undecided.clear();
     return [...this.connections.values()].filter((c) => c.role !== 'listen');
+  }
+
+  /** A listening socket a traced process held before the trace (attach). */
+  noteListener(localPort: number): void {
+    this.listening.add(localPort);
   }
 
   get(cookie: bigint): TcpConnection | undefined {
@@ -89,7 +115,13 @@ export class ConnectionTracker {
   onState(e: SockStateEvent): void {
     let c = this.connections.get(e.cookie);
     if (!c) {
-      const role = e.newState === TCP_STATE.LISTEN ? 'listen' : e.newState === TCP_STATE.SYN_RECV ? 'passive' : 'active';
+      const startSeen = e.newState === TCP_STATE.SYN_SENT || e.newState === TCP_STATE.SYN_RECV;
+      const flags = e.flags ?? 0;
+      const role =
+        e.newState === TCP_STATE.LISTEN ? 'listen'
+        : e.newState === TCP_STATE.SYN_RECV ? 'passive'
+        : e.newState === TCP_STATE.SYN_SENT ? 'active'
+        : roleInMidLife(flags, e.localPort, this.listening);
       c = {
         cookie: e.cookie,
         pid: e.tgid,
@@ -100,12 +132,15 @@ export class ConnectionTracker {
         remoteAddr: e.remoteAddr,
         remotePort: e.remotePort,
         startNs: e.tsNs,
+        startSeen,
         establishedNs: null,
         endNs: null,
         outcome: 'open',
         error: null,
       };
       this.connections.set(e.cookie, c);
+      if (role === 'listen') this.listening.add(e.localPort);
+      else if (!startSeen && !(flags & (L.SOCK_META_ACTIVE | L.SOCK_META_PASSIVE))) this.undecided.add(c);
     }
     if (e.localPort) {
       c.localAddr = e.localAddr;

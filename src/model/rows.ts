@@ -37,6 +37,9 @@ export function socketRows(connection: TcpConnection | undefined, flows: Flow[])
     const endNs = c.endNs ?? released;
     const outcome = c.endNs === null && released !== null ? 'closed' : c.outcome;
     const role = c.role === 'passive' ? ('passive' as const) : ('active' as const);
+    // Learned of in mid-life (first I/O after an attach, lost records): it began by its first byte at the latest.
+    let startNs = c.startNs;
+    if (!c.startSeen) for (const f of flows) if (f.firstNs < startNs) startNs = f.firstNs;
     // Literal objects, not spreads of a common base: this runs for every connection of a busy server.
     const row = (flow: Flow | null, pid: number, startTime: bigint, counters: FlowCounters): SocketRow => ({
       flow,
@@ -49,7 +52,7 @@ export function socketRows(connection: TcpConnection | undefined, flows: Flow[])
       localPort: c.localPort,
       remoteAddr: c.remoteAddr,
       remotePort: c.remotePort,
-      startNs: c.startNs,
+      startNs,
       endNs,
       counters,
       outcome,

@@ -230,7 +230,9 @@ export interface NativeModule {
    * (CLOCK_MONOTONIC). receiveBufferBytes: the socket's receive queue (SO_RCVBUFFORCE; the kernel doubles
    * it); maxQueuedBatches: batches waiting for JS before the reader waits.
    */
-  openProcConnector(onBatch: (batch: ArrayBuffer) => void, options: { receiveBufferBytes: number; maxQueuedBatches: number }): ProcConnector;
+  /** With netnsPath, the socket is created by a thread inside that network namespace (the proc connector
+   *  exists only in the initial one); Node's threads never change namespace. */
+  openProcConnector(onBatch: (batch: ArrayBuffer) => void, options: { receiveBufferBytes: number; maxQueuedBatches: number; netnsPath?: string }): ProcConnector;
   /** Starts a libpcap capture (see LibpcapCapture). */
   LibpcapCapture: new (options: LibpcapCaptureOptions, onBatch: (batch: ArrayBuffer) => void) => LibpcapCapture;
   /** pcap_findalldevs, on a thread inside netnsPath when given. */

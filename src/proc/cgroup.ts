@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // cgroup v2: find the mount, create the traced command's cgroup, signal/kill it, remove it, and clean up
 // after a killed proctap. Directory names carry the owning proctap pid: "proctap-<pid>-<purpose>".
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { isAlive } from './procfs';
@@ -20,10 +21,62 @@ export function findCgroup2Mount(mountinfo: string): string | null {
   return null;
 }
 
+function readText(file: string): string | null {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch {
+    return null;
+  }
+}
+
+/** The nearest ancestor in another mount namespace than ours (the shell that ran `ip netns exec`). */
+function ancestorInOtherMountNamespace(): number | null {
+  const ns = (pid: number | 'self') => {
+    try {
+      return fs.readlinkSync(`/proc/${pid}/ns/mnt`);
+    } catch {
+      return null;
+    }
+  };
+  const own = ns('self');
+  const seen = new Set<number>();
+  for (let pid = process.ppid; pid > 0 && !seen.has(pid); ) {
+    seen.add(pid);
+    const theirs = ns(pid);
+    if (theirs !== null && theirs !== own) return pid;
+    const ppid = /^PPid:\s*(\d+)$/m.exec(readText(`/proc/${pid}/status`) ?? '')?.[1];
+    pid = ppid === undefined ? 0 : Number(ppid);
+  }
+  return null;
+}
+
+/** Where a private cgroup2 mount goes: the empty directory a fresh sysfs has for it. */
+export const PRIVATE_CGROUP2_MOUNT = '/sys/fs/cgroup';
+
+/**
+ * The cgroup v2 hierarchy, as a path this process can use. `ip netns exec` runs its command in a mount
+ * namespace of its own with /sys mounted afresh, without the cgroup2 mount under it. Then, in order:
+ * init's mount, through /proc/1/root (a path into init's mount namespace; refused where pid 1 is not
+ * ours to inspect); or, when this mount namespace is a child of an ancestor's (a mount made here does not
+ * propagate back: ip netns exec makes it a slave), cgroup2 mounted on /sys/fs/cgroup here, where it stays
+ * for the namespace's life (the same hierarchy: the cgroup namespace is unchanged).
+ */
 export function cgroup2Mount(): string {
   const mount = findCgroup2Mount(fs.readFileSync('/proc/self/mountinfo', 'utf8'));
-  if (!mount) throw new Error('no cgroup v2 hierarchy is mounted (mount -t cgroup2 none /sys/fs/cgroup/unified)');
-  return mount;
+  if (mount) return mount;
+  const initMount = findCgroup2Mount(readText('/proc/1/mountinfo') ?? '');
+  const viaInit = initMount === null ? null : path.join('/proc/1/root', initMount);
+  if (viaInit !== null && fs.existsSync(path.join(viaInit, 'cgroup.procs'))) return viaInit;
+  const parent = ancestorInOtherMountNamespace();
+  if (parent !== null && findCgroup2Mount(readText(`/proc/${parent}/mountinfo`) ?? '') !== null) {
+    const r = spawnSync('mount', ['-t', 'cgroup2', 'cgroup2', PRIVATE_CGROUP2_MOUNT], { encoding: 'utf8' });
+    if (r.status === 0 && fs.existsSync(path.join(PRIVATE_CGROUP2_MOUNT, 'cgroup.procs'))) return PRIVATE_CGROUP2_MOUNT;
+    throw new Error(
+      `no cgroup v2 hierarchy in this mount namespace (ip netns exec?), and mounting one on ${PRIVATE_CGROUP2_MOUNT} failed ` +
+        `(${(r.stderr || r.error?.message || `exit ${r.status}`).trim().split('\n')[0]}): run proctap as nsenter --net=/run/netns/NAME proctap ..., which keeps the host's mounts`,
+    );
+  }
+  throw new Error('no cgroup v2 hierarchy is mounted (mount one: mount -t cgroup2 none /sys/fs/cgroup)');
 }
 
 export function ownedCgroupName(ownerPid: number, purpose: string): string {

@@ -35,18 +35,20 @@ export interface ProcNetSocket {
   remotePort: number;
   /** TCP state number as the kernel prints it (1 = ESTABLISHED, 10 = LISTEN, ...). */
   state: number;
+  /** The local address as the kernel holds it (network byte order, IPv4 in the first 4 bytes). */
+  localBytes: Uint8Array;
 }
 
 /** /proc/net/{tcp,tcp6,udp,udp6}: addresses are hex words in host byte order (little-endian here). */
 export function parseProcNet(text: string, proto: 'tcp' | 'udp', family: number): ProcNetSocket[] {
-  const decode = (hex: string): { addr: string; port: number } => {
+  const decode = (hex: string): { addr: string; port: number; raw: Uint8Array } => {
     const [a, p] = hex.split(':');
-    const raw = new Uint8Array(family === AF_INET ? 4 : 16);
-    for (let word = 0; word < raw.length / 4; word++) {
+    const raw = new Uint8Array(16);
+    for (let word = 0; word < (family === AF_INET ? 1 : 4); word++) {
       const value = parseInt(a.slice(word * 8, word * 8 + 8), 16);
       new DataView(raw.buffer).setUint32(word * 4, value, true);
     }
-    return { addr: formatAddress(family, raw), port: parseInt(p, 16) };
+    return { addr: formatAddress(family, raw), port: parseInt(p, 16), raw };
   };
   return text
     .split('\n')
@@ -56,7 +58,7 @@ export function parseProcNet(text: string, proto: 'tcp' | 'udp', family: number)
     .map((f) => {
       const local = decode(f[1]);
       const remote = decode(f[2]);
-      return { inode: Number(f[9]), proto, localAddr: local.addr, localPort: local.port, remoteAddr: remote.addr, remotePort: remote.port, state: parseInt(f[3], 16) };
+      return { inode: Number(f[9]), proto, localAddr: local.addr, localPort: local.port, remoteAddr: remote.addr, remotePort: remote.port, state: parseInt(f[3], 16), localBytes: local.raw };
     });
 }
 
@@ -73,9 +75,78 @@ export function readStatus(pid: number): ProcStatus | null {
   return text === null ? null : parseProcStatus(text);
 }
 
+/**
+ * argv from /proc/PID/cmdline text, as ps reads it: a program that rewrote its title (nginx, redis,
+ * postgres, sshd, setproctitle) leaves it in argv[0] followed by NUL or space padding over the rest of
+ * the original argument area; that padding is not arguments. (So a last argument's own trailing spaces,
+ * or trailing empty arguments, are dropped too, as ps drops them.)
+ */
+export function parseCmdline(text: string): string[] {
+  const end = text.search(/[\0 ]*$/);
+  return end === 0 ? [] : text.slice(0, end).split('\0');
+}
+
 export function readArgv(pid: number): string[] {
   const text = read(`/proc/${pid}/cmdline`);
-  return text ? text.split('\0').filter((a, i, all) => a !== '' || i < all.length - 1) : [];
+  return text ? parseCmdline(text) : [];
+}
+
+/** Pids in a /proc/PID/task/TID/children file ("12 34 "). */
+export function parseChildren(text: string): number[] {
+  return text.split(/\s+/).filter(Boolean).map(Number);
+}
+
+/**
+ * Children of a process: of every one of its threads (a child's parent is the thread that forked it).
+ * null when the kernel has no `children` files (CONFIG_PROC_CHILDREN off) or the process is gone.
+ */
+export function readChildren(pid: number): number[] | null {
+  let tids: string[];
+  try {
+    tids = fs.readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return null;
+  }
+  const children: number[] = [];
+  for (const tid of tids) {
+    const text = read(`/proc/${pid}/task/${tid}/children`);
+    if (text !== null) children.push(...parseChildren(text));
+    else if (fs.existsSync(`/proc/${pid}/task/${tid}`)) return null; // the thread lives: no such file
+  }
+  return children;
+}
+
+/** Every process below `pids` now (not the pids themselves), parents before children; `exclude` and
+ *  what is below them are left out. */
+export function readDescendants(pids: number[], exclude: ReadonlySet<number> = new Set()): Array<{ pid: number; ppid: number }> {
+  let byParent: Map<number, number[]> | null = null;
+  const childrenOf = (pid: number): number[] => {
+    const direct = byParent ? null : readChildren(pid);
+    if (direct) return direct;
+    // No children files: one scan of every process's parent.
+    if (!byParent) {
+      byParent = new Map();
+      for (const entry of fs.readdirSync('/proc')) {
+        if (!/^\d+$/.test(entry)) continue;
+        const status = readStatus(Number(entry));
+        if (status) byParent.set(status.ppid, [...(byParent.get(status.ppid) ?? []), Number(entry)]);
+      }
+    }
+    return byParent.get(pid) ?? [];
+  };
+  const seen = new Set(pids);
+  const out: Array<{ pid: number; ppid: number }> = [];
+  const queue = [...pids];
+  while (queue.length > 0) {
+    const parent = queue.shift()!;
+    for (const child of childrenOf(parent)) {
+      if (seen.has(child) || exclude.has(child)) continue;
+      seen.add(child);
+      out.push({ pid: child, ppid: parent });
+      queue.push(child);
+    }
+  }
+  return out;
 }
 
 export function readCgroupPath(pid: number): string | null {
@@ -90,6 +161,24 @@ export function netnsInode(pid: number | 'self'): number | null {
   } catch {
     return null;
   }
+}
+
+/**
+ * Network namespaces other than ours that the proc connector may live in (it exists only in the initial
+ * one): init's, then those of our ancestors (the shell that ran `ip netns exec` or `nsenter --net`), as
+ * /proc/PID/ns/net paths; [] when we are in init's.
+ */
+export function outerNetnsPaths(): string[] {
+  const own = netnsInode('self');
+  if (own !== null && own === netnsInode(1)) return [];
+  const paths = ['/proc/1/ns/net']; // even where its inode cannot be read: opening it may still work
+  const seen = new Set<number | null>([own]);
+  for (let pid = process.ppid; pid > 1; pid = readStatus(pid)?.ppid ?? 0) {
+    const inode = netnsInode(pid);
+    if (inode !== null && !seen.has(inode)) paths.push(`/proc/${pid}/ns/net`);
+    seen.add(inode);
+  }
+  return paths;
 }
 
 /** Socket inodes held by a process (its /proc/PID/fd links "socket:[N]"). */

@@ -9,6 +9,9 @@ export type ProcessRow =
   | { kind: 'quiet'; count: number; comms: Array<[string, number]>; prefix: string }
   | { kind: 'group'; group: FoldedProcesses; prefix: string };
 
+/** Quiet children of one process shown one per line up to this many; more are one "N without traffic" line. */
+export const QUIET_SHOWN_MAX = 4;
+
 const quiet = (p: ProcessReport) =>
   p.tcp.txBytes + p.tcp.rxBytes + p.tcp.txCalls + p.tcp.rxCalls + p.udp.txBytes + p.udp.rxBytes + p.udp.txCalls + p.udp.rxCalls === 0 &&
   p.packets.txPackets + p.packets.rxPackets === 0;
@@ -69,8 +72,11 @@ export function processRows(processes: ProcessReport[], groups: FoldedProcesses[
     const next = p ? lead + (branch === '├─' ? '│ ' : branch === '└─' ? '  ' : '') : '';
     const kids = (children.get(p) ?? []).filter((k) => !walked.has(k));
     // Top level: the roots themselves, quiet or not, are always shown.
-    const shown = all || p === null ? kids : kids.filter((k) => loud.has(k));
-    const hidden = all || p === null ? [] : kids.filter((k) => !loud.has(k));
+    // A few quiet children (nginx's workers of a quiet moment) are worth their lines; many are one line.
+    const quietKids = kids.filter((k) => !loud.has(k));
+    const fold = !all && p !== null && quietKids.length > QUIET_SHOWN_MAX;
+    const shown = fold ? kids.filter((k) => loud.has(k)) : kids;
+    const hidden = fold ? quietKids : [];
     const extra: ProcessRow[] = (groupsOf.get(p) ?? []).map((g) => ({ kind: 'group' as const, group: g, prefix: '' }));
     for (const h of hidden) hide(h);
     if (hidden.length) {

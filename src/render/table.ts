@@ -235,12 +235,23 @@ export function isolationLine(iso: IsolationReport): string {
   return `netns ${iso.netns}: ${iso.address} via ${iso.gateway} (${iso.hostInterface})${v6}, ${nat}, ${fwd}${iso.dns === 'public' ? ', public DNS' : ''}`;
 }
 
+/** attach in one line: the processes taken at the attach, "42 nginx + 2 descendants: 43, 44". */
+export function attachedLine(attached: NonNullable<Report['attached']>): string {
+  if (attached.length === 0) return 'nothing at the attach';
+  const why = { pid: '', comm: ' (--comm)', cgroup: ' (--cgroup)', container: ' (--container)', descendant: '' };
+  const listed = attached.filter((a) => a.via !== 'descendant').map((a) => `${a.pid} ${a.comm}${why[a.via]}`);
+  const below = attached.filter((a) => a.via === 'descendant').map((a) => a.pid);
+  const shown = below.length <= 12 ? below.join(', ') : `${below.slice(0, 12).join(', ')} and ${below.length - 12} more`;
+  return `${listed.join(', ')}${below.length ? ` + ${below.length} descendant${below.length === 1 ? '' : 's'}: ${shown}` : ''}`;
+}
+
 function renderHeader(report: Report, color: boolean, width: number): string[] {
   const lines = [
     `${report.tool.name} ${report.tool.version} · ${report.mode} · backend ${report.backend}`,
     `command   ${formatArgv(report.command, width - 10) || '-'}`,
     `started   ${report.startedAt}   duration ${formatDuration(report.durationMs)}   exit ${commandExit(report)}`,
   ];
+  if (report.attached) lines.push(...wrapText(attachedLine(report.attached), width - 10).split('\n').map((l, i) => (i === 0 ? 'attached  ' : '          ') + l));
   if (report.isolation) lines.push(...wrapText(isolationLine(report.isolation), width - 10).split('\n').map((l, i) => (i === 0 ? 'isolated  ' : '          ') + l));
   const lost = lostItems(report.lost, report.unattributedPackets);
   if (lost.length === 0) lines.push('lost      nothing lost');
@@ -291,8 +302,17 @@ export function processTree(processes: ProcessReport[]): Array<{ proc: ProcessRe
   return out;
 }
 
+/** A title the program wrote over its arguments ("nginx: worker process", "redis-server 127.0.0.1:6379"):
+ *  one argument holding the whole line. Shown as ps shows it: as is, unprintable characters as "?". */
+export function processTitle(argv: string[]): string | null {
+  // eslint-disable-next-line no-control-regex
+  return argv.length === 1 && argv[0].includes(' ') ? argv[0].replace(/[\x00-\x1f\x7f]/g, '?') : null;
+}
+
 function processCommand(p: ProcessReport): string {
   if (p.argv.length === 0) return `[${p.comm}]`;
+  const title = processTitle(p.argv);
+  if (title !== null) return p.comm === '' || title.startsWith(p.comm) ? title : `${p.comm}: ${title}`;
   const base = p.argv[0].slice(p.argv[0].lastIndexOf('/') + 1);
   // comm is the executable's name cut to 15 bytes: don't repeat it when argv[0] already says it.
   if (p.comm !== '' && base.startsWith(p.comm)) return formatArgv([base, ...p.argv.slice(1)]);

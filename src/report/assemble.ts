@@ -5,7 +5,7 @@
 // the renderers (table, JSON, charts, metrics) all start from the same object.
 import type { DnsNameTable } from '../model/names';
 import type { CaptureSummary, Report } from '../schema/report';
-import { annotateNamespaces, markPreexisting, type AttachFacts } from './attach';
+import { annotateNamespaces, childrenLeftOutNotes, markPreexisting, type AttachFacts } from './attach';
 import { isolationReport, mapNat, type IsolationFacts } from './isolation';
 import { nameRemotes } from './names';
 import { foldedSections } from './folds';
@@ -37,6 +37,8 @@ export function assembleReport(input: ReportInputs): Report {
   }
   if (input.attach) {
     report.targets = input.attach.targets;
+    report.attached = input.attach.attached;
+    report.notes.push(...childrenLeftOutNotes(input.attach.childrenLeftOut));
     // after the statistics, as ever: connections without traffic in the trace make no pattern
     report.connections.push(...markPreexisting(report.connections, input.attach.preexisting));
     annotateNamespaces(report.processes, input.attach.namespaces);

@@ -2,12 +2,16 @@
 // attach in the report: the targets, the connections that were open before the attach, and the
 // namespace view of processes that appeared later. Pure: the attach gathers the /proc facts beforehand.
 import type { ProcNetSocket } from '../proc/procfs';
-import type { ConnectionReport, ProcessReport, Target } from '../schema/report';
+import type { AttachedProcess, ConnectionReport, ProcessReport, Target } from '../schema/report';
 
 export type PreexistingSocket = ProcNetSocket & { pid: number };
 
 export interface AttachFacts {
   targets: Target[];
+  /** The processes taken at the attach, parents first. */
+  attached: AttachedProcess[];
+  /** --no-children: listed pids that had children at the attach, which were left out. */
+  childrenLeftOut: Array<{ pid: number; children: number[] }>;
   /** Sockets the targets had open at the attach (/proc/PID/fd + /proc/PID/net). */
   preexisting: PreexistingSocket[];
   /** Namespace pid and netns (where not proctap's) of processes that appeared after the attach and still
@@ -16,9 +20,11 @@ export interface AttachFacts {
 }
 
 /** Connections open before the attach: matched to traced flows by 5-tuple (in place), or listed without
- *  traffic (the rows returned, to append). */
+ *  traffic (the rows returned, to append). A TCP one on a port the targets listened on was accepted. */
 export function markPreexisting(connections: ConnectionReport[], sockets: PreexistingSocket[]): ConnectionReport[] {
   const key = (proto: string, la: string, lp: number, ra: string, rp: number) => `${proto} ${la}:${lp} ${ra}:${rp}`;
+  const listening = new Set(sockets.filter((s) => s.proto === 'tcp' && s.state === 10).map((s) => s.localPort));
+  const tcpRole = (localPort: number) => (listening.has(localPort) ? ('passive' as const) : ('unknown' as const));
   const rows = new Map<string, ConnectionReport>();
   for (const c of connections) rows.set(key(c.proto, c.localAddr, c.localPort, c.remoteAddr, c.remotePort), c);
   const added: ConnectionReport[] = [];
@@ -27,12 +33,13 @@ export function markPreexisting(connections: ConnectionReport[], sockets: Preexi
     const row = rows.get(key(s.proto, s.localAddr, s.localPort, s.remoteAddr, s.remotePort));
     if (row) {
       row.preexisting = true;
+      if (row.role === 'unknown') row.role = tcpRole(row.localPort);
       continue;
     }
     added.push({
       pid: s.pid,
       proto: s.proto,
-      role: 'unknown',
+      role: s.proto === 'tcp' ? tcpRole(s.localPort) : 'unknown',
       localAddr: s.localAddr,
       localPort: s.localPort,
       remoteAddr: s.remoteAddr,
@@ -59,4 +66,12 @@ export function annotateNamespaces(processes: ProcessReport[], namespaces: Attac
     if (ns?.nspid !== undefined) p.nspid = ns.nspid;
     if (ns?.netns !== undefined) p.netns = ns.netns;
   }
+}
+
+/** "pid 42 had 2 children at the attach (43, 44), not traced (--no-children)". */
+export function childrenLeftOutNotes(left: AttachFacts['childrenLeftOut']): string[] {
+  return left.map(({ pid, children }) => {
+    const shown = children.length <= 8 ? children.join(', ') : `${children.slice(0, 8).join(', ')} and ${children.length - 8} more`;
+    return `pid ${pid} had ${children.length} child process${children.length === 1 ? '' : 'es'} at the attach (${shown}), not traced (--no-children).`;
+  });
 }

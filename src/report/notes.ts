@@ -12,6 +12,8 @@ export interface TraceFacts {
   retransmitsUnavailable: string | null;
   /** DNS responses longer than the kernel copies. */
   dnsResponsesCut: number;
+  /** Why the proc connector could not be opened, when it could not (proctap inside a network namespace). */
+  connectorUnavailable?: string | null;
 }
 
 export function traceNotes(facts: TraceFacts): string[] {
@@ -26,6 +28,8 @@ export function traceNotes(facts: TraceFacts): string[] {
     notes.push(`${facts.dnsResponsesCut} DNS response(s) were longer than the kernel copies (1024 bytes): names in their later answers may be missing.`);
   if (facts.processes.some((p) => p.source === 'flow'))
     notes.push('Some processes are known only from their traffic (their fork record was lost).');
+  if (facts.connectorUnavailable)
+    notes.push(`No proc connector (it exists only in the initial network namespace, which proctap could not reach: ${facts.connectorUnavailable}): process events come from kernel records only, so a lost fork or exit record is not made up for.`);
   if (facts.lost.procConnectorOverflows > 0)
     notes.push('The proc connector overflowed: the process tree was rebuilt from the live processes (those that started and ended unseen in between may be missing).');
   return notes;

@@ -16,6 +16,8 @@ import { endpointFields } from './sections';
 export interface SeriesContext {
   originNs: number;
   durationMs: number;
+  /** TCP connections by socket: the accepted ones make server-side flows. */
+  connections?: Array<{ cookie: bigint; role: string }>;
 }
 
 const ms = (ns: number, originNs: number) => Math.max(0, (ns - originNs) / 1e6);
@@ -23,6 +25,7 @@ const ms = (ns: number, originNs: number) => Math.max(0, (ns - originNs) / 1e6);
 /** One FlowSeries per flow: its interval samples, then the final counters at its last I/O (the kernel's
  *  last_ns once read for the last time: a sample is at a send/recv, so every sample time is one). */
 export function flowSeries(flows: Flow[], context: SeriesContext): FlowSeries[] {
+  const accepted = new Set((context.connections ?? []).filter((c) => c.role === 'passive').map((c) => c.cookie));
   return flows.map((flow) => {
     const endNs = flow.final ? flow.lastNs : (flow.releasedNs ?? flow.lastNs);
     const samples = flow.samples.map((s) => ({ tMs: ms(s.tsNs, context.originNs), ...s.counters }));
@@ -37,6 +40,7 @@ export function flowSeries(flows: Flow[], context: SeriesContext): FlowSeries[] 
       startMs: ms(flow.firstNs, context.originNs),
       endMs: flow.releasedNs === null ? null : ms(flow.releasedNs, context.originNs),
       samples,
+      ...(flow.key.proto === 6 && accepted.has(flow.key.cookie) ? { accepted: true, localAddr: flow.localAddr, localPort: flow.localPort } : {}),
     };
   });
 }

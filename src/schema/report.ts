@@ -138,6 +138,16 @@ export type Target =
   | { kind: 'cgroup'; path: string }
   | { kind: 'container'; query: string; container: ContainerReport; cgroup: string };
 
+/** attach: a process that ran at the attach and was traced from then on, and why it was taken. */
+export interface AttachedProcess {
+  pid: number;
+  ppid: number;
+  comm: string;
+  /** "pid": listed; "comm" / "cgroup" / "container": matched --comm / --cgroup / --container;
+   *  "descendant": below one of those. */
+  via: 'pid' | 'comm' | 'cgroup' | 'container' | 'descendant';
+}
+
 export interface CaptureSummary {
   /** "ebpf": the cgroup_skb hook, packets of the traced sockets with their owner (default when absent);
    *  "libpcap": every packet on the interfaces below (run --isolate, attach --netns-capture). */
@@ -202,6 +212,8 @@ export interface Report {
   capture?: CaptureSummary;
   /** attach: what was asked for. */
   targets?: Target[];
+  /** attach: the processes taken at the attach (targets, then their subtrees), parents first. */
+  attached?: AttachedProcess[];
   /** run --isolate: the namespace the command ran in and how it reached the network. */
   isolation?: IsolationReport;
   /** What was folded into aggregates instead of being listed one by one (optional: absent in reports
@@ -382,12 +394,21 @@ export interface PatternEndpoint {
   remotePort: number;
 }
 
+/** The local endpoint a server-side pattern is about: where the connections were accepted. */
+export interface PatternLocal {
+  proto: Proto;
+  localAddr: string;
+  localPort: number;
+}
+
 /** A traffic pattern found in the trace (docs/patterns.md: kinds, evidence fields, thresholds). */
 export interface Pattern {
   kind: PatternKind;
   /** Processes involved, ascending. */
   pids: number[];
   endpoint?: PatternEndpoint;
+  /** Server-side patterns (accepted connections): the local endpoint instead of a remote one. */
+  local?: PatternLocal;
   /** The numbers the pattern was decided on (ms, bytes, bytes/s, counts). */
   evidence: Record<string, number | string>;
   /** One sentence for the terminal. */

@@ -11,15 +11,17 @@ import {
   pidsByComm,
   readArgv,
   readCgroupPath,
+  readChildren,
+  readDescendants,
   readStatus,
-  type ProcNetSocket,
 } from '../proc/procfs';
-import type { Report, Target } from '../schema/report';
+import type { AttachedProcess, Report, Target } from '../schema/report';
 import { assembleReport } from '../report/assemble';
 import type { AttachFacts, PreexistingSocket } from '../report/attach';
 import type { ProcessNode } from '../model/tree';
 import { LINKTYPE_LINUX_SLL2 } from '../pcap/pcapng';
 import type { LibpcapDevice } from './capture';
+import { ListenerRegistry } from './listeners';
 import { TraceSession, finishProgress, monotonicNs, type FinishProgress, type SessionOptions } from './session';
 import { onStopSignals, sleep } from './signals';
 import { containerTarget } from './containers';
@@ -59,14 +61,26 @@ export class AttachError extends Error {}
 
 interface ResolvedTargets {
   targets: Target[];
+  /** What is taken now, parents before children: the targets, then (following children) their subtrees. */
+  taken: Array<{ pid: number; via: AttachedProcess['via'] }>;
   pids: number[];
   cgroupDirs: string[];
   match: SessionOptions['match'];
+  /** --no-children: listed pids whose children now are left out. */
+  childrenLeftOut: Array<{ pid: number; children: number[] }>;
+}
+
+/** proctap and the processes it runs under (sudo, the shell): never traced, even below a target. */
+function selfAndAncestors(): Set<number> {
+  const chain = new Set<number>([process.pid]);
+  for (let pid = process.ppid; pid > 1 && !chain.has(pid); pid = readStatus(pid)?.ppid ?? 0) chain.add(pid);
+  return chain;
 }
 
 function resolveTargets(options: AttachOptions, mount: string): ResolvedTargets {
   const targets: Target[] = [];
-  const pids = new Set<number>();
+  const pids = new Map<number, AttachedProcess['via']>();
+  const take = (pid: number, via: AttachedProcess['via']) => void (pids.has(pid) || pids.set(pid, via));
   const cgroupDirs = new Set<string>();
   let match: SessionOptions['match'];
   for (const pid of options.pids) {
@@ -74,19 +88,19 @@ function resolveTargets(options: AttachOptions, mount: string): ResolvedTargets 
     const status = readStatus(pid);
     if (!status) throw new AttachError(`no process with pid ${pid}`);
     targets.push({ kind: 'pid', pid, comm: status.name, argv: readArgv(pid) });
-    pids.add(pid);
+    take(pid, 'pid');
   }
   if (options.comm !== undefined) {
     if (options.comm.length === 0 || options.comm.length > 15) throw new AttachError(`--comm must be 1 to 15 characters (a kernel comm), got '${options.comm}'`);
     targets.push({ kind: 'comm', comm: options.comm });
-    for (const pid of pidsByComm(options.comm)) pids.add(pid);
+    for (const pid of pidsByComm(options.comm)) take(pid, 'comm');
     match = { ...match, comm: options.comm };
     cgroupDirs.add(mount); // a matching process may start in any cgroup
   }
   const container = options.container !== undefined ? containerTarget(options.container) : null;
   if (container) {
     targets.push(container.target);
-    for (const pid of container.pids) pids.add(pid);
+    for (const pid of container.pids) take(pid, 'container');
   }
   const cgroup = options.cgroup ?? container?.target.cgroup;
   if (cgroup !== undefined) {
@@ -95,16 +109,27 @@ function resolveTargets(options: AttachOptions, mount: string): ResolvedTargets 
       throw new AttachError(`unknown cgroup '${cgroup}' (no ${path.join(dir, 'cgroup.procs')})`);
     }
     if (!container) targets.push({ kind: 'cgroup', path: cgroup });
-    for (const line of fs.readFileSync(path.join(dir, 'cgroup.procs'), 'utf8').split('\n')) if (line) pids.add(Number(line));
+    for (const line of fs.readFileSync(path.join(dir, 'cgroup.procs'), 'utf8').split('\n')) if (line) take(Number(line), container ? 'container' : 'cgroup');
     match = { ...match, cgroupId: fs.statSync(dir, { bigint: true }).ino };
     cgroupDirs.add(dir);
   }
+  const childrenLeftOut: ResolvedTargets['childrenLeftOut'] = [];
+  if (options.followChildren) {
+    // The subtree that runs now (nginx's workers, a shell's jobs), as the kernel follows later forks.
+    for (const d of readDescendants([...pids.keys()], selfAndAncestors())) take(d.pid, 'descendant');
+  } else {
+    for (const pid of options.pids) {
+      const children = readChildren(pid) ?? [];
+      if (children.length > 0) childrenLeftOut.push({ pid, children });
+    }
+  }
   // Socket and packet hooks go on the targets' own cgroups; attribution stays by socket owner.
-  for (const pid of pids) {
+  for (const pid of pids.keys()) {
     const cg = readCgroupPath(pid);
     if (cg !== null) cgroupDirs.add(path.join(mount, cg));
   }
-  return { targets, pids: [...pids], cgroupDirs: outermost([...cgroupDirs]), match };
+  const taken = [...pids].map(([pid, via]) => ({ pid, via }));
+  return { targets, taken, pids: [...pids.keys()], cgroupDirs: outermost([...cgroupDirs]), match, childrenLeftOut };
 }
 
 /** Hooks on a cgroup run for its descendants too: hooking both would count their packets twice. */
@@ -156,26 +181,37 @@ export async function attachTraced(options: AttachOptions): Promise<AttachResult
     const originNs = monotonicNs();
     session.model.setOrigin(originNs);
     const preexisting: PreexistingSocket[] = [];
+    const attached: AttachedProcess[] = [];
+    const listeners = new ListenerRegistry(session.probes, session.model.connections);
     const ownNetns = netnsInode('self');
-    for (const pid of resolved.pids) {
+    const takeNow = (pid: number, via: AttachedProcess['via']) => {
       session.probes.addTraced(pid);
       const status = readStatus(pid);
       if (!status) {
-        if (options.pids.includes(pid)) throw new AttachError(`pid ${pid} exited during setup`);
-        continue;
+        session.probes.removeTraced(pid);
+        if (via === 'pid') throw new AttachError(`pid ${pid} exited during setup`);
+        return;
       }
       const node = session.model.tree.addRoot(pid, status.ppid, status.name, readArgv(pid), null);
       const netns = netnsInode(pid);
       if (netns !== null && netns !== ownNetns) node.netns = netns;
       if (status.nspid.length > 1) node.nspid = status.nspid[status.nspid.length - 1];
       session.containers.resolve(node);
-      for (const s of openSockets(pid)) preexisting.push({ ...s, pid });
+      const sockets = openSockets(pid);
+      for (const s of sockets) preexisting.push({ ...s, pid });
+      listeners.register(pid, netns, sockets);
+      attached.push({ pid, ppid: status.ppid, comm: status.name, via });
+    };
+    for (const { pid, via } of resolved.taken) takeNow(pid, via);
+    if (options.followChildren) {
+      // Forked between the /proc scan and its parent joining the traced set: neither saw it.
+      const kernelFollows = new Set(session.probes.tracedPids());
+      for (const d of readDescendants(resolved.pids, selfAndAncestors())) if (!kernelFollows.has(d.pid)) takeNow(d.pid, 'descendant');
     }
     /* TLS libraries: the targets' own, and for processes that start matching later the system's */
-    for (const pid of resolved.pids) session.tls?.scanProcess(pid);
+    for (const a of attached) session.tls?.scanProcess(a.pid);
     if (waiting) session.tls?.hookSystemLibraries('/');
-    const names = resolved.pids.length ? `pid ${resolved.pids.join(', ')}` : 'nothing yet';
-    options.log(`proctap: attached to ${names}${waiting ? `; waiting for ${options.comm ?? options.cgroup ?? `container ${options.container}`} (Ctrl-C to stop)` : ''}`);
+    options.log(`proctap: attached to ${attachedSummary(attached)}${waiting ? `; waiting for ${options.comm ?? options.cgroup ?? `container ${options.container}`} (Ctrl-C to stop)` : ''}`);
 
     /* Trace until every target has exited, Ctrl-C, or --duration */
     const deadline = options.durationMs !== undefined ? Date.now() + options.durationMs : Infinity;
@@ -191,7 +227,7 @@ export async function attachTraced(options: AttachOptions): Promise<AttachResult
     session.outputs.onFailure = () => {}; // the trace is over: a failing last write is only reported
     const progress = finishProgress(options.log);
     const inputs = await session.finish({ mode: 'attach', command: [], exitCode: null, startedAt, originNs, durationMs }, progress);
-    const attach: AttachFacts = { targets: resolved.targets, preexisting, namespaces: namespacesNow(inputs.processes) };
+    const attach: AttachFacts = { targets: resolved.targets, attached, childrenLeftOut: resolved.childrenLeftOut, preexisting, namespaces: namespacesNow(inputs.processes) };
     return { report: assembleReport({ ...inputs, attach }), outputError: session.outputs.error, progress };
   } finally {
     stop.dispose();
@@ -214,4 +250,13 @@ function namespacesNow(processes: ProcessNode[]): AttachFacts['namespaces'] {
     namespaces.set(p.pid, ns);
   }
   return namespaces;
+}
+
+/** "pid 42 and 2 descendants (43, 44)": the attach line of the log. */
+function attachedSummary(attached: AttachedProcess[]): string {
+  if (attached.length === 0) return 'nothing yet';
+  const listed = attached.filter((a) => a.via !== 'descendant').map((a) => a.pid);
+  const below = attached.filter((a) => a.via === 'descendant').map((a) => a.pid);
+  const shown = below.length <= 8 ? below.join(', ') : `${below.slice(0, 8).join(', ')}, …`;
+  return `pid ${listed.join(', ')}${below.length ? ` and ${below.length} descendant${below.length === 1 ? '' : 's'} (${shown})` : ''}`;
 }

@@ -273,6 +273,26 @@ export class Probes {
     this.object.mapUpdate('traced', key, value, 0);
   }
 
+  /** A process that turned out gone (its pid must not trace whoever gets it next). */
+  removeTraced(pid: number): void {
+    const key = Buffer.alloc(4);
+    key.writeUInt32LE(pid);
+    this.object.mapDelete('traced', key);
+  }
+
+  /** A listening socket an attach target opened before the attach (bpf/proctap.h, struct listener_key):
+   *  the connections it accepts get `pid` as their owner from their SYN on. */
+  addListener(listener: { netns: number; port: number; addr: Uint8Array }, pid: number, startTimeNs = 0n): void {
+    const key = Buffer.alloc(L.listener_key.size);
+    key.writeUInt32LE(listener.netns, L.listener_key.netns);
+    key.writeUInt16LE(listener.port, L.listener_key.port);
+    key.set(listener.addr.subarray(0, 16), L.listener_key.addr);
+    const value = Buffer.alloc(L.process_id.size);
+    value.writeUInt32LE(pid, L.process_id.tgid);
+    value.writeBigUInt64LE(startTimeNs, L.process_id.start_time_ns);
+    this.object.mapUpdate('listeners', key, value, 0);
+  }
+
   /** Starts the poll thread; with a filter, packet records it rejects are dropped before they reach JS. */
   start(onBatch: (batch: ArrayBuffer) => void, packetFilter: PacketFilter | null = null): void {
     const hook = packetFilter

@@ -20,6 +20,8 @@ import { startEbpfCapture, startLibpcapCapture, type CaptureRequest, type Libpca
 import { OutputFailures } from './outputs';
 import { Probes, type ProbeConfig } from './probes';
 import { TreeRebuilder, type TracedNow } from './rebuild';
+import { TitleReader } from './titles';
+import { outerNetnsPaths } from '../proc/procfs';
 import { armFault, type TestHooks } from './test-hooks';
 import { TlsHooks } from '../tls/hooks';
 import { tlsNotes } from '../tls/notes';
@@ -96,6 +98,7 @@ export class TraceSession {
   /** Output write errors: the first one is kept; `outputs.onFailure` is the caller's stop. */
   readonly outputs = new OutputFailures();
   readonly containers: ContainerTracker;
+  private readonly titles: TitleReader;
   /** Ring-buffer records seen. */
   records = 0;
   private capture: TraceCapture | null = null;
@@ -105,6 +108,8 @@ export class TraceSession {
   private stopDisplay = () => {};
   private disarmFault = () => {};
   private resumeConnector: NodeJS.Timeout | null = null;
+  /** Why the proc connector could not be opened (proctap in a network namespace it cannot leave). */
+  private connectorUnavailable: string | null = null;
 
   /** Loads and verifies the programs. */
   constructor(private readonly options: SessionOptions) {
@@ -115,6 +120,7 @@ export class TraceSession {
       ephemeralRange: options.ephemeralRange ?? ephemeralPortRange(),
     });
     this.model.countRetransmits = options.retransmits !== false;
+    this.titles = new TitleReader(this.model.tree);
     this.probes = Probes.open({
       backend: options.backend,
       intervalMs: options.intervalMs,
@@ -160,8 +166,10 @@ export class TraceSession {
     const { onRecord, onBatchEnd } = options;
     const capture = this.capture;
     const tls = this.tls;
+    const titles = this.titles;
     const route = (record: TraceRecord) => {
       model.onRecord(record);
+      titles.onRecord(record);
       tls?.onRecord(record);
       this.containers.observe(record, model.tree);
       capture?.onRecord(record);
@@ -170,6 +178,7 @@ export class TraceSession {
     probes.start(
       (batch) => {
         this.records += forEachRecord(batch, route);
+        titles.afterBatch();
         capture?.afterBatch();
         if (onBatchEnd) toEvents(onBatchEnd);
         this.finalizeReleased();
@@ -180,7 +189,7 @@ export class TraceSession {
     tls?.start();
     const rebuilder = new TreeRebuilder(model, options.tracedNow ?? { source: "the kernel's traced set", pids: () => probes.tracedPids() }, options.log);
     const hooks = options.testHooks;
-    this.connector = loadNative().openProcConnector(
+    this.connector = this.openConnector(
       (batch) => {
         if (model.onProcEvents(decodeProcEvents(batch)) > 0) rebuilder.rebuild();
       },
@@ -188,7 +197,7 @@ export class TraceSession {
     );
     this.disarmFault = armFault(hooks);
     if (hooks?.procConnectorPauseMs) {
-      this.connector.setPaused(true);
+      this.connector?.setPaused(true);
       this.resumeConnector = setTimeout(() => this.connector?.setPaused(false), hooks.procConnectorPauseMs);
     }
     if (options.display) {
@@ -203,6 +212,31 @@ export class TraceSession {
       );
     }
     options.onStarted?.(this);
+  }
+
+  /**
+   * The proc connector exists only in the initial network namespace: under `ip netns exec` or `nsenter
+   * --net` its socket is made by a thread that joins an outer namespace (init's, else an ancestor's) for
+   * that. Where none works, kernel records still say every fork, exec and exit (a note says what is lost).
+   */
+  private openConnector(onBatch: (batch: ArrayBuffer) => void, options: { receiveBufferBytes: number; maxQueuedBatches: number }): ProcConnector | null {
+    try {
+      return loadNative().openProcConnector(onBatch, options);
+    } catch (err) {
+      // ECONNREFUSED to PROC_CN_MCAST_LISTEN: no connector in this namespace. Anything else is a failure.
+      if ((err as { code?: string }).code !== 'ECONNREFUSED') throw err;
+    }
+    const failures: string[] = [];
+    for (const netnsPath of outerNetnsPaths()) {
+      try {
+        return loadNative().openProcConnector(onBatch, { ...options, netnsPath });
+      } catch (err) {
+        failures.push(`${netnsPath}: ${(err as Error).message.split('\n')[0]}`);
+      }
+    }
+    this.connectorUnavailable = failures.join('; ');
+    this.options.log(`proctap: warning: no proc connector in this network namespace, none reachable (${this.connectorUnavailable}): process events from kernel records only`);
+    return null;
   }
 
   /** Reads the last counters of released sockets and drops them from the kernel table; once released
@@ -244,6 +278,7 @@ export class TraceSession {
     if (options.retransmits !== false) for (const [cookie, n] of probes.dumpRetransmits()) model.onRetransmits(cookie, n);
     const packets = probes.dumpPackets();
     const stats = probes.readStats();
+    this.titles.refreshRunning();
     for (const flow of model.flows.list()) model.tree.ensure(flow.key.tgid, flow.key.startTime);
     const listedPackets = packets.filter((owner) => {
       if (!owner.tgid || model.tree.get(owner.tgid, owner.startTime || null)) return true;
@@ -279,7 +314,7 @@ export class TraceSession {
       summary,
       lost,
       notes: [
-        ...traceNotes({ flows, processes, lost, retransmitsUnavailable: probes.retransmitsUnavailable, dnsResponsesCut: model.names.cut }),
+        ...traceNotes({ flows, processes, lost, retransmitsUnavailable: probes.retransmitsUnavailable, dnsResponsesCut: model.names.cut, connectorUnavailable: this.connectorUnavailable }),
         ...(this.tls ? tlsNotes(this.tls.facts(context.mode, options.capture)) : []),
       ],
       ...(capture ? { capture } : {}),
