@@ -9,9 +9,6 @@ export type ProcessRow =
   | { kind: 'quiet'; count: number; comms: Array<[string, number]>; prefix: string }
   | { kind: 'group'; group: FoldedProcesses; prefix: string };
 
-/** Quiet children of one process shown one per line up to this many; more are one "N without traffic" line. */
-export const QUIET_SHOWN_MAX = 4;
-
 const quiet = (p: ProcessReport) =>
   p.tcp.txBytes + p.tcp.rxBytes + p.tcp.txCalls + p.tcp.rxCalls + p.udp.txBytes + p.udp.rxBytes + p.udp.txCalls + p.udp.rxCalls === 0 &&
   p.packets.txPackets + p.packets.rxPackets === 0;
@@ -21,7 +18,8 @@ function sortByStart(processes: ProcessReport[]): ProcessReport[] {
 }
 
 /** Tree order with "├─"/"└─" prefixes; a recycled pid's child hangs under the instance that had started. */
-export function processRows(processes: ProcessReport[], groups: FoldedProcesses[], all: boolean): ProcessRow[] {
+/** `nameOf` names a quiet process in its parent's line (the terminal gives a rewritten title, as ps shows it). */
+export function processRows(processes: ProcessReport[], groups: FoldedProcesses[], all: boolean, nameOf: (p: ProcessReport) => string = (p) => p.comm): ProcessRow[] {
   const sorted = sortByStart(processes);
   const instances = new Map<number, ProcessReport[]>();
   for (const p of sorted) instances.set(p.pid, [...(instances.get(p.pid) ?? []), p]);
@@ -72,16 +70,13 @@ export function processRows(processes: ProcessReport[], groups: FoldedProcesses[
     const next = p ? lead + (branch === '├─' ? '│ ' : branch === '└─' ? '  ' : '') : '';
     const kids = (children.get(p) ?? []).filter((k) => !walked.has(k));
     // Top level: the roots themselves, quiet or not, are always shown.
-    // A few quiet children (nginx's workers of a quiet moment) are worth their lines; many are one line.
-    const quietKids = kids.filter((k) => !loud.has(k));
-    const fold = !all && p !== null && quietKids.length > QUIET_SHOWN_MAX;
-    const shown = fold ? kids.filter((k) => loud.has(k)) : kids;
-    const hidden = fold ? quietKids : [];
+    const shown = all || p === null ? kids : kids.filter((k) => loud.has(k));
+    const hidden = all || p === null ? [] : kids.filter((k) => !loud.has(k));
     const extra: ProcessRow[] = (groupsOf.get(p) ?? []).map((g) => ({ kind: 'group' as const, group: g, prefix: '' }));
     for (const h of hidden) hide(h);
     if (hidden.length) {
       const tally = new Map<string, number>();
-      for (const h of hidden) tally.set(h.comm, (tally.get(h.comm) ?? 0) + 1);
+      for (const h of hidden) tally.set(nameOf(h), (tally.get(nameOf(h)) ?? 0) + 1);
       extra.push({ kind: 'quiet', count: hidden.length, comms: [...tally.entries()].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0])), prefix: '' });
     }
     const total = shown.length + extra.length;

@@ -329,7 +329,7 @@ function exitCell(p: ProcessReport): string {
 const noTraffic = (): Traffic => ({ txBytes: 0, rxBytes: 0, txCalls: 0, rxCalls: 0 });
 
 function renderProcesses(report: Report, opts: { color: boolean; width: number; all: boolean }): string {
-  const rows0 = processRows(report.processes, report.foldedProcesses ?? [], opts.all);
+  const rows0 = processRows(report.processes, report.foldedProcesses ?? [], opts.all, (p) => (processTitle(p.argv) !== null ? processCommand(p) : p.comm));
   const limit = opts.all ? Infinity : TOP.processes;
   const shownRows = rows0.slice(0, limit);
   const columns: Column[] = [

@@ -43,7 +43,10 @@ test('terminal: a title is shown as ps shows it (no quotes, no basename of a pat
   tree.addRoot(100, 1, 'nginx', ['nginx: master process nginx -p /tmp/ngx -c /tmp/ngx/nginx.conf'], null);
   tree.addRoot(101, 100, 'nginx', ['nginx: worker process'], null);
   tree.addRoot(102, 100, 'python3', ['queue worker 3'], null);
-  const text = renderReport(assembleReport(inputs({ processes: tree.list() })), { color: false, width: 160 });
+  const report = assembleReport(inputs({ processes: tree.list() }));
+  // by default, children without traffic are one line under their parent, named by their titles
+  assert.match(renderReport(report, { color: false, width: 160 }), /└─… +2 without traffic: nginx: worker process, python3: queue worker 3/);
+  const text = renderReport(report, { color: false, width: 160, allProcesses: true });
   assert.match(text, /nginx: master process nginx -p \/tmp\/ngx -c \/tmp\/ngx\/nginx\.conf/);
   assert.match(text, /├─101 +nginx: worker process +before/);
   assert.match(text, /└─102 +python3: queue worker 3 +before/);
