@@ -8,6 +8,7 @@ import contextlib, shutil, fcntl, json, os, platform, re, signal, statistics, su
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '../..'))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import server  # noqa: E402  (step 7: attach on nginx under ab)
+import web  # noqa: E402  (step 8: attach on nginx under wrk, HTTP and HTTPS, L7 view)
 QUICK = os.environ.get('QUICK') == '1'
 REPS = 2 if QUICK else 5
 SECS = 1 if QUICK else 4
@@ -285,6 +286,10 @@ TARGETS = [  # (figure, key path, comparison, target)
     ('5 --detail lost records', ('detail_udp64', 'lost_records_max'), '<=', 0),
     ('5 tracer CPU ms/s per 100k rec/s', ('detail_udp64', 'flood_tracer_cpu_ms_per_s_per_100k_rps'), '<=', 100),
     ('6 VmHWM, 10k connections (MB)', ('conns_10k', 'proctap_vmhwm_mb'), '<=', 150),
+    ('8 nginx wrk HTTP, attach', ('web', 'http_proctap_ratio'), '>=', 0.95),
+    ('8 nginx wrk HTTP, attach --l7', ('web', 'http_l7_ratio'), '>=', 0.90),
+    ('8 nginx wrk HTTPS, TLS plaintext on', ('web', 'https_tls_ratio'), '>=', 0.85),
+    ('8 nginx wrk HTTPS, TLS + --l7', ('web', 'https_tlsl7_ratio'), '>=', 0.85),
 ]
 
 
@@ -322,7 +327,7 @@ def main():
     steps = [('iperf3 64 B', lambda: iperf(64, results)), ('iperf3 bulk', lambda: iperf(0, results)),
              ('startup', lambda: startup(results)), ('pcap', lambda: pcap(results)),
              ('detail', lambda: detail(results)), ('10k connections', lambda: conns(results)),
-             ('server', lambda: server.run(results, QUICK))]
+             ('server', lambda: server.run(results, QUICK)), ('web', lambda: web.run(results, QUICK))]
     only = os.environ.get('ONLY')
     for name, f in steps:
         if only and only not in name:

@@ -1,0 +1,149 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""make bench, step "web": a real nginx (Debian package, own config in a temp dir, loopback only) under
+wrk with keep-alive, over HTTP and over HTTPS (a certificate made here), untraced and with `proctap
+attach` on it: plain, with the L7 view on (--l7), and over HTTPS with TLS plaintext (on by default) and
+the L7 view. Alternating repetitions, medians; the figure is wrk's request rate, as a ratio to the
+untraced rate of the same scheme in the same run. Targets (issues 15, 16): HTTP with --l7 >= 0.90,
+HTTPS with TLS plaintext >= 0.85. Also runnable alone:  python3 scripts/bench/web.py   (QUICK=1: short)"""
+import contextlib, os, re, shutil, signal, socket, statistics, subprocess as sp, sys, tempfile, threading, time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import server  # noqa: E402  (nginx's port, the e2e lock)
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '../..'))
+PROCTAP = os.path.join(ROOT, 'bin/proctap')
+
+
+def ensure_tools():
+    missing = [pkg for tool, pkg in (('/usr/sbin/nginx', 'nginx'), ('/usr/bin/wrk', 'wrk'), ('/usr/bin/openssl', 'openssl')) if not os.path.exists(tool)]
+    if missing:
+        print(f'installing {" ".join(missing)}', file=sys.stderr)
+        sp.run(['apt-get', 'install', '-y', '-q', '--no-install-recommends'] + missing, check=True,
+               env=dict(os.environ, DEBIAN_FRONTEND='noninteractive'), stdout=sp.DEVNULL)
+
+
+@contextlib.contextmanager
+def nginx(tmp):
+    """One master and one worker: HTTP on one port, HTTPS (TLS 1.3, HTTP/1.1) on another; 100-byte answers."""
+    http, https = server.free_port(), None
+    with socket.socket() as hold:  # keep the first port taken while the second is chosen
+        hold.bind(('127.0.0.1', http))
+        https = server.free_port()
+    key, crt = os.path.join(tmp, 'key.pem'), os.path.join(tmp, 'crt.pem')
+    if not os.path.exists(crt):
+        sp.run(['openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', crt, '-days', '1',
+                '-subj', '/CN=bench.test'], check=True, stdout=sp.DEVNULL, stderr=sp.DEVNULL)
+    conf = os.path.join(tmp, 'nginx.conf')
+    with open(conf, 'w') as f:
+        f.write(f"""daemon off;
+worker_processes 1;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    keepalive_requests 1000000;
+    client_body_temp_path {tmp}/body; proxy_temp_path {tmp}/proxy; fastcgi_temp_path {tmp}/fcgi;
+    uwsgi_temp_path {tmp}/uwsgi; scgi_temp_path {tmp}/scgi;
+    server {{
+        listen 127.0.0.1:{http} backlog=4096;
+        listen 127.0.0.1:{https} ssl backlog=4096;
+        ssl_certificate {crt}; ssl_certificate_key {key}; ssl_protocols TLSv1.3;
+        location / {{ return 200 "{'x' * 99}\\n"; }}
+    }}
+}}
+""")
+    master = sp.Popen(['/usr/sbin/nginx', '-e', os.path.join(tmp, 'error.log'), '-c', conf, '-p', tmp], stderr=sp.DEVNULL)
+    for port in (http, https):
+        for _ in range(100):
+            with contextlib.suppress(OSError), socket.create_connection(('127.0.0.1', port), timeout=0.2):
+                break
+            time.sleep(0.05)
+    workers = [int(p) for p in sp.run(['pgrep', '-P', str(master.pid)], stdout=sp.PIPE, text=True).stdout.split()]
+    try:
+        yield http, https, [master.pid] + workers
+    finally:
+        master.send_signal(signal.SIGQUIT)
+        try:
+            master.wait(timeout=10)
+        except sp.TimeoutExpired:
+            master.kill()
+            master.wait()
+
+
+def wrk(url, secs):
+    """Requests per second, keep-alive, 1 thread and 16 connections (wrk's own count)."""
+    out = sp.run(['wrk', '-t1', '-c16', f'-d{secs}s', url], stdout=sp.PIPE, stderr=sp.STDOUT, text=True).stdout
+    m = re.search(r'Requests/sec:\s+([\d.]+)', out)
+    if not m:
+        raise SystemExit(f'wrk: no rate in its output:\n{out}')
+    return float(m[1])
+
+
+def l7_flag():
+    help_text = sp.run([PROCTAP, 'attach', '--help'], stdout=sp.PIPE, text=True).stdout
+    return ['--l7'] if re.search(r'^\s+--l7\b', help_text, re.M) else ['--l7-data', '4096']
+
+
+def one(mode, tmp, secs, flags):
+    scheme, traced = mode.split('_', 1) if '_' in mode else (mode, None)
+    with server.lock(), nginx(tmp) as (http, https, pids):
+        url = f'http://127.0.0.1:{http}/' if scheme == 'http' else f'https://127.0.0.1:{https}/'
+        if traced is None:
+            return wrk(url, secs), None
+        args = {'proctap': [], 'l7': flags, 'tls': [], 'tlsl7': flags}[traced]
+        p = sp.Popen([PROCTAP, 'attach', '-q', '--no-color'] + args + [str(x) for x in pids], stdout=sp.DEVNULL, stderr=sp.PIPE, text=True)
+        attached = threading.Event()
+        err = []
+
+        def read_err():
+            for line in p.stderr:
+                err.append(line)
+                if 'attached to' in line:
+                    attached.set()
+        reader = threading.Thread(target=read_err)
+        reader.start()
+        if not attached.wait(60):
+            p.kill()
+            raise SystemExit(f'proctap did not attach: {"".join(err)}')
+        rate = wrk(url, secs)
+        p.send_signal(signal.SIGINT)
+        p.wait()
+        reader.join()
+        if p.returncode != 0:
+            raise SystemExit(f'proctap exited {p.returncode}: {"".join(err[-5:])}')
+        return rate, None
+
+
+MODES = ['http', 'http_proctap', 'http_l7', 'https', 'https_tls', 'https_tlsl7']
+
+
+def run(results, quick):
+    ensure_tools()
+    reps, secs = (2, 2) if quick else (5, 4)
+    flags = l7_flag()
+    tmp = tempfile.mkdtemp(prefix='proctap-bench-web-')
+    try:
+        runs = {m: [] for m in MODES}
+        for _ in range(reps):
+            for m in MODES:
+                runs[m].append(one(m, tmp, secs, flags)[0])
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    med = {m: statistics.median(v) for m, v in runs.items()}
+    r = {f'{m}_rps': round(v) for m, v in med.items()}
+    r['l7_flag'] = ' '.join(flags)
+    r['http_proctap_ratio'] = round(med['http_proctap'] / med['http'], 3)
+    r['http_l7_ratio'] = round(med['http_l7'] / med['http'], 3)
+    r['https_tls_ratio'] = round(med['https_tls'] / med['https'], 3)
+    r['https_tlsl7_ratio'] = round(med['https_tlsl7'] / med['https'], 3)
+    r['runs'] = runs
+    results['web'] = r
+
+
+if __name__ == '__main__':
+    out = {}
+    run(out, os.environ.get('QUICK') == '1')
+    for k, v in out['web'].items():
+        print(f'  {k:24} {v}')
