@@ -137,5 +137,6 @@ export function sessionMetricsSource(session: TraceSession): MetricsSource {
         records: session.records,
       };
     },
+    ...(session.l7Metrics ? { l7: () => session.l7Metrics!.totals() } : {}),
   };
 }

@@ -11,6 +11,7 @@ import { decodeProcEvents } from '../kernel/proc-events';
 import { TraceModel } from '../model/model';
 import { DEFAULT_MAX_DECODERS, type L7Endpoint, type L7Event } from '../model/l7';
 import { L7Aggregator } from '../analysis/l7-aggregate';
+import { L7MetricsCounter } from '../metrics/l7';
 import { ephemeralPortRange } from '../proc/ports';
 import type { ReportInputs } from '../report/assemble';
 import { lostCounters } from '../report/lost';
@@ -109,6 +110,8 @@ export class TraceSession {
   readonly outputs = new OutputFailures();
   readonly containers: ContainerTracker;
   private readonly titles: TitleReader;
+  /** L7 counters for --metrics, from the first exchange on (null with the L7 view off). */
+  l7Metrics: L7MetricsCounter | null = null;
   private l7: { aggregator: L7Aggregator; endpoints: Map<string, L7Endpoint>; snaplen: number; maxDecoders: number } | null = null;
   /** Ring-buffer records seen. */
   records = 0;
@@ -158,11 +161,13 @@ export class TraceSession {
     const endpoints = new Map<string, L7Endpoint>();
     const maxDecoders = l7.maxDecoders ?? DEFAULT_MAX_DECODERS;
     const toEvents = this.outputs.guard();
+    const counter = (this.l7Metrics = new L7MetricsCounter());
     this.model.enableL7({
       fromStart: l7.fromStart ?? true,
       maxDecoders,
       onExchange: (e) => {
         aggregator.add({ pid: e.pid, endpoint: e.endpoint.label, connection: String(e.socket), exchange: e.exchange });
+        counter.add(e.exchange);
         if (endpoints.size < L7_ENDPOINT_LABELS && !endpoints.has(e.endpoint.label)) endpoints.set(e.endpoint.label, e.endpoint);
         if (onExchange) toEvents(() => onExchange(e));
       },
