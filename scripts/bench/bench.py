@@ -21,14 +21,7 @@ TMP = tempfile.mkdtemp(prefix='proctap-bench-')
 med = statistics.median
 
 
-@contextlib.contextmanager
-def lock():
-    with open('/tmp/proctap-e2e.lock', 'a') as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+lock = server.lock  # the e2e lock: no BPF run of the bench overlaps the tests
 
 
 def sh(cmd, **kw):

@@ -43,9 +43,21 @@ def free_port():
 
 
 @contextlib.contextmanager
-def nginx(tmp):
-    """One master and one worker on 127.0.0.1:PORT answering every request with 100 bytes."""
+def nginx(tmp, tls=False):
+    """One master and one worker on 127.0.0.1:PORT answering every request with 100 bytes; with tls, also
+    HTTPS (TLS 1.3, a certificate made here) on a second port. Yields (port, pids, tls_port or None)."""
     port = free_port()
+    tls_port = None
+    tls_conf = ''
+    if tls:
+        with socket.socket() as hold:  # keep the first port taken while the second is chosen
+            hold.bind(('127.0.0.1', port))
+            tls_port = free_port()
+        key, crt = os.path.join(tmp, 'key.pem'), os.path.join(tmp, 'crt.pem')
+        if not os.path.exists(crt):
+            sp.run(['openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', crt, '-days', '1',
+                    '-subj', '/CN=bench.test'], check=True, stdout=sp.DEVNULL, stderr=sp.DEVNULL)
+        tls_conf = f"listen 127.0.0.1:{tls_port} ssl backlog=4096; ssl_certificate {crt}; ssl_certificate_key {key}; ssl_protocols TLSv1.3;"
     conf = os.path.join(tmp, 'nginx.conf')
     with open(conf, 'w') as f:
         f.write(f"""daemon off;
@@ -55,22 +67,25 @@ error_log {tmp}/error.log warn;
 events {{ worker_connections 4096; }}
 http {{
     access_log off;
+    keepalive_requests 1000000;
     client_body_temp_path {tmp}/body; proxy_temp_path {tmp}/proxy; fastcgi_temp_path {tmp}/fcgi;
     uwsgi_temp_path {tmp}/uwsgi; scgi_temp_path {tmp}/scgi;
     server {{
         listen 127.0.0.1:{port} backlog=4096;
+        {tls_conf}
         location / {{ return 200 "{'x' * 99}\\n"; }}
     }}
 }}
 """)
     master = sp.Popen([NGINX, '-e', os.path.join(tmp, 'error.log'), '-c', conf, '-p', tmp], stderr=sp.DEVNULL)
-    for _ in range(100):
-        with contextlib.suppress(OSError), socket.create_connection(('127.0.0.1', port), timeout=0.2):
-            break
-        time.sleep(0.05)
+    for p in [port] + ([tls_port] if tls_port else []):
+        for _ in range(100):
+            with contextlib.suppress(OSError), socket.create_connection(('127.0.0.1', p), timeout=0.2):
+                break
+            time.sleep(0.05)
     workers = [int(p) for p in sp.run(['pgrep', '-P', str(master.pid)], stdout=sp.PIPE, text=True).stdout.split()]
     try:
-        yield port, [master.pid] + workers
+        yield port, [master.pid] + workers, tls_port
     finally:
         master.send_signal(signal.SIGQUIT)
         try:
@@ -96,7 +111,7 @@ def one(checkout, n, tmp):
     with contextlib.suppress(FileNotFoundError):
         os.unlink(rep)
     st = {'hwm_kb': 0, 'cpu_s': 0.0}
-    with lock(), nginx(tmp) as (port, pids):
+    with lock(), nginx(tmp) as (port, pids, _):
         p = sp.Popen([os.path.join(checkout, 'bin/proctap'), 'attach', '--json', rep, '--no-color', '--force'] + [str(x) for x in pids],
                      stdout=sp.DEVNULL, stderr=sp.PIPE, text=True)
         err_lines = []

@@ -6,7 +6,7 @@ attach` on it: plain, with the L7 view on (--l7), and over HTTPS with TLS plaint
 the L7 view. Alternating repetitions, medians; the figure is wrk's request rate, as a ratio to the
 untraced rate of the same scheme in the same run. Targets (issues 15, 16): HTTP with --l7 >= 0.90,
 HTTPS with TLS plaintext >= 0.85. Also runnable alone:  python3 scripts/bench/web.py   (QUICK=1: short)"""
-import contextlib, os, re, shutil, signal, socket, statistics, subprocess as sp, sys, tempfile, threading, time
+import os, re, shutil, signal, statistics, subprocess as sp, sys, tempfile, threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import server  # noqa: E402  (nginx's port, the e2e lock)
@@ -21,55 +21,6 @@ def ensure_tools():
         print(f'installing {" ".join(missing)}', file=sys.stderr)
         sp.run(['apt-get', 'install', '-y', '-q', '--no-install-recommends'] + missing, check=True,
                env=dict(os.environ, DEBIAN_FRONTEND='noninteractive'), stdout=sp.DEVNULL)
-
-
-@contextlib.contextmanager
-def nginx(tmp):
-    """One master and one worker: HTTP on one port, HTTPS (TLS 1.3, HTTP/1.1) on another; 100-byte answers."""
-    http, https = server.free_port(), None
-    with socket.socket() as hold:  # keep the first port taken while the second is chosen
-        hold.bind(('127.0.0.1', http))
-        https = server.free_port()
-    key, crt = os.path.join(tmp, 'key.pem'), os.path.join(tmp, 'crt.pem')
-    if not os.path.exists(crt):
-        sp.run(['openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', crt, '-days', '1',
-                '-subj', '/CN=bench.test'], check=True, stdout=sp.DEVNULL, stderr=sp.DEVNULL)
-    conf = os.path.join(tmp, 'nginx.conf')
-    with open(conf, 'w') as f:
-        f.write(f"""daemon off;
-worker_processes 1;
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    keepalive_requests 1000000;
-    client_body_temp_path {tmp}/body; proxy_temp_path {tmp}/proxy; fastcgi_temp_path {tmp}/fcgi;
-    uwsgi_temp_path {tmp}/uwsgi; scgi_temp_path {tmp}/scgi;
-    server {{
-        listen 127.0.0.1:{http} backlog=4096;
-        listen 127.0.0.1:{https} ssl backlog=4096;
-        ssl_certificate {crt}; ssl_certificate_key {key}; ssl_protocols TLSv1.3;
-        location / {{ return 200 "{'x' * 99}\\n"; }}
-    }}
-}}
-""")
-    master = sp.Popen(['/usr/sbin/nginx', '-e', os.path.join(tmp, 'error.log'), '-c', conf, '-p', tmp], stderr=sp.DEVNULL)
-    for port in (http, https):
-        for _ in range(100):
-            with contextlib.suppress(OSError), socket.create_connection(('127.0.0.1', port), timeout=0.2):
-                break
-            time.sleep(0.05)
-    workers = [int(p) for p in sp.run(['pgrep', '-P', str(master.pid)], stdout=sp.PIPE, text=True).stdout.split()]
-    try:
-        yield http, https, [master.pid] + workers
-    finally:
-        master.send_signal(signal.SIGQUIT)
-        try:
-            master.wait(timeout=10)
-        except sp.TimeoutExpired:
-            master.kill()
-            master.wait()
 
 
 def wrk(url, secs):
@@ -88,7 +39,7 @@ def l7_flag():
 
 def one(mode, tmp, secs, flags):
     scheme, traced = mode.split('_', 1) if '_' in mode else (mode, None)
-    with server.lock(), nginx(tmp) as (http, https, pids):
+    with server.lock(), server.nginx(tmp, tls=True) as (http, pids, https):
         url = f'http://127.0.0.1:{http}/' if scheme == 'http' else f'https://127.0.0.1:{https}/'
         if traced is None:
             return wrk(url, secs), None

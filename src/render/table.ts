@@ -268,38 +268,10 @@ function sortByStart(processes: ProcessReport[]): ProcessReport[] {
   return [...processes].sort((a, b) => (a.startOffsetMs ?? -Infinity) - (b.startOffsetMs ?? -Infinity) || a.pid - b.pid);
 }
 
-/** Depth-first tree order with the "├─"/"└─" prefix of each process. A recycled pid is several
- *  entries: a child hangs under the instance of its parent pid that had started when it did. */
+/** Depth-first tree order with the "├─"/"└─" prefix of each process (every process: process-rows.ts
+ *  with nothing folded). A recycled pid's child hangs under the instance that had started. */
 export function processTree(processes: ProcessReport[]): Array<{ proc: ProcessReport; prefix: string }> {
-  const sorted = sortByStart(processes);
-  const instances = new Map<number, ProcessReport[]>();
-  for (const p of sorted) instances.set(p.pid, [...(instances.get(p.pid) ?? []), p]);
-  const parentOf = (p: ProcessReport): ProcessReport | undefined => {
-    if (p.ppid === p.pid) return undefined;
-    const candidates = instances.get(p.ppid) ?? [];
-    const started = candidates.filter((c) => (c.startOffsetMs ?? -Infinity) <= (p.startOffsetMs ?? -Infinity));
-    return started[started.length - 1] ?? candidates[0];
-  };
-  const children = new Map<ProcessReport, ProcessReport[]>();
-  const roots: ProcessReport[] = [];
-  for (const p of sorted) {
-    const parent = parentOf(p);
-    if (!parent) roots.push(p);
-    else children.set(parent, [...(children.get(parent) ?? []), p]);
-  }
-  const out: Array<{ proc: ProcessReport; prefix: string }> = [];
-  const seen = new Set<ProcessReport>();
-  const walk = (p: ProcessReport, lead: string, branch: string) => {
-    if (seen.has(p)) return;
-    seen.add(p);
-    out.push({ proc: p, prefix: lead + branch });
-    const kids = (children.get(p) ?? []).filter((k) => !seen.has(k));
-    const next = lead + (branch === '├─' ? '│ ' : branch === '└─' ? '  ' : '');
-    kids.forEach((k, i) => walk(k, next, i === kids.length - 1 ? '└─' : '├─'));
-  };
-  for (const p of roots) walk(p, '', '');
-  for (const p of sorted) walk(p, '', ''); // a ppid cycle has no root: show it rather than drop it
-  return out;
+  return processRows(processes, [], true).flatMap((r) => (r.kind === 'process' ? [{ proc: r.proc, prefix: r.prefix }] : []));
 }
 
 /** A title the program wrote over its arguments ("nginx: worker process", "redis-server 127.0.0.1:6379"):
