@@ -43,6 +43,9 @@ test('pgbench (simple, extended) and psql: per query the L7 rows equal pg_stat_s
     const serverLog = pg.log().slice(logFrom);
     assert.equal(run.code, 0, `proctap run failed: ${run.stderr}`);
     assert.ok(run.report, 'no JSON report');
+    const { records, notes } = l7Of(run.report);
+    t.diagnostic(`l7 records ${JSON.stringify(records)}; notes: ${notes.join(' | ')}`);
+    assert.equal(records.lost, 0, 'no data record lost in the kernel');
     const l7 = l7Of(run.report);
     const rows = l7.rows.filter((r) => r.protocol === 'postgres');
     assert.ok(rows.length > 0, `no postgres rows: ${JSON.stringify(l7)}`);

@@ -13,7 +13,12 @@ import { linkCount, loadedProgramNames, proctapCgroups, tempDir } from './harnes
 import { createVethNamespace, deleteNamespace, freeSubnet, hostState, sh, type VethNamespace } from './netns-fixture';
 import { freePort, waitForPort } from './servers';
 
-const PG_BIN = '/usr/lib/postgresql/15/bin';
+/** The server's programs: Debian puts each major version under /usr/lib/postgresql/N (the newest here). */
+function pgBin(): string {
+  const versions = fs.existsSync('/usr/lib/postgresql') ? fs.readdirSync('/usr/lib/postgresql').filter((v) => /^\d+$/.test(v)).sort((a, b) => Number(b) - Number(a)) : [];
+  if (versions.length === 0) throw new Error('no PostgreSQL server under /usr/lib/postgresql (make deps)');
+  return `/usr/lib/postgresql/${versions[0]}/bin`;
+}
 
 /** uid and gid of a system user. */
 function account(user: string): { uid: number; gid: number } {
@@ -64,6 +69,7 @@ export interface Postgres {
  * The server runs in the foreground as this test's child: no service of the Debian package is used.
  */
 export async function startPostgres(): Promise<Postgres> {
+  const PG_BIN = pgBin();
   const dir = tempDir();
   const pg = account('postgres');
   fs.chownSync(dir, pg.uid, pg.gid);
@@ -333,11 +339,16 @@ export function machineState(): Record<string, string> {
   return { ...hostState(), cgroups: proctapCgroups().join(' '), bpf: `${programs_.join(' ')}; ${linkCount()} links` };
 }
 
-export type L7Row = L7SummaryRow & { endpointSource?: string };
+export type L7Row = L7SummaryRow & { nameSource?: string; remoteName?: string };
+interface L7Part {
+  rows: L7Row[];
+  notes: string[];
+  records: Record<string, number>;
+}
 
 /** The report's L7 part (`--l7`); throws when it has none. */
-export function l7Of(report: Report): { rows: L7Row[]; notes: string[] } {
-  const l7 = (report as unknown as { l7?: { rows: L7Row[]; notes: string[] } }).l7;
+export function l7Of(report: Report): L7Part {
+  const l7 = (report as unknown as { l7?: L7Part }).l7;
   if (!l7) throw new Error(`the report has no l7 part: ${Object.keys(report).join(' ')}`);
   return l7;
 }
