@@ -66,14 +66,22 @@ test('curl --resolve to nginx over TLS: endpoint named by SNI, handshakes and th
     t.diagnostic(`nginx connections: ${JSON.stringify([...serverHandshakes].sort())}; report: ${JSON.stringify([...decodedHandshakes].sort())}`);
     assert.deepEqual([...decodedHandshakes].sort(), [...serverHandshakes].sort(), 'handshakes per endpoint and version == connections nginx served');
 
-    // SNI and ALPN of each handshake (the exchange events carry the detail): as nginx saw them
+    // SNI, version and ALPN of each handshake (the exchange events carry the detail): as nginx saw them.
+    // The ALPN the server chose is in the clear in a TLS 1.2 ServerHello only (TLS 1.3 sends it in the
+    // encrypted EncryptedExtensions): there the offer is what can be checked.
     const hello = ndjson(events).filter((e) => e.type === 'exchange' && e.protocol === 'tls');
     const seen = hello.map((e) => {
-      const d = e.detail as { sni: string; alpn: string; version: string };
-      return `${d.sni} ${d.alpn} ${d.version}`;
+      const d = e.detail as { sni: string; alpn: string | null; alpnOffered: string[]; version: string };
+      return `${e.remotePort as number} ${d.sni} ${d.version} chose ${d.alpn} offered ${d.alpnOffered.join(',')}`;
     });
-    const logged = [...connections.values()].map((c) => `${c.sni} ${c.alpn} ${VERSION[c.protocol] ?? c.protocol}`);
-    assert.deepEqual(seen.sort(), logged.sort(), 'SNI, ALPN and version of each handshake == nginx\'s $ssl_server_name, $ssl_alpn_protocol, $ssl_protocol');
+    const offered = (port: number) => (port === nginx.h2Port ? 'h2,http/1.1' : 'http/1.1'); // curl --http2, --http1.1
+    const logged = [...connections.values()].map((c) => {
+      const version = VERSION[c.protocol] ?? c.protocol;
+      return `${c.serverPort} ${c.sni} ${version} chose ${version === 'TLS1.3' ? null : c.alpn} offered ${offered(c.serverPort)}`;
+    });
+    t.diagnostic(`handshakes decoded: ${JSON.stringify(seen.sort())}`);
+    assert.deepEqual(seen.sort(), logged.sort(), 'SNI, version and ALPN of each handshake == nginx\'s $ssl_server_name, $ssl_protocol, $ssl_alpn_protocol');
+    for (const c of connections.values()) assert.ok(offered(c.serverPort).split(',').includes(c.alpn), `nginx chose ${c.alpn} from the offer`);
 
     // the HTTP inside, from the TLS plaintext
     const serverRequests = new Map<string, number>();
@@ -81,7 +89,11 @@ test('curl --resolve to nginx over TLS: endpoint named by SNI, handshakes and th
     const decodedRequests = new Map<string, number>();
     for (const r of rows.filter((x) => x.protocol === 'http1' || x.protocol === 'http2')) {
       assert.equal(r.tls, r.count, `${r.operation}: decoded from TLS plaintext`);
-      assert.equal(r.partial, 0, `${r.operation}: partial exchanges`);
+      // An HTTP/2 body longer than the bytes copied per read hides the next frame headers: counted and
+      // timed, marked partial (docs/l7.md, Limits). Everything else is whole.
+      const long = r.protocol === 'http2' && r.operation === 'GET /b.txt';
+      if (long) assert.ok(r.partial <= r.count, `${r.protocol} ${r.operation}: partial exchanges`);
+      else assert.equal(r.partial, 0, `${r.protocol} ${r.operation}: partial exchanges`);
       assert.ok(endpoints.has(r.endpoint), `endpoint ${r.endpoint}`);
       assert.equal(r.nameSource, 'sni', `the name of ${r.endpoint} comes from the SNI (before the Host header)`);
       assert.equal(r.latencyLast?.count, r.count, `latencies of ${r.operation}`);
