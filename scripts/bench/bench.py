@@ -125,7 +125,7 @@ def iperf(length, results):
             start = bpf_prog_stats() if stats_window else None
             smp = (lambda: hooks.update(hook_costs(start, stats_window))) if stats_window else None
             # proctap_l7: the L7 view on (iperf3's flows are not candidates: what every other flow pays)
-            proctap(['--l7-data', '4096'] if mode == 'proctap_l7' else [], c, smp)
+            proctap(['--l7', '--l7-snaplen', '4096'] if mode == 'proctap_l7' else [], c, smp)
         else:
             with lock():
                 start = bpf_prog_stats()

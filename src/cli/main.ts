@@ -22,6 +22,7 @@ import { ContainerTracker } from '../trace/containers';
 import { ContainerLookupError } from '../proc/containers';
 import { planRotation, startMetrics, type Metrics, type Rotation } from './fleet';
 import { installFatalHandlers } from '../util/teardown';
+import { PROCTAP_DATA_SNAPLEN } from '../native/layout.generated';
 
 export { EXIT_PROCTAP_FAILED, EXIT_USAGE, UsageError, VERSION } from './program';
 
@@ -85,7 +86,8 @@ function sessionOptions(opts: TraceCliOptions, events: EventStream | null, outpu
     keepConnections: opts.keepConnections,
     keepProcesses: opts.keepProcesses,
     testHooks: opts.testHook,
-    l7Data: opts.l7Data !== undefined ? { snaplen: opts.l7Data } : undefined,
+    l7: opts.l7 ? { snaplen: opts.l7Snaplen ?? PROCTAP_DATA_SNAPLEN } : undefined,
+    onExchange: events && opts.l7 ? (e) => events.writeExchange(e) : undefined,
     display: opts.quiet && !opts.live ? undefined : { live: opts.live === true, intervalMs: opts.live ? (opts.interval ?? 1000) : 1000 },
     capture: opts.pcap
       ? {

@@ -10,7 +10,7 @@ import type { TestHooks } from '../trace/test-hooks';
 import { MAX_SNAPLEN, type CaptureFormat } from '../pcap/capture';
 import { checkInterfaceName } from '../isolate/plan';
 import { fleetOptionProblem, parseFileCount, parseFileSize, parseListenAddress, parseMetricsTop, parseRotateSeconds, type ListenAddress } from './fleet-options';
-import { PROCTAP_DATA_SNAPLEN_MAX } from '../native/layout.generated';
+import { PROCTAP_DATA_SNAPLEN, PROCTAP_DATA_SNAPLEN_MAX } from '../native/layout.generated';
 import { formatArgv } from '../util/format';
 
 export const VERSION: string = JSON.parse(fs.readFileSync(path.resolve(__dirname, '../../../package.json'), 'utf8')).version;
@@ -133,8 +133,8 @@ function addTraceOptions(command: Command): Command {
     .option('--all-processes', 'list every process in the terminal report (default: those that moved no byte are one line under their parent)')
     .option('-q, --quiet', 'no terminal report')
     .option('--no-color', 'no colors in the terminal report')
-    // L7 view (RECORD_DATA in --events) for the tests and the bench, until its user-facing options exist.
-    .addOption(new Option('--l7-data <snaplen>', 'bytes copied per call of L7 candidate flows').argParser(parseL7Snaplen).hideHelp())
+    .option('--l7', 'decode what the traced processes say (HTTP/1, HTTP/2, gRPC, TLS handshakes, DNS, Redis, PostgreSQL): requests, statuses, latencies per process and endpoint (costs CPU per call of those connections)')
+    .option('--l7-snaplen <bytes>', `with --l7: bytes copied per send/recv call (1 to ${PROCTAP_DATA_SNAPLEN_MAX}, default ${PROCTAP_DATA_SNAPLEN})`, parseL7Snaplen)
     // The tests' hooks (fault injection, a proc connector that overflows): parseTestHook, docs/reliability.md.
     .addOption(new Option('--test-hook <name=value>', 'test only').argParser((v: string, prev?: TestHooks) => parseTestHook(v, prev)).hideHelp());
 }
@@ -170,7 +170,8 @@ export interface TraceCliOptions {
   keepProcesses: number;
   allProcesses?: boolean;
   testHook?: TestHooks;
-  l7Data?: number;
+  l7?: boolean;
+  l7Snaplen?: number;
 }
 
 /** Commander's untyped option values as TraceCliOptions; a value of the wrong type is a bug here, not bad input. */
@@ -180,10 +181,10 @@ export function traceCliOptions(raw: OptionValues): TraceCliOptions {
     if ((v !== undefined || required) && typeof v !== type) throw new TypeError(`option ${key}: expected a ${type}, got ${typeof v}`);
   };
   for (const k of ['json', 'chart', 'events', 'pcap', 'pcapFilter']) is(k, 'string');
-  for (const k of ['detail', 'live', 'force', 'quiet', 'allProcesses']) is(k, 'boolean');
+  for (const k of ['detail', 'live', 'force', 'quiet', 'allProcesses', 'l7']) is(k, 'boolean');
   is('interval', 'number');
   if (raw.testHook !== undefined && (typeof raw.testHook !== 'object' || raw.testHook === null)) throw new TypeError(`option testHook: expected an object, got ${typeof raw.testHook}`);
-  for (const k of ['fileSize', 'rotateSeconds', 'fileCount', 'metricsTop', 'l7Data']) is(k, 'number');
+  for (const k of ['fileSize', 'rotateSeconds', 'fileCount', 'metricsTop', 'l7Snaplen']) is(k, 'number');
   is('metrics', 'object');
   for (const k of ['dnsNames', 'retransmits', 'tlsPlaintext', 'tlsKeylog']) is(k, 'boolean', true);
   for (const k of ['flowInterval', 'ringBuffer', 'snaplen', 'keepConnections', 'keepProcesses']) is(k, 'number', true);
@@ -197,6 +198,7 @@ export function checkOutputOptions(opts: TraceCliOptions): void {
   const stdout = [opts.json, opts.pcap, opts.events].filter((t) => t === '-');
   if (stdout.length > 1) throw new UsageError('only one of --json, --pcap and --events can use standard output');
   if (opts.detail && !opts.events) throw new UsageError('--detail needs --events FILE');
+  if (opts.l7Snaplen !== undefined && !opts.l7) throw new UsageError('--l7-snaplen needs --l7');
   if (opts.pcapFilter !== undefined && !opts.pcap) throw new UsageError('--pcap-filter needs --pcap FILE');
   const fleet = fleetOptionProblem(opts);
   if (fleet) throw new UsageError(fleet);

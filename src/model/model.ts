@@ -9,7 +9,7 @@
 // flows is retired the same way (folded per parent and command). Bytes over time, message sizes and
 // first/last seen are accumulated as records arrive (timeline.ts), so nothing needs the flows' samples
 // but the patterns of the flows still listed. Totals never depend on what was kept.
-import type { FlowCounters, TraceRecord } from '../kernel/records';
+import type { FlowCounters, FlowKey, TraceRecord } from '../kernel/records';
 import type { FinalFlow } from '../kernel/maps';
 import type { ProcEvent } from '../kernel/proc-events';
 import type { Packets } from '../schema/report';
@@ -17,6 +17,7 @@ import { ConnectionTracker, TCP_STATE, type TcpConnection } from './connections'
 import { Digest } from './digest';
 import { FlowTable, type Flow } from './flows';
 import { ConnectionFolds, ProcessFolds, addPackets, type ConnectionGroup, type ProcessGroup } from './folds';
+import { L7View, type L7ViewOptions } from './l7';
 import { DnsNameTable } from './names';
 import { Retention, type RetentionCaps } from './retention';
 import { socketRows } from './rows';
@@ -159,6 +160,8 @@ export class TraceModel {
   connectorOverflows = 0;
   /** Retransmits are counted (the session says so): folded rows then carry them. */
   countRetransmits = true;
+  /** The L7 view (--l7): data records decoded per flow (model/l7.ts); null when off. */
+  l7: L7View | null = null;
 
   constructor(options: ModelOptions = {}) {
     this.timeline = new Timeline(options.seriesIntervalMs);
@@ -166,6 +169,17 @@ export class TraceModel {
     this.connectionFolds = new ConnectionFolds(options.ephemeralRange);
     this.keptSockets = new Retention(options.keepConnections ?? DEFAULT_KEEP_CONNECTIONS, (s) => this.foldSocket(s));
     this.keptProcesses = new Retention(options.keepProcesses ?? DEFAULT_KEEP_PROCESSES, (p) => this.foldProcess(p));
+  }
+
+  /** Turns the L7 view on: data records go to decoders, exchanges to `onExchange` with their endpoint. */
+  enableL7(options: Pick<L7ViewOptions, 'fromStart' | 'maxDecoders' | 'bufferCap' | 'onExchange'>): L7View {
+    this.l7 = new L7View({
+      ...options,
+      serviceOf: (key) => this.serviceOfKey(key),
+      dnsName: (address, atNs) => this.names.nameOf(address, atNs),
+      startSeen: (cookie) => this.connections.get(cookie)?.startSeen === true,
+    });
+    return this.l7;
   }
 
   /** The trace's origin: the time series' bucket 0 starts there. */
@@ -209,6 +223,10 @@ export class TraceModel {
       case 'sockRelease':
         this.flows.markReleased(record.cookie, record.tsNs);
         this.released.push(record.cookie);
+        this.l7?.onRelease(record.cookie, record.tsNs);
+        break;
+      case 'data':
+        this.l7?.onData(record);
         break;
       case 'dns':
         this.names.onResponse(record.data, record.tgid, record.tsNs);
@@ -230,6 +248,18 @@ export class TraceModel {
     const role = c ? c.role : flow.key.proto === 6 ? 'unknown' : 'udp';
     return serviceEndpoint(
       { proto: flow.key.proto === 6 ? 'tcp' : 'udp', role, localPort: c?.localPort || flow.localPort, remoteAddr: flow.key.remoteAddr, remotePort: flow.key.remotePort },
+      this.ephemeralRange,
+    );
+  }
+
+  /** A data record's service endpoint: its flow's, or (no flow sample yet) told from the key alone. */
+  private serviceOfKey(key: FlowKey): ServiceEndpoint {
+    const flow = this.flows.get(key.id);
+    if (flow) return this.endpointOf(flow);
+    const tcp = key.proto === 6;
+    const c = tcp ? this.connections.get(key.cookie) : undefined;
+    return serviceEndpoint(
+      { proto: tcp ? 'tcp' : 'udp', role: c ? c.role : tcp ? 'unknown' : 'udp', localPort: c?.localPort ?? 0, remoteAddr: key.remoteAddr, remotePort: key.remotePort },
       this.ephemeralRange,
     );
   }

@@ -6,6 +6,8 @@ import * as fs from 'node:fs';
 import type { FlowKey, TraceRecord } from '../kernel/records';
 import { protoName } from '../util/net';
 import { CALL_LINE_MAX_FIXED, writeCallLine } from './ndjson';
+import type { L7Event } from '../model/l7';
+import { exchangeEvent } from './l7-events';
 
 /** The NDJSON form of a record; `tMs` is ms since `originNs`. */
 export function eventOf(record: TraceRecord, originNs: number): Record<string, unknown> {
@@ -107,6 +109,8 @@ export function eventLine(record: TraceRecord, originNs: number): string {
 export interface EventStream {
   /** Throws the stream's write error (then and on every later call): the caller stops the trace. */
   write(record: TraceRecord): void;
+  /** A decoded exchange (--l7), as a `"type":"exchange"` line; throws like write(). */
+  writeExchange(event: L7Event): void;
   /** Writes what is buffered (after every ring-buffer batch: a reader following the file sees records
    *  within one poll); throws like write(). */
   flush(): void;
@@ -166,6 +170,12 @@ export function openEventStream(
     if (pos + n > buf.length) flush();
     return n <= buf.length;
   };
+  const writeText = (line: string) => {
+    const n = Buffer.byteLength(line);
+    if (room(n)) pos += buf.write(line, pos);
+    else if (!failure) writeOut(Buffer.from(line));
+    if (failure) throw failure;
+  };
   return {
     write(record) {
       if (failure) throw failure;
@@ -179,11 +189,11 @@ export function openEventStream(
         }
       }
       const extra = extraFields?.(record);
-      const line = `${extra ? JSON.stringify({ ...eventOf(record, originNs()), ...extra }) : eventLine(record, originNs())}\n`;
-      const n = Buffer.byteLength(line);
-      if (room(n)) pos += buf.write(line, pos);
-      else if (!failure) writeOut(Buffer.from(line));
+      writeText(`${extra ? JSON.stringify({ ...eventOf(record, originNs()), ...extra }) : eventLine(record, originNs())}\n`);
+    },
+    writeExchange(event) {
       if (failure) throw failure;
+      writeText(`${JSON.stringify(exchangeEvent(event, originNs()))}\n`);
     },
     flush() {
       flush();

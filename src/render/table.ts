@@ -4,7 +4,7 @@
 // are fitted to `width` columns by shrinking the command column and wrapping the wide ones.
 
 import Table from 'cli-table3';
-import type { ConnectionReport, DnsReport, Distributions, DurationStats, EndpointReport, FoldedConnections, IsolationReport, LostCounters, Pattern, ProcessReport, Report, SizeStats, Traffic } from '../schema/report';
+import type { ConnectionReport, DnsReport, L7Report, L7LatencyReport, Distributions, DurationStats, EndpointReport, FoldedConnections, IsolationReport, LostCounters, Pattern, ProcessReport, Report, SizeStats, Traffic } from '../schema/report';
 import { formatArgv, formatBytes, formatCount, formatDuration, formatEndpoint, formatExit, signalName, truncate } from '../util/format';
 import { containerLabel } from '../proc/container';
 import { processRows } from './process-rows';
@@ -23,7 +23,7 @@ export interface RenderOptions {
 const DEFAULT_WIDTH = 100;
 const DEFAULT_MAX_ROWS = 20;
 /** Rows of each table before an "N more" line (connections: maxRows). */
-export const TOP = { processes: 40, endpoints: 20, folded: 10, patterns: 20, names: 20 };
+export const TOP = { processes: 40, endpoints: 20, folded: 10, patterns: 20, names: 20, l7: 20 };
 const GAP = 2;
 
 type Align = 'left' | 'right';
@@ -515,6 +515,51 @@ function renderNames(dns: DnsReport, width: number): string {
   return lines.join('\n');
 }
 
+// ---------------------------------------------------------------- L7 (--l7)
+
+function latencyCell(l: L7LatencyReport | null): string {
+  if (l === null || l.count === 0) return '-';
+  // one unit for the three: ms below 10 s, else s
+  const [div, unit] = l.maxMs >= 10_000 ? [1000, 's'] : [1, 'ms'];
+  const n = (v: number) => String(Number((v / div).toPrecision(v / div >= 100 ? 4 : 2)));
+  return `${n(l.p50Ms)}/${n(l.p99Ms)}/${n(l.maxMs)} ${unit}`;
+}
+
+function renderL7(l7: L7Report, opts: { color: boolean; width: number }): string {
+  const columns: Column[] = [
+    { head: 'PID', align: 'right' },
+    { head: 'ENDPOINT', min: 12, order: 1 },
+    { head: 'PROTO' },
+    { head: 'OPERATION', min: 12, order: 0 },
+    { head: 'STATUS' },
+    { head: 'COUNT', align: 'right' },
+    { head: 'ERR', align: 'right' },
+    { head: 'REQ/RESP', align: 'right', min: 1, order: 2, fit: fitPair },
+    { head: 'P50/P99/MAX', align: 'right' },
+  ];
+  const shown = l7.rows.slice(0, TOP.l7);
+  const rows = shown.map((r) => [
+    r.pid === null ? '*' : String(r.pid),
+    r.nameSource && r.nameSource !== 'dns' ? `${r.endpoint} (${r.nameSource})` : r.endpoint,
+    `${r.protocol}${r.role === 'server' ? ' srv' : ''}${r.tls > 0 ? ' tls' : ''}`,
+    truncate(r.operation, 120),
+    r.status || '-',
+    formatCount(r.count),
+    r.errors > 0 ? formatCount(r.errors) : '-',
+    pair(r.requestBytes, r.responseBytes, formatBytes),
+    latencyCell(r.latencyFirst),
+  ]);
+  columns[7].min = pairMin(rows, 7);
+  const notes = l7.notes.map((n) => wrapText(n, opts.width - 2).split('\n').map((l, i) => (i === 0 ? '• ' : '  ') + l).join('\n'));
+  const patterns = l7.patterns.slice(0, TOP.patterns).map((p) => wrapText(p.summary, opts.width - 2).split('\n').map((l, i) => (i === 0 ? '• ' : '  ') + l).join('\n'));
+  return [
+    ...(rows.length > 0 ? [renderTable(columns, rows, opts), ...moreLine(l7.rows.length - shown.length, 'row')] : []),
+    ...patterns,
+    ...moreLine(l7.patterns.length - Math.min(l7.patterns.length, TOP.patterns), 'L7 pattern'),
+    ...notes,
+  ].join('\n');
+}
+
 // ---------------------------------------------------------------- patterns and statistics
 
 function renderPatterns(patterns: Pattern[], width: number): string {
@@ -591,6 +636,7 @@ export function renderReport(report: Report, opts: RenderOptions): string {
     out.push(...section('Folded connections', report.foldedConnections.length, () => renderFolded(report.foldedConnections!, layout), policy, 'group'), '');
   }
   if (report.dns) out.push(...section('DNS names', report.dns.names.length, () => renderNames(report.dns!, width)), '');
+  if (report.l7) out.push(...section('L7 exchanges', report.l7.exchanges, () => renderL7(report.l7!, layout), 'latency: request → first byte of the answer'), ...(report.l7.exchanges === 0 && report.l7.notes.length > 0 ? [renderL7(report.l7, layout)] : []), '');
   if (report.patterns) out.push(...section('Patterns', report.patterns.length, () => renderPatterns(report.patterns!, width)), '');
   const stats = report.distributions ? renderStatistics(report.distributions, width) : [];
   if (stats.length > 0) out.push(title('Statistics'), ...stats, '');

@@ -6,6 +6,7 @@
 import type { DnsNameTable } from '../model/names';
 import type { CaptureSummary, Report } from '../schema/report';
 import { annotateNamespaces, childrenLeftOutNotes, markPreexisting, type AttachFacts } from './attach';
+import { l7Section, type L7Inputs } from './l7';
 import { isolationReport, mapNat, type IsolationFacts } from './isolation';
 import { nameRemotes } from './names';
 import { foldedSections } from './folds';
@@ -20,6 +21,8 @@ export interface ReportInputs extends CoreInputs {
   statistics: { flowIntervalMs: number; seriesIntervalMs?: number };
   isolation?: IsolationFacts;
   attach?: AttachFacts;
+  /** --l7: the decoded exchanges' summary and what was not decoded. */
+  l7?: L7Inputs;
 }
 
 export function assembleReport(input: ReportInputs): Report {
@@ -31,6 +34,7 @@ export function assembleReport(input: ReportInputs): Report {
   }
   if (input.summary) Object.assign(report, foldedSections(input.summary, input.originNs));
   Object.assign(report, statisticsSections(input.flows, report.connections, input, input.statistics.flowIntervalMs, input.statistics.seriesIntervalMs, input.summary));
+  if (input.l7) report.l7 = l7Section(input.l7, input.lost);
   if (input.isolation) {
     report.isolation = isolationReport(input.isolation.isolation);
     report.notes.push(...mapNat(report.connections, input.isolation));

@@ -2,6 +2,9 @@
 // The JSON report, schemaVersion 1 (documented in docs/schema.md). It is the source of every other
 // rendering: the terminal tables are made from this object alone, so `proctap report FILE.json`
 // re-renders exactly what `run` printed.
+import type { L7Report } from './l7';
+
+export type * from './l7';
 
 export const SCHEMA_VERSION = 1;
 
@@ -231,6 +234,8 @@ export interface Report {
   patterns?: Pattern[];
   /** DNS answers the traced processes received (optional; absent when none was seen). */
   dns?: DnsReport;
+  /** --l7: what the traced processes said (requests, commands, queries), per process and endpoint. */
+  l7?: L7Report;
 }
 
 /** The retention policy (model/retention.ts): closed connections and exited processes are listed one by

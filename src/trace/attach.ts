@@ -167,6 +167,8 @@ export async function attachTraced(options: AttachOptions): Promise<AttachResult
   const libpcapDevices = options.netnsCapture ? netnsCaptureDevices(resolved.pids, options.log) : [];
   const session = new TraceSession({
     ...options,
+    // sockets opened before the attach are decoded as seen mid-stream (model/l7.ts)
+    l7: options.l7 ? { ...options.l7, fromStart: false } : undefined,
     followChildren: options.followChildren,
     countUnownedPackets: false,
     match: resolved.match,

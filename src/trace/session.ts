@@ -9,6 +9,8 @@ import { loadNative, type ProcConnector } from '../native';
 import { forEachRecord, type TraceRecord } from '../kernel/records';
 import { decodeProcEvents } from '../kernel/proc-events';
 import { TraceModel } from '../model/model';
+import { DEFAULT_MAX_DECODERS, type L7Endpoint, type L7Event } from '../model/l7';
+import { L7Aggregator } from '../analysis/l7-aggregate';
 import { ephemeralPortRange } from '../proc/ports';
 import type { ReportInputs } from '../report/assemble';
 import { lostCounters } from '../report/lost';
@@ -23,6 +25,7 @@ import { TreeRebuilder, type TracedNow } from './rebuild';
 import { TitleReader } from './titles';
 import { outerNetnsPaths } from '../proc/procfs';
 import { armFault, type TestHooks } from './test-hooks';
+import { monotonicNs } from './rebuild';
 import { TlsHooks } from '../tls/hooks';
 import { tlsNotes } from '../tls/notes';
 import { ContainerTracker } from './containers';
@@ -51,8 +54,12 @@ export interface SessionOptions {
   retransmits?: boolean;
   /** TLS plaintext from uprobes on the traced processes' TLS libraries (default on). */
   tlsPlaintext?: boolean;
-  /** L7 view: the first bytes of each call of candidate flows (RECORD_DATA); absent: off. */
-  l7Data?: ProbeConfig['l7Data'];
+  /** --l7: the first `snaplen` bytes of each call of candidate flows (RECORD_DATA) and TLS plaintext,
+   *  decoded into exchanges (model/l7.ts); fromStart false (attach): sockets from before the trace are
+   *  decoded as seen mid-stream. Absent: off. */
+  l7?: { snaplen: number; fromStart?: boolean; maxDecoders?: number };
+  /** --events: each decoded exchange as it is decoded. */
+  onExchange?: (event: L7Event) => void;
   /** The event stream: every record as it arrives; then after every ring-buffer batch (it flushes there). */
   onRecord?: (record: TraceRecord) => void;
   onBatchEnd?: () => void;
@@ -75,6 +82,9 @@ export interface SessionOptions {
   /** net.ipv4.ip_local_port_range, to tell a client's port from a service port. */
   ephemeralRange?: [number, number];
 }
+
+/** Endpoint labels remembered for the report's L7 rows (the aggregator keeps at most 2000 rows). */
+const L7_ENDPOINT_LABELS = 4096;
 
 /** Finishing taking longer than this prints one line on stderr. */
 export const FINISH_NOTICE_MS = 500;
@@ -99,6 +109,7 @@ export class TraceSession {
   readonly outputs = new OutputFailures();
   readonly containers: ContainerTracker;
   private readonly titles: TitleReader;
+  private l7: { aggregator: L7Aggregator; endpoints: Map<string, L7Endpoint>; snaplen: number; maxDecoders: number } | null = null;
   /** Ring-buffer records seen. */
   records = 0;
   private capture: TraceCapture | null = null;
@@ -133,10 +144,30 @@ export class TraceSession {
       dnsNames: options.dnsNames,
       retransmits: options.retransmits,
       tlsPlaintext: options.tlsPlaintext,
-      l7Data: options.l7Data,
+      l7Data: options.l7 ? { snaplen: options.l7.snaplen } : undefined,
     });
+    if (options.l7) this.enableL7(options.l7, options.onExchange);
     this.tls = options.tlsPlaintext === false ? null : new TlsHooks(this.probes, options.log);
     this.containers = options.containers ?? new ContainerTracker();
+  }
+
+  /** The L7 view: the model decodes, exchanges are summarised here (analysis/ is above the model) and
+   *  written to the event stream. Endpoint labels are remembered for the report's fields (bounded). */
+  private enableL7(l7: NonNullable<SessionOptions['l7']>, onExchange: SessionOptions['onExchange']): void {
+    const aggregator = new L7Aggregator();
+    const endpoints = new Map<string, L7Endpoint>();
+    const maxDecoders = l7.maxDecoders ?? DEFAULT_MAX_DECODERS;
+    const toEvents = this.outputs.guard();
+    this.model.enableL7({
+      fromStart: l7.fromStart ?? true,
+      maxDecoders,
+      onExchange: (e) => {
+        aggregator.add({ pid: e.pid, endpoint: e.endpoint.label, connection: String(e.socket), exchange: e.exchange });
+        if (endpoints.size < L7_ENDPOINT_LABELS && !endpoints.has(e.endpoint.label)) endpoints.set(e.endpoint.label, e.endpoint);
+        if (onExchange) toEvents(() => onExchange(e));
+      },
+    });
+    this.l7 = { aggregator, endpoints, snaplen: l7.snaplen, maxDecoders };
   }
 
   /** Attaches the process and lifecycle tracepoints, and the socket/packet hooks on each cgroup. */
@@ -275,6 +306,8 @@ export class TraceSession {
     if (this.resumeConnector) clearTimeout(this.resumeConnector);
     this.connector?.close();
     this.connector = null;
+    // exchanges still in flight are given as they are, at the end of the trace
+    model.l7?.finish(monotonicNs());
     if (options.retransmits !== false) for (const [cookie, n] of probes.dumpRetransmits()) model.onRetransmits(cookie, n);
     const packets = probes.dumpPackets();
     const stats = probes.readStats();
@@ -320,6 +353,9 @@ export class TraceSession {
       ...(capture ? { capture } : {}),
       ...(options.dnsNames !== false ? { names: model.names } : {}),
       statistics: { flowIntervalMs: options.intervalMs, seriesIntervalMs: options.seriesIntervalMs },
+      ...(this.l7 && model.l7
+        ? { l7: { snaplen: this.l7.snaplen, summary: this.l7.aggregator.summary(), evidence: this.l7.aggregator.evidence(), counts: model.l7.counts, endpoints: this.l7.endpoints, maxDecoders: this.l7.maxDecoders } }
+        : {}),
     };
   }
 

@@ -136,7 +136,7 @@ const CLASS: Record<string, string> = { tcp: 'http1', udp: 'dns' };
 
 for (const snaplen of [4096, 64]) {
   test(`heads of every send/recv path equal the payloads at their offsets (TCP v4/v6, UDP, snaplen ${snaplen})`, async () => {
-    const t = await traceWorkload(['--l7-data', String(snaplen)]);
+    const t = await traceWorkload(['--l7', '--l7-snaplen', String(snaplen)]);
     assert.ok(t.flows.length >= 12, 'the workload reported its flows');
     for (const flow of t.flows) checkFlow(t, flow, snaplen, CLASS[flow.proto]);
     const sendfile = t.flows.find((f) => f.name === 'tcp4-sendfile')!;

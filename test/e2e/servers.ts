@@ -46,12 +46,16 @@ export interface Nginx {
   workers: number[];
   /** Access log lines: `$pid $bytes_sent $request_length`. */
   accessLog(): Array<{ pid: number; bytesSent: number; requestLength: number }>;
+  /** The access log's lines as written (with `logFormat`, in that format). */
+  accessLines(): string[];
   /** A file of `size` bytes served at /NAME. */
   addFile(name: string, size: number): void;
   stop(): Promise<void>;
 }
 
-export async function startNginx(workers = 2): Promise<Nginx> {
+/** `logFormat`: the access log's format instead of `$pid $bytes_sent $request_length` (accessLog() then
+ *  reads nothing sensible; accessLines() does). */
+export async function startNginx(workers = 2, logFormat = '$pid $bytes_sent $request_length'): Promise<Nginx> {
   const dir = tempDir();
   fs.chmodSync(dir, 0o755); // the workers run as nobody
   const port = await freePort();
@@ -67,7 +71,7 @@ pid ${dir}/nginx.pid;
 error_log ${dir}/logs/error.log;
 events { worker_connections 128; }
 http {
-  log_format counts '$pid $bytes_sent $request_length';
+  log_format counts '${logFormat}';
   access_log ${dir}/logs/access.log counts;
   ${temp}
   keepalive_timeout 30s;
@@ -104,6 +108,7 @@ http {
         const [pid, bytesSent, requestLength] = l.split(' ').map(Number);
         return { pid, bytesSent, requestLength };
       }),
+    accessLines: () => fs.readFileSync(path.join(dir, 'logs/access.log'), 'utf8').split('\n').filter(Boolean),
     addFile: (name, size) => fs.writeFileSync(path.join(dir, 'html', name), Buffer.alloc(size, 0x61), { mode: 0o644 }),
     stop: async () => {
       child.kill('SIGTERM'); // fast shutdown: workers exit, then the master
