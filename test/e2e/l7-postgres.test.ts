@@ -13,7 +13,7 @@ import { normalizeQuery } from '../../src/l7/sql';
 import { proctapRun, tempDir } from './harness';
 import { alive, bump, l7Of, machineState, ndjson, startPostgres } from './l7-servers';
 
-const TRANSACTIONS = 300; // per client; 2 clients, 7 statements each (BEGIN .. END)
+const TRANSACTIONS = 500; // per client; 2 clients, 7 statements each (BEGIN .. END)
 
 test('pgbench (simple, extended) and psql: per query the L7 rows equal pg_stat_statements calls; 42P01 errors as the server log has them', async (t) => {
   const before = machineState();

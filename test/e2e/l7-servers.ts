@@ -7,7 +7,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { L7SummaryRow } from '../../src/analysis/l7-aggregate';
+import type { L7Report } from '../../src/schema/l7';
 import type { Report } from '../../src/schema/report';
 import { linkCount, loadedProgramNames, proctapCgroups, tempDir } from './harness';
 import { createVethNamespace, deleteNamespace, freeSubnet, hostState, sh, type VethNamespace } from './netns-fixture';
@@ -339,18 +339,10 @@ export function machineState(): Record<string, string> {
   return { ...hostState(), cgroups: proctapCgroups().join(' '), bpf: `${programs_.join(' ')}; ${linkCount()} links` };
 }
 
-export type L7Row = L7SummaryRow & { nameSource?: string; remoteName?: string };
-interface L7Part {
-  rows: L7Row[];
-  notes: string[];
-  records: Record<string, number>;
-}
-
 /** The report's L7 part (`--l7`); throws when it has none. */
-export function l7Of(report: Report): L7Part {
-  const l7 = (report as unknown as { l7?: L7Part }).l7;
-  if (!l7) throw new Error(`the report has no l7 part: ${Object.keys(report).join(' ')}`);
-  return l7;
+export function l7Of(report: Report): L7Report {
+  if (!report.l7) throw new Error(`the report has no l7 part: ${Object.keys(report).join(' ')}`);
+  return report.l7;
 }
 
 /** Adds `n` under `key`. */
