@@ -241,6 +241,10 @@ export interface TlsLogLine {
   protocol: string;
   alpn: string;
   httpVersion: string;
+  /** $request_length, $bytes_sent: bytes of the request nginx read and of the response it wrote (HTTP/1:
+   *  the plaintext, head and body). */
+  requestLength: number;
+  bytesSent: number;
 }
 
 export interface TlsNginx {
@@ -281,7 +285,7 @@ pid ${dir}/nginx.pid;
 error_log ${dir}/logs/error.log;
 events { worker_connections 128; }
 http {
-  log_format tls '$connection $connection_requests $server_port $request_method $request_uri $status $ssl_server_name $ssl_protocol $ssl_alpn_protocol $server_protocol';
+  log_format tls '$connection $connection_requests $server_port $request_method $request_uri $status $ssl_server_name $ssl_protocol $ssl_alpn_protocol $server_protocol $request_length $bytes_sent';
   access_log ${dir}/logs/access.log tls;
   ${temp}
   server {
@@ -321,7 +325,7 @@ http {
         const f = l.split(' ');
         return {
           connection: Number(f[0]), connectionRequests: Number(f[1]), serverPort: Number(f[2]), method: f[3], uri: f[4], status: Number(f[5]),
-          sni: f[6], protocol: f[7], alpn: f[8], httpVersion: f[9],
+          sni: f[6], protocol: f[7], alpn: f[8], httpVersion: f[9], requestLength: Number(f[10]), bytesSent: Number(f[11]),
         };
       }),
     addFile: (file, size) => fs.writeFileSync(path.join(dir, 'html', file), Buffer.alloc(size, 0x61), { mode: 0o644 }),
