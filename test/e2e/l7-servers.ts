@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { L7Report } from '../../src/schema/l7';
 import type { Report } from '../../src/schema/report';
-import { linkCount, loadedProgramNames, proctapCgroups, tempDir } from './harness';
+import { PROCTAP, TEST_BACKEND, lineFrom, linkCount, loadedProgramNames, proctapCgroups, tempDir } from './harness';
 import { createVethNamespace, deleteNamespace, freeSubnet, hostState, sh, type VethNamespace } from './netns-fixture';
 import { freePort, waitForPort } from './servers';
 
@@ -347,6 +347,38 @@ export function machineState(): Record<string, string> {
 export function l7Of(report: Report): L7Report {
   if (!report.l7) throw new Error(`the report has no l7 part: ${Object.keys(report).join(' ')}`);
   return report.l7;
+}
+
+/** `proctap attach --l7 ... PID`, resolved once attached; `stop()` ends it with SIGINT and gives its report. */
+export async function attachL7(pid: number, extra: string[] = []): Promise<{ stop: () => Promise<Report>; stderr: () => string }> {
+  const dir = tempDir();
+  const json = path.join(dir, 'report.json');
+  const backend = TEST_BACKEND ? ['--backend', TEST_BACKEND] : [];
+  const proctap = spawn(PROCTAP, ['attach', ...backend, '-q', '--l7', '--json', json, ...extra, String(pid)], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  proctap.stderr!.on('data', (d) => (stderr += d));
+  const closed = new Promise<number | null>((resolve) => proctap.on('close', resolve));
+  try {
+    await lineFrom(proctap.stderr!, /attached to pid \d+.*\n/, 'proctap to attach');
+  } catch (err) {
+    proctap.kill('SIGKILL');
+    await closed;
+    fs.rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
+  return {
+    stderr: () => stderr,
+    stop: async () => {
+      proctap.kill('SIGINT');
+      const code = await closed;
+      try {
+        if (code !== 0) throw new Error(`proctap attach exited ${code}: ${stderr}`);
+        return JSON.parse(fs.readFileSync(json, 'utf8')) as Report;
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  };
 }
 
 /** Adds `n` under `key`. */
