@@ -10,6 +10,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as path from 'node:path';
 import type { L7RowReport, Report } from '../../src/schema/report';
 import { renderReport } from '../../src/render/table';
@@ -212,6 +213,38 @@ test('attach --l7 to redis-server: its server-side exchanges per command equal I
     checkNotes(report);
     t.diagnostic(`commandstats: ${JSON.stringify(expected)}`);
   } finally {
+    await redis.stop();
+  }
+});
+
+test('attach --l7 to redis-server with a client connected before the attach: its commands decoded from mid-stream', async (t) => {
+  const redis = await startRedis();
+  const socket = net.connect(redis.port, '127.0.0.1');
+  try {
+    await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+    let received = '';
+    socket.on('data', (d) => (received += d.toString('latin1')));
+    /** Sends one command and waits for its reply (`n` replies received so far in all). */
+    const call = async (text: string, n: number) => {
+      socket.write(text);
+      const deadline = Date.now() + 5000;
+      while ((received.match(/\r\n/g) ?? []).length < n) {
+        if (Date.now() > deadline) throw new Error(`no reply to ${JSON.stringify(text)}: ${JSON.stringify(received)}`);
+        await new Promise((r) => setTimeout(r, 2));
+      }
+    };
+    await call('*1\r\n$4\r\nPING\r\n', 1);
+    const proctap = await attachL7(redis.pid);
+    const N = 50;
+    for (let i = 0; i < N; i++) await call(`*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$${String(i).length}\r\n${i}\r\n`, 2 + i);
+    await call('*2\r\n$3\r\nGET\r\n$1\r\nk\r\n', 2 + N + 1); // "$2\r\n49\r\n": two lines
+    const report = await proctap.stop();
+    const counts = redisCounts(report.l7!.rows, 'server');
+    assert.deepEqual(counts, { set: N, get: 1 }, JSON.stringify(report.l7!.notes));
+    assert.equal(report.l7!.partial, 0);
+    t.diagnostic(`mid-stream connection: ${JSON.stringify(counts)}; connections ${JSON.stringify(report.l7!.connections)}`);
+  } finally {
+    socket.destroy();
     await redis.stop();
   }
 });
