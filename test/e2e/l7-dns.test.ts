@@ -67,6 +67,11 @@ test('dig over UDP and TCP to dnsmasq in a namespace: per name, type and answer 
     assert.equal(tcpLogged.length, tcp.length / 2, 'dnsmasq forked a child for the TCP connection');
     const exchanges = ndjson(events).filter((e) => e.type === 'exchange' && e.protocol === 'dns');
     assert.equal(exchanges.length, logged.length, 'one exchange event per query');
+    // each UDP socket dig opened, and its TCP connection, was decoded as DNS
+    const { connections } = l7Of(run.report);
+    t.diagnostic(`l7 connections ${JSON.stringify(connections)}`);
+    assert.equal(new Set(logged.map((q) => q.client)).size, udp.length + 1, 'dig used a port per UDP query and one for TCP');
+    assert.deepEqual([connections.decoded, connections.unknown, connections.undecodable], [udp.length + 1, 0, 0], 'connections decoded, unknown, undecodable');
     const onTcp = exchanges.filter((e) => e.proto === 'tcp').map((e) => `${e.operation as string} ${e.status as string}`);
     assert.deepEqual(onTcp.sort(), tcpLogged.sort(), 'exchange events on TCP == queries dnsmasq answered on TCP');
   } finally {

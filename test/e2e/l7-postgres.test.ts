@@ -116,6 +116,8 @@ test('run: pgbench (simple, extended) and psql; per query the L7 rows equal pg_s
   const rows = l7.rows.filter((r) => r.protocol === 'postgres');
   for (const r of rows) assert.equal(r.endpoint, `127.0.0.1:${pg.port}`, `endpoint of ${r.operation}`);
   checkAgainstServer(t, rows, 'client', serverLog, 2);
+  const c = l7.connections;
+  assert.deepEqual([c.total, c.decoded, c.unknown, c.undecodable], [2 * 3 + 3, 2 * 3 + 3, 0, 0], `every connection decoded: ${JSON.stringify(c)}`);
   // the NDJSON event stream has one exchange line per exchange counted
   const exchanges = ndjson(events).filter((e) => e.type === 'exchange' && e.protocol === 'postgres');
   assert.equal(exchanges.length, rows.reduce((n, r) => n + r.count, 0), 'exchange events == exchanges in the rows');

@@ -45,6 +45,9 @@ test('curl --resolve to nginx over TLS: endpoint named by SNI, handshakes and th
     const log = nginx.accessLog();
     assert.equal(log.length, 9, `nginx logged every request: ${JSON.stringify(log)}`);
     const rows = l7Of(run.report).rows;
+    const c = l7Of(run.report).connections;
+    t.diagnostic(`l7 connections ${JSON.stringify(c)}`);
+    assert.deepEqual([c.total, c.tlsPlaintext, c.unknown, c.undecodable], [4, 4, 0, 0], 'four TLS connections, the plaintext of each decoded');
     const endpoints = new Set([`${NAME}:${nginx.port}`, `${NAME}:${nginx.h2Port}`]);
 
     // handshakes: one per connection nginx logged, with its port and version
