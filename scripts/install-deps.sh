@@ -18,6 +18,7 @@ packages=(
   wget                                                              # tests: TLS client (GnuTLS)
   libssl-dev                                                        # tests: a statically linked OpenSSL client
   prometheus podman runc busybox-static                             # tests: --metrics scraped by Prometheus, containers (podman --rootfs, runc); ~30 s
+  postgresql-15 postgresql-client-15 dnsmasq-base bind9-dnsutils    # tests: L7 against PostgreSQL (pgbench, pg_stat_statements), dnsmasq, dig
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -66,7 +66,8 @@ export function looksLikeDns(msg: Uint8Array, responseOk: boolean): DnsHead | nu
   if (!h || h.qdcount !== 1 || h.name === null || h.opcode > 5 || h.opcode === 3) return null;
   const nscount = (msg[8] << 8) | msg[9];
   const arcount = (msg[10] << 8) | msg[11];
-  if (!h.response && (h.ancount !== 0 || nscount > 1 || arcount > 2 || (msg[3] & 0x70) !== 0)) return null;
+  // Z must be 0; AD and CD may be set in a query (RFC 6840 5.7, 5.9): dig sets AD by default.
+  if (!h.response && (h.ancount !== 0 || nscount > 1 || arcount > 2 || (msg[3] & 0x40) !== 0)) return null;
   if (h.response && !responseOk) return null;
   return h;
 }

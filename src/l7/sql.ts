@@ -3,10 +3,18 @@
 // pg_stat_statements shows it: literals (strings, numbers, dollar-quoted, E'', B'', X'', U&'')
 // become $n, numbered after the highest parameter the text already has. Also: comments dropped
 // (ORMs put request ids in them), whitespace folded to one space, unquoted words lower-cased
-// (PostgreSQL folds them anyway). Quoted identifiers are kept as they are.
+// (PostgreSQL folds them anyway). Quoted identifiers are kept as they are. As pg_stat_statements also:
+// a unary minus is part of its number ("+ -5" → "+ $1"), TRUE/FALSE are constants (not after IS),
+// GROUP BY / ORDER BY ordinals stay (the parser resolves them to columns: no constant is left), and a
+// trailing ';' is not part of the statement.
 
 const MAX_INPUT = 16 * 1024;
 const MAX_OUTPUT = 1000;
+/** Words a '-' after which is unary (no operand before it). */
+const NOT_OPERAND = new Set(['select', 'where', 'and', 'or', 'not', 'when', 'then', 'else', 'by', 'limit', 'offset', 'values', 'in', 'between', 'is', 'like', 'ilike', 'set', 'return', 'returning', 'having', 'on', 'case', 'array', 'distinct', 'all', 'any', 'some']);
+/** Words that end a GROUP BY / ORDER BY list. */
+const ORDINAL_LIST_END = new Set(['limit', 'offset', 'having', 'window', 'fetch', 'for', 'union', 'except', 'intersect', 'returning']);
+const ORDINAL_FOLLOWS = /^\s*(?:$|[,);]|(?:asc|desc|nulls|order|limit|offset|having|window|fetch|for|union|except|intersect|returning)\b)/i;
 
 const isSpace = (c: string) => c === ' ' || c === '\t' || c === '\n' || c === '\r' || c === '\f' || c === '\v';
 const isDigit = (c: string) => c >= '0' && c <= '9';
@@ -40,10 +48,23 @@ export function normalizeQuery(text: string): string {
   let n = maxParam;
   const out: string[] = [];
   let space = false;
-  const push = (tok: string) => {
+  // what the previous tokens were: for unary minus, IS TRUE and GROUP BY / ORDER BY ordinals
+  let prev = '';
+  let prev2 = '';
+  let prevOperand = false;
+  let minusAt = -1;
+  let depth = 0;
+  let listDepth = -1;
+  let itemStart = false;
+  const push = (tok: string, operand = true) => {
     if (space && out.length > 0) out.push(' ');
     space = false;
     out.push(tok);
+    prev2 = prev;
+    prev = tok;
+    prevOperand = operand;
+    minusAt = -1;
+    itemStart = false;
   };
   let i = 0;
   while (i < q.length) {
@@ -134,6 +155,15 @@ export function normalizeQuery(text: string): string {
           while (j < q.length && isDigit(q[j])) j++;
         }
       }
+      if (itemStart && /^\d+$/.test(q.slice(i, j)) && ORDINAL_FOLLOWS.test(q.slice(j, j + 16))) {
+        push(q.slice(i, j));
+        i = j;
+        continue;
+      }
+      if (minusAt >= 0 && minusAt === out.length - 1) {
+        out.pop();
+        space = false;
+      }
       push(`$${++n}`);
       i = j;
       continue;
@@ -141,13 +171,29 @@ export function normalizeQuery(text: string): string {
     if (isIdentStart(c)) {
       let j = i + 1;
       while (j < q.length && isIdent(q[j])) j++;
-      push(q.slice(i, j).toLowerCase());
+      const word = q.slice(i, j).toLowerCase();
+      if (ORDINAL_LIST_END.has(word)) listDepth = -1;
+      const ordinals = word === 'by' && (prev === 'group' || prev === 'order');
+      const afterIs = prev === 'is' || (prev === 'not' && prev2 === 'is');
+      if ((word === 'true' || word === 'false') && !afterIs) push(`$${++n}`);
+      else push(word, !NOT_OPERAND.has(word));
+      if (ordinals) {
+        listDepth = depth;
+        itemStart = true;
+      }
       i = j;
       continue;
     }
-    push(c);
+    if (c === '(') depth++;
+    if (c === ')' && --depth < listDepth) listDepth = -1;
+    if (c === ';') listDepth = -1;
+    const unaryMinus = c === '-' && !prevOperand;
+    push(c, c === ')' || c === ']');
+    if (unaryMinus) minusAt = out.length - 1;
+    if (c === ',' && depth === listDepth) itemStart = true;
     i++;
   }
+  while (out.length > 0 && (out[out.length - 1] === ';' || out[out.length - 1] === ' ')) out.pop();
   const s = out.join('');
   return s.length > MAX_OUTPUT ? `${s.slice(0, MAX_OUTPUT)}…` : s;
 }

@@ -20,7 +20,7 @@ export async function freePort(): Promise<number> {
   });
 }
 
-async function waitForPort(port: number, what: string): Promise<void> {
+export async function waitForPort(port: number, what: string): Promise<void> {
   const deadline = Date.now() + 10_000;
   for (;;) {
     const ok = await new Promise<boolean>((resolve) => {
