@@ -210,6 +210,34 @@ static __always_inline void read_sock_addrs_btf(struct sock *sk, __u8 family, __
 }
 
 /*
+ * Helper calls are what a hook pays for most on kernels with return-thunk mitigations (SRSO "Safe RET"
+ * here: ~15-30 ns each, docs/performance.md): the tracing path reads what it can with plain loads
+ * (bpf_get_current_task_btf() is inlined by the verifier on x86-64; bpf_get_current_pid_tgid() is a call).
+ */
+static __always_inline void current_ids(const bool tracing_ctx, __u32 *tgid, __u32 *tid)
+{
+	if (tracing_ctx) {
+		struct task_struct *task = bpf_get_current_task_btf();
+
+		*tgid = task->tgid;
+		*tid = task->pid;
+	} else {
+		__u64 id = bpf_get_current_pid_tgid();
+
+		*tgid = id >> 32;
+		*tid = (__u32)id;
+	}
+}
+
+/* The cookie once assigned is a plain field; only the socket's first call may have to assign it. */
+static __always_inline __u64 sock_cookie_btf(struct sock *sk)
+{
+	__u64 cookie = sk->__sk_common.skc_cookie.counter;
+
+	return cookie ? cookie : bpf_get_socket_cookie(sk);
+}
+
+/*
  * tracing_ctx: the program is BPF_PROG_TYPE_TRACING (tp_btf, fentry/fexit), which may use socket-local
  * storage and task pt_regs. kprobes may not: they skip claiming the socket and the sendfile chunk check
  * (on the kernels that need kprobes, sendfile goes through sendpage, not sendmsg, anyway).
@@ -219,16 +247,16 @@ static __always_inline void account_io(struct sock *sk, int bytes, __u8 directio
 				       int msg_flags, const bool tracing_ctx, const bool sendpage,
 				       struct msghdr *msg, __u64 asked)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tgid = id >> 32, tid = (__u32)id;
 	struct flow_key key = {};
 	struct traced_process *tp;
 	struct flow_value *v;
 	__u64 now, bucket;
+	__u32 tgid, tid;
 	__u8 family = 0, proto;
 
 	if (bytes < 0)
 		return;
+	current_ids(tracing_ctx, &tgid, &tid);
 	tp = traced_current(tgid);
 	if (!tp)
 		return;
@@ -237,7 +265,7 @@ static __always_inline void account_io(struct sock *sk, int bytes, __u8 directio
 	if (!proto)
 		return;
 	/* only now, for traced processes: the cookie helper may have to assign one */
-	key.cookie = tracing_ctx ? bpf_get_socket_cookie(sk) : kprobe_sock_cookie(sk);
+	key.cookie = tracing_ctx ? sock_cookie_btf(sk) : kprobe_sock_cookie(sk);
 	key.tgid = tgid;
 	key.family = family;
 	key.proto = proto;
