@@ -82,13 +82,21 @@ static __always_inline void claim_socket(struct sock *sk, __u32 tgid, __u64 star
  */
 static __always_inline bool first_chunk_of_syscall(__u32 tid)
 {
-	/* a typed pointer: the syscall number is a plain load, not a bpf_probe_read_kernel() call */
-	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
-	long nr = SYSCALL_NR(regs);
+	struct pt_regs *regs;
+	__u64 bit, *word = bit_of(&splice_threads, tid, &bit);
 	__u32 *counted;
+	long nr;
 
-	if (nr != NR_SENDFILE && nr != NR_SPLICE)
+	/* no sendfile()/splice() since this thread's last other send: skip the bpf_task_pt_regs() call */
+	if (!word || !(*word & bit))
 		return true;
+	/* a typed pointer: the syscall number is a plain load, not a bpf_probe_read_kernel() call */
+	regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	nr = SYSCALL_NR(regs);
+	if (nr != NR_SENDFILE && nr != NR_SPLICE) {
+		__sync_fetch_and_and(word, ~bit);
+		return true;
+	}
 	counted = bpf_map_lookup_elem(&splice_calls, &tid);
 	if (!counted)
 		return true;
@@ -102,9 +110,14 @@ static __always_inline void mark_splice_call(void)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u32 tid = (__u32)pid_tgid, zero = 0;
+	__u64 bit, *word;
 
-	if (is_traced(pid_tgid >> 32))
-		bpf_map_update_elem(&splice_calls, &tid, &zero, BPF_ANY);
+	if (!is_traced(pid_tgid >> 32))
+		return;
+	bpf_map_update_elem(&splice_calls, &tid, &zero, BPF_ANY);
+	word = bit_of(&splice_threads, tid, &bit);
+	if (word)
+		__sync_fetch_and_or(word, bit);
 }
 
 /*

@@ -68,6 +68,29 @@ struct {
 	__type(value, __u32);
 } splice_calls SEC(".maps");
 
+/*
+ * Bitmaps over thread/process ids (PID_MAX_LIMIT is 2^22 on 64-bit: 65536 words of 64 bits, 512 KiB):
+ * array lookups are inlined by the verifier, where a hash lookup is a helper call. See bit_of().
+ */
+#define PROCTAP_ID_WORDS 65536
+
+/* Threads that entered sendfile()/splice() and made no other socket send since (first_chunk_of_syscall). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, PROCTAP_ID_WORDS);
+	__type(key, __u32);
+	__type(value, __u64);
+} splice_threads SEC(".maps");
+
+/* The word of a bitmap that holds id's bit (NULL only for an id beyond PID_MAX_LIMIT), and the bit. */
+static __always_inline __u64 *bit_of(void *bitmap, __u32 id, __u64 *bit)
+{
+	__u32 word = id >> 6;
+
+	*bit = 1ULL << (id & 63);
+	return bpf_map_lookup_elem(bitmap, &word);
+}
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);
