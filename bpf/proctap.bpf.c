@@ -227,21 +227,6 @@ static __always_inline void read_sock_addrs_btf(struct sock *sk, __u8 family, __
  * here: ~15-30 ns each, docs/performance.md): the tracing path reads what it can with plain loads
  * (bpf_get_current_task_btf() is inlined by the verifier on x86-64; bpf_get_current_pid_tgid() is a call).
  */
-static __always_inline void current_ids(const bool tracing_ctx, __u32 *tgid, __u32 *tid)
-{
-	if (tracing_ctx) {
-		struct task_struct *task = bpf_get_current_task_btf();
-
-		*tgid = task->tgid;
-		*tid = task->pid;
-	} else {
-		__u64 id = bpf_get_current_pid_tgid();
-
-		*tgid = id >> 32;
-		*tid = (__u32)id;
-	}
-}
-
 /* The cookie once assigned is a plain field; only the socket's first call may have to assign it. */
 static __always_inline __u64 sock_cookie_btf(struct sock *sk)
 {
@@ -261,7 +246,6 @@ static __always_inline void account_io(struct sock *sk, int bytes, __u8 directio
 				       struct msghdr *msg, __u64 asked)
 {
 	struct flow_key key = {};
-	struct traced_process *tp;
 	struct flow_value *v;
 	__u64 now, bucket;
 	__u32 tgid, tid;
@@ -269,11 +253,24 @@ static __always_inline void account_io(struct sock *sk, int bytes, __u8 directio
 
 	if (bytes < 0)
 		return;
-	current_ids(tracing_ctx, &tgid, &tid);
-	tp = traced_current(tgid);
-	if (!tp)
-		return;
-	key.start_time_ns = tp->start_time_ns;
+	if (tracing_ctx) {
+		struct task_struct *task = bpf_get_current_task_btf();
+
+		tgid = task->tgid;
+		tid = task->pid;
+		if (!traced_fast(task, tgid, &key.start_time_ns))
+			return;
+	} else {
+		__u64 id = bpf_get_current_pid_tgid();
+		struct traced_process *tp;
+
+		tgid = id >> 32;
+		tid = (__u32)id;
+		tp = traced_current(tgid);
+		if (!tp)
+			return;
+		key.start_time_ns = tp->start_time_ns;
+	}
 	proto = tracing_ctx ? inet_proto_btf(sk, &family) : inet_proto(sk, &family);
 	if (!proto)
 		return;
@@ -524,6 +521,8 @@ int BPF_PROG(sched_process_fork, struct task_struct *parent, struct task_struct 
 	tp.start_time_ns = BPF_CORE_READ(child, start_time);
 	if (bpf_map_update_elem(&traced, &tgid, &tp, BPF_ANY))
 		__sync_fetch_and_add(&stats.traced_table_full, 1);
+	else
+		set_traced_bit(tgid);
 	now = bpf_ktime_get_ns();
 	r = reserve_record(sizeof(*r), RECORD_FORK, tgid, now);
 	if (!r)
@@ -577,6 +576,7 @@ int BPF_PROG(sched_process_exec, struct task_struct *p, pid_t old_pid, struct li
 			__sync_fetch_and_add(&stats.traced_table_full, 1);
 			return 0;
 		}
+		set_traced_bit(tgid);
 		matched = 1;
 	}
 	r = reserve_record(sizeof(*r), RECORD_EXEC, tgid, bpf_ktime_get_ns());
@@ -607,10 +607,16 @@ int BPF_PROG(sched_process_exit, struct task_struct *p)
 	__u32 tgid = BPF_CORE_READ(p, tgid);
 	struct exit_record *r;
 
-	if (!is_traced(tgid))
+	__u64 bit, *word = bit_of(&traced_bits, tgid, &bit);
+	bool in_set = is_traced(tgid);
+
+	if (!in_set && !(word && (*word & bit)))
 		return 0;
 	/* signal->live was decremented before this tracepoint: zero means the whole process is gone. */
 	if (BPF_CORE_READ(p, signal, live.counter) != 0)
+		return 0;
+	clear_traced_bit(tgid); /* also when user space removed the hash entry first */
+	if (!in_set)
 		return 0;
 	bpf_map_delete_elem(&traced, &tgid);
 	r = reserve_record(sizeof(*r), RECORD_EXIT, tgid, bpf_ktime_get_ns());

@@ -91,6 +91,43 @@ static __always_inline __u64 *bit_of(void *bitmap, __u32 id, __u64 *bit)
 	return bpf_map_lookup_elem(bitmap, &word);
 }
 
+/*
+ * The traced set as bitmaps by tgid, in front of the `traced` hash for the socket hooks (traced_fast()).
+ * traced_bits, written by programs only (atomic or/and): the process is traced, as itself (a bit is set
+ * after the hash entry is made, at fork, at a matching exec or by traced_fast() itself, and cleared when
+ * the process exits). traced_user_bits, written by user space only (addTraced/removeTraced), so that
+ * neither side ever rewrites a word the other one writes: the process may be traced; the hash says.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, PROCTAP_ID_WORDS);
+	__type(key, __u32);
+	__type(value, __u64);
+} traced_bits SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, PROCTAP_ID_WORDS);
+	__type(key, __u32);
+	__type(value, __u64);
+} traced_user_bits SEC(".maps");
+
+static __always_inline void set_traced_bit(__u32 tgid)
+{
+	__u64 bit, *word = bit_of(&traced_bits, tgid, &bit);
+
+	if (word && !(*word & bit))
+		__sync_fetch_and_or(word, bit);
+}
+
+static __always_inline void clear_traced_bit(__u32 tgid)
+{
+	__u64 bit, *word = bit_of(&traced_bits, tgid, &bit);
+
+	if (word && (*word & bit))
+		__sync_fetch_and_and(word, ~bit);
+}
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);
@@ -150,6 +187,32 @@ static __always_inline struct traced_process *traced_current(__u32 tgid)
 		tp->start_time_ns = BPF_CORE_READ(task, group_leader, start_time);
 	}
 	return tp;
+}
+
+/*
+ * Is the current process traced, and its start time (tracing programs: task is bpf_get_current_task_btf()).
+ * Two inlined array lookups and plain loads for an untraced process or a traced one seen before; the hash
+ * lookup (a helper call) only for a process user space added, once, after which its bit is set.
+ */
+static __always_inline bool traced_fast(struct task_struct *task, __u32 tgid, __u64 *start_time_ns)
+{
+	__u64 bit, *word = bit_of(&traced_bits, tgid, &bit), ubit, *uword;
+	struct traced_process *tp;
+
+	if (word && (*word & bit)) {
+		*start_time_ns = task->group_leader->start_time;
+		return true;
+	}
+	uword = bit_of(&traced_user_bits, tgid, &ubit);
+	if (!uword || !(*uword & ubit))
+		return false;
+	tp = traced_current(tgid);
+	if (!tp)
+		return false;
+	*start_time_ns = tp->start_time_ns;
+	if (word)
+		__sync_fetch_and_or(word, bit);
+	return true;
 }
 
 static __always_inline __u32 current_tgid(void)

@@ -132,6 +132,8 @@ export class BackendError extends Error {
 
 export class Probes {
   readonly links: number[] = [];
+  /** traced_user_bits as written (bpf/proctap.bpf.h): user space is its only writer, so it keeps the words. */
+  private readonly userBits = new Map<number, bigint>();
 
   /** Why retransmits are not counted, when they are not (the tracepoint would not attach). */
   retransmitsUnavailable: string | null = null;
@@ -270,7 +272,22 @@ export class Probes {
     key.writeUInt32LE(pid);
     const value = Buffer.alloc(L.traced_process.size);
     value.writeBigUInt64LE(startTimeNs, L.traced_process.start_time_ns);
+    this.setUserBit(pid, true); // first: a bit without its entry only costs the hooks a lookup
     this.object.mapUpdate('traced', key, value, 0);
+  }
+
+  /** The process's bit in traced_user_bits, which lets the socket hooks look it up in `traced`. */
+  private setUserBit(pid: number, on: boolean): void {
+    const word = Math.floor(pid / 64);
+    const bit = 1n << BigInt(pid % 64);
+    const old = this.userBits.get(word) ?? 0n;
+    const next = on ? old | bit : old & ~bit;
+    this.userBits.set(word, next);
+    const key = Buffer.alloc(4);
+    key.writeUInt32LE(word);
+    const value = Buffer.alloc(8);
+    value.writeBigUInt64LE(next);
+    this.object.mapUpdate('traced_user_bits', key, value, 0);
   }
 
   /** A process that turned out gone (its pid must not trace whoever gets it next). */
@@ -278,6 +295,7 @@ export class Probes {
     const key = Buffer.alloc(4);
     key.writeUInt32LE(pid);
     this.object.mapDelete('traced', key);
+    this.setUserBit(pid, false);
   }
 
   /** A listening socket an attach target opened before the attach (bpf/proctap.h, struct listener_key):
