@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: MIT
 """Per-hook cost of the socket hooks, quickly: a narrow, repeatable part of `make bench` step 1.
   hooks.py [--reps N] [--secs S] [--mode send|pair] [--throughput] [ROOT...]
-ROOT: proctap checkouts (built) to compare, alternating within every repetition (default: this one).
+ROOT: proctap checkouts (built) to compare, alternating within every repetition (default: this one);
+the word bpftrace runs the bench's bpftrace peer instead (needs tracefs mounted, as bench.py does).
 send: a traced C loop writes 64 bytes at a time to an untraced reader (as iperf3 -l 64 in the bench: the
 recv hook then measures the early exit of untraced processes). pair: both ends traced, in one process.
 Prints the median ns/call (bpf_stats run_time_ns / run_cnt) of every program that ran, with the spread,
@@ -13,6 +14,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, '../..'))
 LOOP = os.path.join(ROOT, 'build/bench-hotloop')
 PORT = 5307
+BPFTRACE = ('tracepoint:sock:sock_send_length, tracepoint:sock:sock_recv_length '
+            '/pid == cpid && args->ret > 0/ { @bytes[probe] = sum(args->ret); @calls[probe] = count(); }')
 
 
 @contextlib.contextmanager
@@ -40,7 +43,9 @@ def one(root, mode, secs, stats):
         cmd = [LOOP, 'send', str(PORT), str(secs)]
     else:
         cmd = [LOOP, 'pair', str(secs)]
-    if root:
+    if root == 'bpftrace':  # the bench's peer: a map count on the same tracepoints, for the traced pid only
+        cmd = ['bpftrace', '-q', '-e', BPFTRACE, '-c', ' '.join(cmd)]
+    elif root:
         cmd = [os.path.join(root, 'bin/proctap'), 'run', '-q', '--force', '--json', '/tmp/proctap-hooks.json', '--'] + cmd
     t0 = time.monotonic()
     p = sp.Popen(cmd, stdout=sp.PIPE, text=True)
@@ -50,8 +55,7 @@ def one(root, mode, secs, stats):
         for _ in range(100):  # until proctap's programs run
             time.sleep(0.05)
             before = progs()
-            if any(i not in start and q.get('run_cnt', 0) > 0 and q.get('name', '').startswith('tp_sock')
-                   for i, q in before.items()):
+            if any(i not in start and q.get('run_cnt', 0) > 1000 for i, q in before.items()):
                 break
         time.sleep(0.2)
         before = progs()
@@ -62,14 +66,15 @@ def one(root, mode, secs, stats):
                 continue
             n = q.get('run_cnt', 0) - before[i].get('run_cnt', 0)
             if n > 1000:
-                costs[q.get('name', str(i))] = (q['run_time_ns'] - before[i]['run_time_ns']) / n
+                costs[q.get('name', str(i))] = ((q['run_time_ns'] - before[i]['run_time_ns']) / n, n / (secs / 2))
     out = p.communicate()[0]
     wall = time.monotonic() - t0
     if rcv:
         rcv.wait(timeout=10)
     if p.returncode:
         raise SystemExit(f'{cmd} exited {p.returncode}')
-    return costs, int(out.split()[-1]) / secs, wall
+    writes = next(int(line) for line in out.splitlines() if line.strip().isdigit())  # bpftrace prints maps after
+    return costs, writes / secs, wall
 
 
 def main():
@@ -81,7 +86,7 @@ def main():
     ap.add_argument('roots', nargs='*', default=[ROOT])
     a = ap.parse_args()
     sp.run(['gcc', '-O2', '-Wall', '-o', LOOP, os.path.join(HERE, 'hotloop.c')], check=True)
-    roots = [os.path.abspath(r) for r in a.roots] + ([None] if a.throughput else [])
+    roots = [r if r == 'bpftrace' else os.path.abspath(r) for r in a.roots] + ([None] if a.throughput else [])
     res = {r: {'costs': {}, 'rate': []} for r in roots}
     old = sp.run(['sysctl', '-n', 'kernel.bpf_stats_enabled'], check=True, stdout=sp.PIPE, text=True).stdout.strip()
     with lock():
@@ -104,7 +109,9 @@ def main():
             line += f', ratio {statistics.median(rate) / base:.3f}'
         print(line)
         for k, v in sorted(res[r]['costs'].items()):
-            print(f'  {k:24} {statistics.median(v):7.1f} ns/call  ({min(v):.1f}-{max(v):.1f}, n={len(v)})')
+            ns = [x[0] for x in v]
+            rate = statistics.median(x[1] for x in v)
+            print(f'  {k:24} {statistics.median(ns):7.1f} ns/call  ({min(ns):.1f}-{max(ns):.1f}, n={len(ns)}), {rate:,.0f} calls/s')
 
 
 if __name__ == '__main__':
