@@ -17,8 +17,9 @@ char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
 /* ---- socket I/O accounting, shared by every backend ------------------------------------------- */
 
+/* v: the `flows` entry (NULL: none, the slot alone); slot: the flow's slot value (NULL: none). */
 static __always_inline void emit_flow(__u16 type, const struct flow_key *key, const struct flow_value *v,
-				      __u64 now)
+				      const struct flow_value *slot, __u64 now)
 {
 	struct flow_record *r = reserve_record(sizeof(*r), type, key->tgid, now);
 
@@ -26,11 +27,51 @@ static __always_inline void emit_flow(__u16 type, const struct flow_key *key, co
 		return;
 	r->header.start_time_ns = key->start_time_ns;
 	r->key = *key;
-	r->counters = v->counters;
-	r->first_ns = v->first_ns;
-	__builtin_memcpy(r->laddr, v->laddr, sizeof(r->laddr));
-	r->lport = v->lport;
+	if (v) {
+		r->counters = v->counters;
+		r->first_ns = v->first_ns;
+		__builtin_memcpy(r->laddr, v->laddr, sizeof(r->laddr));
+		r->lport = v->lport;
+	}
+	if (slot) {
+		r->counters.tx_bytes += slot->counters.tx_bytes;
+		r->counters.rx_bytes += slot->counters.rx_bytes;
+		r->counters.tx_calls += slot->counters.tx_calls;
+		r->counters.rx_calls += slot->counters.rx_calls;
+	}
 	submit_record(r);
+}
+
+/* The slot of a flow (bpf/proctap.h, struct flow_slot): by its cookie, Fibonacci hashing. */
+static __always_inline struct flow_slot *flow_slot_of(__u64 cookie)
+{
+	__u32 i = (cookie * 0x9E3779B97F4A7C15ULL) >> (64 - PROCTAP_FLOW_SLOTS_LOG2);
+
+	return bpf_map_lookup_elem(&flow_slots, &i);
+}
+
+static __always_inline bool same_flow(const struct flow_key *a, const struct flow_key *b)
+{
+	const __u64 *x = (const __u64 *)a, *y = (const __u64 *)b;
+
+	return x[0] == y[0] && x[1] == y[1] && x[2] == y[2] && x[3] == y[3] && x[4] == y[4];
+}
+
+/* A flow whose `flows` entry this call just created: its slot, if free or held by a flow taken since. */
+static __always_inline void claim_flow_slot(struct flow_slot *slot, const struct flow_key *key, __u64 now)
+{
+	__u64 state = slot->state;
+
+	if (state == FLOW_SLOT_BUSY)
+		return;
+	if (state == FLOW_SLOT_READY && bpf_map_lookup_elem(&flows, &slot->key))
+		return; /* its flow is alive */
+	if (__sync_val_compare_and_swap(&slot->state, state, FLOW_SLOT_BUSY) != state)
+		return; /* another program claimed it first */
+	slot->key = *key;
+	__builtin_memset(&slot->value, 0, sizeof(slot->value));
+	slot->value.last_emit_ns = now;
+	__sync_lock_test_and_set(&slot->state, FLOW_SLOT_READY); /* xchg: a full barrier before READY */
 }
 
 /* The remote of an unconnected UDP send/recv, left by the cgroup sock_addr hook earlier in this call. */
@@ -246,7 +287,9 @@ static __always_inline void account_io(struct sock *sk, int bytes, __u8 directio
 				       struct msghdr *msg, __u64 asked)
 {
 	struct flow_key key = {};
+	struct flow_slot *slot = NULL;
 	struct flow_value *v;
+	__u32 zero = 0;
 	__u64 now, bucket;
 	__u32 tgid, tid;
 	__u8 family = 0, proto;
@@ -296,25 +339,37 @@ static __always_inline void account_io(struct sock *sk, int bytes, __u8 directio
 
 	tls_note_socket(tid, &key, direction);
 	now = bpf_ktime_get_ns();
-	v = bpf_map_lookup_elem(&flows, &key);
+	/* the slot only where nothing else keeps per-flow state that follows its counters (L7 offsets) */
+	if (tracing_ctx && !proctap_cfg.l7_data)
+		slot = flow_slot_of(key.cookie);
+	if (slot && slot->state == FLOW_SLOT_READY && same_flow(&slot->key, &key))
+		v = &slot->value;
+	else
+		v = bpf_map_lookup_elem(&flows, &key);
 	if (!v) {
-		struct flow_value init = {};
+		struct flow_value *init = bpf_map_lookup_elem(&flow_init, &zero);
 		__u8 raddr[16];
 		__u16 rport;
 		long err;
 
-		init.first_ns = now;
-		init.last_emit_ns = now;
-		read_sock_addrs(sk, family, init.laddr, &init.lport, raddr, &rport);
-		err = bpf_map_update_elem(&flows, &key, &init, BPF_NOEXIST);
+		if (!init)
+			return;
+		__builtin_memset(init, 0, sizeof(*init));
+		init->first_ns = now;
+		init->last_emit_ns = now;
+		read_sock_addrs(sk, family, init->laddr, &init->lport, raddr, &rport);
+		err = bpf_map_update_elem(&flows, &key, init, BPF_NOEXIST);
 		v = bpf_map_lookup_elem(&flows, &key);
 		if (!v) {
 			__sync_fetch_and_add(&stats.flow_table_full, 1);
 			__sync_fetch_and_add(&stats.flow_table_full_bytes, bytes);
 			return;
 		}
-		if (!err)
-			emit_flow(RECORD_FLOW_NEW, &key, v, now);
+		if (!err) {
+			emit_flow(RECORD_FLOW_NEW, &key, v, NULL, now);
+			if (slot)
+				claim_flow_slot(slot, &key, now);
+		}
 		if (tracing_ctx)
 			claim_socket(sk, tgid, key.start_time_ns, now);
 	}
@@ -335,7 +390,12 @@ static __always_inline void account_io(struct sock *sk, int bytes, __u8 directio
 	v->last_ns = now;
 	if (now - v->last_emit_ns >= proctap_cfg.interval_ns) {
 		v->last_emit_ns = now;
-		emit_flow(RECORD_FLOW_UPDATE, &key, v, now);
+		if (slot && v == &slot->value)
+			emit_flow(RECORD_FLOW_UPDATE, &key, bpf_map_lookup_elem(&flows, &key), v, now);
+		else
+			emit_flow(RECORD_FLOW_UPDATE, &key, v,
+				  slot && slot->state == FLOW_SLOT_READY && same_flow(&slot->key, &key) ? &slot->value : NULL,
+				  now);
 	}
 	if (proctap_cfg.detail_calls) {
 		struct call_record *c = reserve_record(sizeof(*c), RECORD_CALL, tgid, now);

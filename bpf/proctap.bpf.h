@@ -45,6 +45,21 @@ struct {
 	__type(value, struct flow_value);
 } flows SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, PROCTAP_FLOW_SLOTS);
+	__type(key, __u32);
+	__type(value, struct flow_slot);
+} flow_slots SEC(".maps");
+
+/* A new flow's first value, built here: 272 bytes would not fit beside the L7 code on the 512-byte stack. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct flow_value);
+} flow_init SEC(".maps");
+
 /* BPF_F_CLONE: accepted sockets inherit their listener's owner. */
 struct {
 	__uint(type, BPF_MAP_TYPE_SK_STORAGE);

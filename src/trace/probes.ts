@@ -10,6 +10,7 @@ import * as L from '../native/layout.generated';
 import type { Backend, Packets } from '../schema/report';
 import type { FlowKey } from '../kernel/records';
 import { TLS_PROGRAMS } from '../tls/programs';
+import { flowSlotIndex, mergeFlowSlots, slotFlowOf, withSlot } from '../kernel/slots';
 import {
   decodeFlowValue,
   decodeFlows,
@@ -340,12 +341,16 @@ export class Probes {
 
   /** Final counters of a flow, removed from the kernel table (its socket is gone). */
   takeFlow(key: FlowKey): FinalFlow | null {
+    const index = Buffer.alloc(4);
+    index.writeUInt32LE(flowSlotIndex(key.cookie));
+    // the slot first: once the entry is gone, a new flow may claim the slot (bpf/proctap.h, struct flow_slot)
+    const slot = slotFlowOf(key, this.object.mapLookup('flow_slots', index));
     const value = this.object.mapLookupAndDelete('flows', Buffer.from(key.raw));
-    return value ? decodeFlowValue(key, value) : null;
+    return value ? withSlot(decodeFlowValue(key, value), slot) : null;
   }
 
   dumpFlows(): FinalFlow[] {
-    return decodeFlows(this.object.mapDump('flows'));
+    return mergeFlowSlots(decodeFlows(this.object.mapDump('flows')), this.object.mapDump('flow_slots'));
   }
 
   /** A socket's retransmit total as last seen in kernel, removed from the kernel table (its socket was released). */
