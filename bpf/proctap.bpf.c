@@ -265,8 +265,8 @@ static __always_inline void read_sock_addrs_btf(struct sock *sk, __u8 family, __
 
 /*
  * Helper calls are what a hook pays for most on kernels with return-thunk mitigations (SRSO "Safe RET"
- * here: ~15-30 ns each, docs/performance.md): the tracing path reads what it can with plain loads
- * (bpf_get_current_task_btf() is inlined by the verifier on x86-64; bpf_get_current_pid_tgid() is a call).
+ * here: ~15-60 ns each, docs/performance.md): the tracing path reads what it can with plain loads, from
+ * the task bpf_get_current_task_btf() gives (one call for tgid, tid and start time) and from the socket.
  */
 /* The cookie once assigned is a plain field; only the socket's first call may have to assign it. */
 static __always_inline __u64 sock_cookie_btf(struct sock *sk)
