@@ -17,8 +17,9 @@ char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
 /* ---- socket I/O accounting, shared by every backend ------------------------------------------- */
 
+/* v: the `flows` entry (NULL: none, the slot alone); slot: the flow's slot value (NULL: none). */
 static __always_inline void emit_flow(__u16 type, const struct flow_key *key, const struct flow_value *v,
-				      __u64 now)
+				      const struct flow_value *slot, __u64 now)
 {
 	struct flow_record *r = reserve_record(sizeof(*r), type, key->tgid, now);
 
@@ -26,11 +27,51 @@ static __always_inline void emit_flow(__u16 type, const struct flow_key *key, co
 		return;
 	r->header.start_time_ns = key->start_time_ns;
 	r->key = *key;
-	r->counters = v->counters;
-	r->first_ns = v->first_ns;
-	__builtin_memcpy(r->laddr, v->laddr, sizeof(r->laddr));
-	r->lport = v->lport;
+	if (v) {
+		r->counters = v->counters;
+		r->first_ns = v->first_ns;
+		__builtin_memcpy(r->laddr, v->laddr, sizeof(r->laddr));
+		r->lport = v->lport;
+	}
+	if (slot) {
+		r->counters.tx_bytes += slot->counters.tx_bytes;
+		r->counters.rx_bytes += slot->counters.rx_bytes;
+		r->counters.tx_calls += slot->counters.tx_calls;
+		r->counters.rx_calls += slot->counters.rx_calls;
+	}
 	submit_record(r);
+}
+
+/* The slot of a flow (bpf/proctap.h, struct flow_slot): by its cookie, Fibonacci hashing. */
+static __always_inline struct flow_slot *flow_slot_of(__u64 cookie)
+{
+	__u32 i = (cookie * 0x9E3779B97F4A7C15ULL) >> (64 - PROCTAP_FLOW_SLOTS_LOG2);
+
+	return bpf_map_lookup_elem(&flow_slots, &i);
+}
+
+static __always_inline bool same_flow(const struct flow_key *a, const struct flow_key *b)
+{
+	const __u64 *x = (const __u64 *)a, *y = (const __u64 *)b;
+
+	return x[0] == y[0] && x[1] == y[1] && x[2] == y[2] && x[3] == y[3] && x[4] == y[4];
+}
+
+/* A flow whose `flows` entry this call just created: its slot, if free or held by a flow taken since. */
+static __always_inline void claim_flow_slot(struct flow_slot *slot, const struct flow_key *key, __u64 now)
+{
+	__u64 state = slot->state;
+
+	if (state == FLOW_SLOT_BUSY)
+		return;
+	if (state == FLOW_SLOT_READY && bpf_map_lookup_elem(&flows, &slot->key))
+		return; /* its flow is alive */
+	if (__sync_val_compare_and_swap(&slot->state, state, FLOW_SLOT_BUSY) != state)
+		return; /* another program claimed it first */
+	slot->key = *key;
+	__builtin_memset(&slot->value, 0, sizeof(slot->value));
+	slot->value.last_emit_ns = now;
+	__sync_lock_test_and_set(&slot->state, FLOW_SLOT_READY); /* xchg: a full barrier before READY */
 }
 
 /* The remote of an unconnected UDP send/recv, left by the cgroup sock_addr hook earlier in this call. */
@@ -82,13 +123,21 @@ static __always_inline void claim_socket(struct sock *sk, __u32 tgid, __u64 star
  */
 static __always_inline bool first_chunk_of_syscall(__u32 tid)
 {
-	/* a typed pointer: the syscall number is a plain load, not a bpf_probe_read_kernel() call */
-	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
-	long nr = SYSCALL_NR(regs);
+	struct pt_regs *regs;
+	__u64 bit, *word = bit_of(&splice_threads, tid, &bit);
 	__u32 *counted;
+	long nr;
 
-	if (nr != NR_SENDFILE && nr != NR_SPLICE)
+	/* no sendfile()/splice() since this thread's last other send: skip the bpf_task_pt_regs() call */
+	if (!word || !(*word & bit))
 		return true;
+	/* a typed pointer: the syscall number is a plain load, not a bpf_probe_read_kernel() call */
+	regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	nr = SYSCALL_NR(regs);
+	if (nr != NR_SENDFILE && nr != NR_SPLICE) {
+		__sync_fetch_and_and(word, ~bit);
+		return true;
+	}
 	counted = bpf_map_lookup_elem(&splice_calls, &tid);
 	if (!counted)
 		return true;
@@ -102,9 +151,14 @@ static __always_inline void mark_splice_call(void)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u32 tid = (__u32)pid_tgid, zero = 0;
+	__u64 bit, *word;
 
-	if (is_traced(pid_tgid >> 32))
-		bpf_map_update_elem(&splice_calls, &tid, &zero, BPF_ANY);
+	if (!is_traced(pid_tgid >> 32))
+		return;
+	bpf_map_update_elem(&splice_calls, &tid, &zero, BPF_ANY);
+	word = bit_of(&splice_threads, tid, &bit);
+	if (word)
+		__sync_fetch_and_or(word, bit);
 }
 
 /*
@@ -210,6 +264,19 @@ static __always_inline void read_sock_addrs_btf(struct sock *sk, __u8 family, __
 }
 
 /*
+ * Helper calls are what a hook pays for most on kernels with return-thunk mitigations (SRSO "Safe RET"
+ * here: ~15-60 ns each, docs/performance.md): the tracing path reads what it can with plain loads, from
+ * the task bpf_get_current_task_btf() gives (one call for tgid, tid and start time) and from the socket.
+ */
+/* The cookie once assigned is a plain field; only the socket's first call may have to assign it. */
+static __always_inline __u64 sock_cookie_btf(struct sock *sk)
+{
+	__u64 cookie = sk->__sk_common.skc_cookie.counter;
+
+	return cookie ? cookie : bpf_get_socket_cookie(sk);
+}
+
+/*
  * tracing_ctx: the program is BPF_PROG_TYPE_TRACING (tp_btf, fentry/fexit), which may use socket-local
  * storage and task pt_regs. kprobes may not: they skip claiming the socket and the sendfile chunk check
  * (on the kernels that need kprobes, sendfile goes through sendpage, not sendmsg, anyway).
@@ -219,25 +286,39 @@ static __always_inline void account_io(struct sock *sk, int bytes, __u8 directio
 				       int msg_flags, const bool tracing_ctx, const bool sendpage,
 				       struct msghdr *msg, __u64 asked)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tgid = id >> 32, tid = (__u32)id;
 	struct flow_key key = {};
-	struct traced_process *tp;
+	struct flow_slot *slot = NULL;
 	struct flow_value *v;
+	__u32 zero = 0;
 	__u64 now, bucket;
+	__u32 tgid, tid;
 	__u8 family = 0, proto;
 
 	if (bytes < 0)
 		return;
-	tp = traced_current(tgid);
-	if (!tp)
-		return;
-	key.start_time_ns = tp->start_time_ns;
+	if (tracing_ctx) {
+		struct task_struct *task = bpf_get_current_task_btf();
+
+		tgid = task->tgid;
+		tid = task->pid;
+		if (!traced_fast(task, tgid, &key.start_time_ns))
+			return;
+	} else {
+		__u64 id = bpf_get_current_pid_tgid();
+		struct traced_process *tp;
+
+		tgid = id >> 32;
+		tid = (__u32)id;
+		tp = traced_current(tgid);
+		if (!tp)
+			return;
+		key.start_time_ns = tp->start_time_ns;
+	}
 	proto = tracing_ctx ? inet_proto_btf(sk, &family) : inet_proto(sk, &family);
 	if (!proto)
 		return;
 	/* only now, for traced processes: the cookie helper may have to assign one */
-	key.cookie = tracing_ctx ? bpf_get_socket_cookie(sk) : kprobe_sock_cookie(sk);
+	key.cookie = tracing_ctx ? sock_cookie_btf(sk) : kprobe_sock_cookie(sk);
 	key.tgid = tgid;
 	key.family = family;
 	key.proto = proto;
@@ -258,25 +339,37 @@ static __always_inline void account_io(struct sock *sk, int bytes, __u8 directio
 
 	tls_note_socket(tid, &key, direction);
 	now = bpf_ktime_get_ns();
-	v = bpf_map_lookup_elem(&flows, &key);
+	/* the slot only where nothing else keeps per-flow state that follows its counters (L7 offsets) */
+	if (tracing_ctx && !proctap_cfg.l7_data)
+		slot = flow_slot_of(key.cookie);
+	if (slot && slot->state == FLOW_SLOT_READY && same_flow(&slot->key, &key))
+		v = &slot->value;
+	else
+		v = bpf_map_lookup_elem(&flows, &key);
 	if (!v) {
-		struct flow_value init = {};
+		struct flow_value *init = bpf_map_lookup_elem(&flow_init, &zero);
 		__u8 raddr[16];
 		__u16 rport;
 		long err;
 
-		init.first_ns = now;
-		init.last_emit_ns = now;
-		read_sock_addrs(sk, family, init.laddr, &init.lport, raddr, &rport);
-		err = bpf_map_update_elem(&flows, &key, &init, BPF_NOEXIST);
+		if (!init)
+			return;
+		__builtin_memset(init, 0, sizeof(*init));
+		init->first_ns = now;
+		init->last_emit_ns = now;
+		read_sock_addrs(sk, family, init->laddr, &init->lport, raddr, &rport);
+		err = bpf_map_update_elem(&flows, &key, init, BPF_NOEXIST);
 		v = bpf_map_lookup_elem(&flows, &key);
 		if (!v) {
 			__sync_fetch_and_add(&stats.flow_table_full, 1);
 			__sync_fetch_and_add(&stats.flow_table_full_bytes, bytes);
 			return;
 		}
-		if (!err)
-			emit_flow(RECORD_FLOW_NEW, &key, v, now);
+		if (!err) {
+			emit_flow(RECORD_FLOW_NEW, &key, v, NULL, now);
+			if (slot)
+				claim_flow_slot(slot, &key, now);
+		}
 		if (tracing_ctx)
 			claim_socket(sk, tgid, key.start_time_ns, now);
 	}
@@ -297,7 +390,12 @@ static __always_inline void account_io(struct sock *sk, int bytes, __u8 directio
 	v->last_ns = now;
 	if (now - v->last_emit_ns >= proctap_cfg.interval_ns) {
 		v->last_emit_ns = now;
-		emit_flow(RECORD_FLOW_UPDATE, &key, v, now);
+		if (slot && v == &slot->value)
+			emit_flow(RECORD_FLOW_UPDATE, &key, bpf_map_lookup_elem(&flows, &key), v, now);
+		else
+			emit_flow(RECORD_FLOW_UPDATE, &key, v,
+				  slot && slot->state == FLOW_SLOT_READY && same_flow(&slot->key, &key) ? &slot->value : NULL,
+				  now);
 	}
 	if (proctap_cfg.detail_calls) {
 		struct call_record *c = reserve_record(sizeof(*c), RECORD_CALL, tgid, now);
@@ -483,6 +581,8 @@ int BPF_PROG(sched_process_fork, struct task_struct *parent, struct task_struct 
 	tp.start_time_ns = BPF_CORE_READ(child, start_time);
 	if (bpf_map_update_elem(&traced, &tgid, &tp, BPF_ANY))
 		__sync_fetch_and_add(&stats.traced_table_full, 1);
+	else
+		set_traced_bit(tgid);
 	now = bpf_ktime_get_ns();
 	r = reserve_record(sizeof(*r), RECORD_FORK, tgid, now);
 	if (!r)
@@ -536,6 +636,7 @@ int BPF_PROG(sched_process_exec, struct task_struct *p, pid_t old_pid, struct li
 			__sync_fetch_and_add(&stats.traced_table_full, 1);
 			return 0;
 		}
+		set_traced_bit(tgid);
 		matched = 1;
 	}
 	r = reserve_record(sizeof(*r), RECORD_EXEC, tgid, bpf_ktime_get_ns());
@@ -566,10 +667,16 @@ int BPF_PROG(sched_process_exit, struct task_struct *p)
 	__u32 tgid = BPF_CORE_READ(p, tgid);
 	struct exit_record *r;
 
-	if (!is_traced(tgid))
+	__u64 bit, *word = bit_of(&traced_bits, tgid, &bit);
+	bool in_set = is_traced(tgid);
+
+	if (!in_set && !(word && (*word & bit)))
 		return 0;
 	/* signal->live was decremented before this tracepoint: zero means the whole process is gone. */
 	if (BPF_CORE_READ(p, signal, live.counter) != 0)
+		return 0;
+	clear_traced_bit(tgid); /* also when user space removed the hash entry first */
+	if (!in_set)
 		return 0;
 	bpf_map_delete_elem(&traced, &tgid);
 	r = reserve_record(sizeof(*r), RECORD_EXIT, tgid, bpf_ktime_get_ns());

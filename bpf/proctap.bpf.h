@@ -45,6 +45,21 @@ struct {
 	__type(value, struct flow_value);
 } flows SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, PROCTAP_FLOW_SLOTS);
+	__type(key, __u32);
+	__type(value, struct flow_slot);
+} flow_slots SEC(".maps");
+
+/* A new flow's first value, built here: 272 bytes would not fit beside the L7 code on the 512-byte stack. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct flow_value);
+} flow_init SEC(".maps");
+
 /* BPF_F_CLONE: accepted sockets inherit their listener's owner. */
 struct {
 	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
@@ -67,6 +82,66 @@ struct {
 	__type(key, __u32); /* thread id */
 	__type(value, __u32);
 } splice_calls SEC(".maps");
+
+/*
+ * Bitmaps over thread/process ids (PID_MAX_LIMIT is 2^22 on 64-bit: 65536 words of 64 bits, 512 KiB):
+ * array lookups are inlined by the verifier, where a hash lookup is a helper call. See bit_of().
+ */
+#define PROCTAP_ID_WORDS 65536
+
+/* Threads that entered sendfile()/splice() and made no other socket send since (first_chunk_of_syscall). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, PROCTAP_ID_WORDS);
+	__type(key, __u32);
+	__type(value, __u64);
+} splice_threads SEC(".maps");
+
+/* The word of a bitmap that holds id's bit (NULL only for an id beyond PID_MAX_LIMIT), and the bit. */
+static __always_inline __u64 *bit_of(void *bitmap, __u32 id, __u64 *bit)
+{
+	__u32 word = id >> 6;
+
+	*bit = 1ULL << (id & 63);
+	return bpf_map_lookup_elem(bitmap, &word);
+}
+
+/*
+ * The traced set as bitmaps by tgid, in front of the `traced` hash for the socket hooks (traced_fast()).
+ * traced_bits, written by programs only (atomic or/and): the process is traced, as itself (a bit is set
+ * after the hash entry is made, at fork, at a matching exec or by traced_fast() itself, and cleared when
+ * the process exits). traced_user_bits, written by user space only (addTraced/removeTraced), so that
+ * neither side ever rewrites a word the other one writes: the process may be traced; the hash says.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, PROCTAP_ID_WORDS);
+	__type(key, __u32);
+	__type(value, __u64);
+} traced_bits SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, PROCTAP_ID_WORDS);
+	__type(key, __u32);
+	__type(value, __u64);
+} traced_user_bits SEC(".maps");
+
+static __always_inline void set_traced_bit(__u32 tgid)
+{
+	__u64 bit, *word = bit_of(&traced_bits, tgid, &bit);
+
+	if (word && !(*word & bit))
+		__sync_fetch_and_or(word, bit);
+}
+
+static __always_inline void clear_traced_bit(__u32 tgid)
+{
+	__u64 bit, *word = bit_of(&traced_bits, tgid, &bit);
+
+	if (word && (*word & bit))
+		__sync_fetch_and_and(word, ~bit);
+}
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -127,6 +202,32 @@ static __always_inline struct traced_process *traced_current(__u32 tgid)
 		tp->start_time_ns = BPF_CORE_READ(task, group_leader, start_time);
 	}
 	return tp;
+}
+
+/*
+ * Is the current process traced, and its start time (tracing programs: task is bpf_get_current_task_btf()).
+ * Two inlined array lookups and plain loads for an untraced process or a traced one seen before; the hash
+ * lookup (a helper call) only for a process user space added, once, after which its bit is set.
+ */
+static __always_inline bool traced_fast(struct task_struct *task, __u32 tgid, __u64 *start_time_ns)
+{
+	__u64 bit, *word = bit_of(&traced_bits, tgid, &bit), ubit, *uword;
+	struct traced_process *tp;
+
+	if (word && (*word & bit)) {
+		*start_time_ns = task->group_leader->start_time;
+		return true;
+	}
+	uword = bit_of(&traced_user_bits, tgid, &ubit);
+	if (!uword || !(*uword & ubit))
+		return false;
+	tp = traced_current(tgid);
+	if (!tp)
+		return false;
+	*start_time_ns = tp->start_time_ns;
+	if (word)
+		__sync_fetch_and_or(word, bit);
+	return true;
 }
 
 static __always_inline __u32 current_tgid(void)

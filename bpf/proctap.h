@@ -79,6 +79,26 @@ struct flow_value {
 	__u32 rx_sizes[PROCTAP_SIZE_BUCKETS];
 };
 
+/*
+ * A flow's counters may also live in a slot of the `flow_slots` array (tracing backends, L7 view off):
+ * an array lookup is inlined by the verifier where a hash lookup is a helper call. The slot of a flow is
+ * fixed by its cookie (flow_slot_index). The program that creates a flow's `flows` entry claims its slot
+ * when it is free, or held by a flow whose `flows` entry user space took (final: its socket is gone);
+ * from then on every call of the flow counts there, the calls before (or while it was claimed) in the
+ * `flows` entry: a flow's counters are the sum of both (user space adds them, and so do its records).
+ * Only programs write slots (user space reads them), so no write of user space can race a claim.
+ */
+#define PROCTAP_FLOW_SLOTS_LOG2 12
+#define PROCTAP_FLOW_SLOTS (1 << PROCTAP_FLOW_SLOTS_LOG2)
+#define FLOW_SLOT_FREE 0
+#define FLOW_SLOT_BUSY 1
+#define FLOW_SLOT_READY 2
+struct flow_slot {
+	__u64 state;              /* FLOW_SLOT_*: key and value are the flow's once READY */
+	struct flow_key key;
+	struct flow_value value;  /* counters, last_ns, last_emit_ns, sizes; first_ns, laddr, lport: in `flows` */
+};
+
 /* RECORD_FLOW_NEW and RECORD_FLOW_UPDATE */
 struct flow_record {
 	struct record_header header;

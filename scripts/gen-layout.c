@@ -38,6 +38,9 @@ int main(void)
 	CONST(RECORD_DNS);
 	CONST(PROCTAP_DNS_SNAPLEN);
 	CONST(RECORD_DATA);
+	CONST(PROCTAP_FLOW_SLOTS);
+	CONST(PROCTAP_FLOW_SLOTS_LOG2);
+	CONST(FLOW_SLOT_READY);
 	CONST(PROC_EVENT_KIND_FORK);
 	CONST(PROC_EVENT_KIND_EXEC);
 	CONST(PROC_EVENT_KIND_EXIT);
@@ -98,6 +101,12 @@ int main(void)
 	FIELD(flow_value, lport);
 	FIELD(flow_value, tx_sizes);
 	FIELD(flow_value, rx_sizes);
+	END();
+
+	BEGIN(flow_slot);
+	FIELD(flow_slot, state);
+	FIELD(flow_slot, key);
+	FIELD(flow_slot, value);
 	END();
 
 	BEGIN(packet_record);

@@ -10,6 +10,7 @@ import * as L from '../native/layout.generated';
 import type { Backend, Packets } from '../schema/report';
 import type { FlowKey } from '../kernel/records';
 import { TLS_PROGRAMS } from '../tls/programs';
+import { flowSlotIndex, mergeFlowSlots, slotFlowOf, withSlot } from '../kernel/slots';
 import {
   decodeFlowValue,
   decodeFlows,
@@ -132,6 +133,8 @@ export class BackendError extends Error {
 
 export class Probes {
   readonly links: number[] = [];
+  /** traced_user_bits as written (bpf/proctap.bpf.h): user space is its only writer, so it keeps the words. */
+  private readonly userBits = new Map<number, bigint>();
 
   /** Why retransmits are not counted, when they are not (the tracepoint would not attach). */
   retransmitsUnavailable: string | null = null;
@@ -270,7 +273,22 @@ export class Probes {
     key.writeUInt32LE(pid);
     const value = Buffer.alloc(L.traced_process.size);
     value.writeBigUInt64LE(startTimeNs, L.traced_process.start_time_ns);
+    this.setUserBit(pid, true); // first: a bit without its entry only costs the hooks a lookup
     this.object.mapUpdate('traced', key, value, 0);
+  }
+
+  /** The process's bit in traced_user_bits, which lets the socket hooks look it up in `traced`. */
+  private setUserBit(pid: number, on: boolean): void {
+    const word = Math.floor(pid / 64);
+    const bit = 1n << BigInt(pid % 64);
+    const old = this.userBits.get(word) ?? 0n;
+    const next = on ? old | bit : old & ~bit;
+    this.userBits.set(word, next);
+    const key = Buffer.alloc(4);
+    key.writeUInt32LE(word);
+    const value = Buffer.alloc(8);
+    value.writeBigUInt64LE(next);
+    this.object.mapUpdate('traced_user_bits', key, value, 0);
   }
 
   /** A process that turned out gone (its pid must not trace whoever gets it next). */
@@ -278,6 +296,7 @@ export class Probes {
     const key = Buffer.alloc(4);
     key.writeUInt32LE(pid);
     this.object.mapDelete('traced', key);
+    this.setUserBit(pid, false);
   }
 
   /** A listening socket an attach target opened before the attach (bpf/proctap.h, struct listener_key):
@@ -322,12 +341,16 @@ export class Probes {
 
   /** Final counters of a flow, removed from the kernel table (its socket is gone). */
   takeFlow(key: FlowKey): FinalFlow | null {
+    const index = Buffer.alloc(4);
+    index.writeUInt32LE(flowSlotIndex(key.cookie));
+    // the slot first: once the entry is gone, a new flow may claim the slot (bpf/proctap.h, struct flow_slot)
+    const slot = slotFlowOf(key, this.object.mapLookup('flow_slots', index));
     const value = this.object.mapLookupAndDelete('flows', Buffer.from(key.raw));
-    return value ? decodeFlowValue(key, value) : null;
+    return value ? withSlot(decodeFlowValue(key, value), slot) : null;
   }
 
   dumpFlows(): FinalFlow[] {
-    return decodeFlows(this.object.mapDump('flows'));
+    return mergeFlowSlots(decodeFlows(this.object.mapDump('flows')), this.object.mapDump('flow_slots'));
   }
 
   /** A socket's retransmit total as last seen in kernel, removed from the kernel table (its socket was released). */
