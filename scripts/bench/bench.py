@@ -321,9 +321,9 @@ def main():
              ('startup', lambda: startup(results)), ('pcap', lambda: pcap(results)),
              ('detail', lambda: detail(results)), ('10k connections', lambda: conns(results)),
              ('server', lambda: server.run(results, QUICK)), ('web', lambda: web.run(results, QUICK))]
-    only = os.environ.get('ONLY')
+    only, skip = os.environ.get('ONLY'), os.environ.get('SKIP')
     for name, f in steps:
-        if only and only not in name:
+        if (only and only not in name) or (skip and skip in name):
             continue
         t0 = time.monotonic()
         f()
