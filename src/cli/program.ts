@@ -125,7 +125,7 @@ function addTraceOptions(command: Command): Command {
     .option('--metrics-top <n>', 'with --metrics: remotes and processes with a series of their own, by bytes (default 20; the rest is "other")', parseMetricsTop)
     .option('--no-dns-names', 'do not learn remote names from the DNS answers the traced processes receive')
     .option('--no-retransmits', 'do not count TCP retransmits per connection')
-    .option('--no-tls-plaintext', 'do not hook the TLS libraries of the traced processes (uprobes) for their plaintext')
+    .option('--no-tls-plaintext', 'with --l7 or --events: do not hook the TLS libraries of the traced processes (uprobes) for their plaintext')
     .option('--no-tls-keylog', '(run -o) do not hand the command a TLS key log (SSLKEYLOGFILE) for the capture')
     .option('--force', 'overwrite existing output files (never through a symbolic link)')
     .option('--keep-connections <n>', 'closed connections listed one by one: the N newest, N largest and N failed; the rest are folded per endpoint', parseCount, 500)

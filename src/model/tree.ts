@@ -44,6 +44,9 @@ export function decodeWaitStatus(status: number | null): ExitStatus {
   return { exitCode: 128 + signal, exitSignal: signal };
 }
 
+/** Folded-away instances whose exit times are remembered (ProcessTree.departed). */
+export const DEPARTED_KEPT = 4096;
+
 export class ProcessTree {
   /** Every instance, in order of discovery. */
   private readonly nodes: ProcessNode[] = [];
@@ -52,6 +55,9 @@ export class ProcessTree {
   private readonly byId = new Map<string, ProcessNode>();
   /** Every instance of each pid, in order of discovery. */
   private readonly byPid = new Map<number, ProcessNode[]>();
+  /** Exit times of instances folded out of the tree (newest DEPARTED_KEPT): a proc connector event
+   *  that runs behind the ring buffer must not bring a folded process back as a new one. */
+  private readonly departed = new Map<number, number>();
 
   get size(): number {
     return this.nodes.length;
@@ -105,6 +111,11 @@ export class ProcessTree {
 
   /** An exited process folded into an aggregate (model/folds.ts) leaves the tree. */
   remove(node: ProcessNode): void {
+    if (node.exitNs !== null) {
+      this.departed.delete(node.pid);
+      this.departed.set(node.pid, node.exitNs);
+      if (this.departed.size > DEPARTED_KEPT) this.departed.delete(this.departed.keys().next().value!);
+    }
     const at = this.nodes.indexOf(node);
     if (at >= 0) this.nodes.splice(at, 1);
     if (node.startTime !== null) this.byId.delete(processId(node.pid, node.startTime));
@@ -143,6 +154,9 @@ export class ProcessTree {
     if (source === 'connector') {
       // No start time: a live instance (or one that exited after this event) is this process or newer.
       if (latest && (latest.exitNs === null || latest.exitNs >= tsNs)) return;
+      // ... or one already folded away, when this event comes after its kernel exit record.
+      const gone = this.departed.get(pid);
+      if (!latest && gone !== undefined && gone >= tsNs) return;
     } else if (startTime) {
       const exact = this.byId.get(processId(pid, startTime));
       if (exact) {

@@ -180,3 +180,27 @@ test('the model folds exited processes without live flows, keeping their bytes i
   assert.equal(report.foldedProcesses![0].comm, 'curl');
   assert.equal(report.foldedProcesses![0].ppid, 1);
 });
+
+test('a proc connector fork that comes after the kernel records of a folded process does not bring it back', () => {
+  const m = new TraceModel({ keepProcesses: { newest: 1, largest: 0, failed: 0 }, keepConnections: { newest: 0, largest: 0, failed: 0 } });
+  m.setOrigin(0);
+  m.tree.addRoot(1, 0, 'sh', ['sh'], 0, 1n);
+  for (let i = 0; i < 5; i++) {
+    const pid = 2000 + i;
+    const t = 1e6 * (i + 1);
+    m.onRecord({ type: 'fork', tgid: pid, startTime: BigInt(t), tsNs: t, ppid: 1, nspid: pid, comm: 'true' });
+    m.onRecord({ type: 'exit', tgid: pid, startTime: BigInt(t), tsNs: t + 50, waitStatus: 0 });
+    m.retire(m.takeSettled());
+  }
+  const before = m.tree.list().length;
+  assert.ok(before <= 2, `root and the newest child listed, got ${before}`);
+  // the connector, behind the ring buffer under load, reports the same forks and exits now
+  m.onProcEvents([2000, 2001, 2002, 2003, 2004].flatMap((pid, i) => [
+    { kind: 'fork' as const, pid, tgid: pid, parentPid: 1, parentTgid: 1, tsNs: 1e6 * (i + 1) + 3 },
+    { kind: 'exit' as const, pid, tgid: pid, parentPid: 1, parentTgid: 1, tsNs: 1e6 * (i + 1) + 52, waitStatus: 0, exitSignal: 17 },
+  ]));
+  assert.equal(m.tree.list().length, before, m.tree.list().map((p) => `${p.pid}/${p.source}`).join(' '));
+  // a later process with a reused pid is still a new process
+  m.onProcEvents([{ kind: 'fork', pid: 2000, tgid: 2000, parentPid: 1, parentTgid: 1, tsNs: 9e6 }]);
+  assert.equal(m.tree.list().length, before + 1);
+});
