@@ -275,9 +275,11 @@ export class ByteStream {
 
 /** latin1 text of bytes (one char per byte: offsets stay byte offsets). */
 export function latin1(bytes: Uint8Array, start = 0, end = bytes.length): string {
-  let s = '';
-  for (let i = start; i < end; i += 4096) s += String.fromCharCode(...bytes.subarray(i, Math.min(end, i + 4096)));
-  return s;
+  // Buffer's native latin1 decoder over the same memory: String.fromCharCode(...spread) was a quarter
+  // of proctap's CPU under --l7 on nginx (profile of bench step 8).
+  const from = Math.max(0, Math.min(start, bytes.length));
+  const to = Math.max(from, Math.min(end, bytes.length));
+  return Buffer.from(bytes.buffer, bytes.byteOffset + from, to - from).toString('latin1');
 }
 
 /** Index of `needle` in bytes from `from`, or -1. */
