@@ -8,7 +8,10 @@ send: a traced C loop writes 64 bytes at a time to an untraced reader (as iperf3
 recv hook then measures the early exit of untraced processes). pair: both ends traced, in one process.
 Prints the median ns/call (bpf_stats run_time_ns / run_cnt) of every program that ran, with the spread,
 and the loop's writes/s; --throughput instead runs without bpf_stats, also untraced, for the ratio."""
-import argparse, contextlib, fcntl, json, os, statistics, subprocess as sp, sys, time
+import argparse, json, os, statistics, subprocess as sp, sys, time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import server  # noqa: E402  (the e2e lock)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, '../..'))
@@ -18,14 +21,7 @@ BPFTRACE = ('tracepoint:sock:sock_send_length, tracepoint:sock:sock_recv_length 
             '/pid == cpid && args->ret > 0/ { @bytes[probe] = sum(args->ret); @calls[probe] = count(); }')
 
 
-@contextlib.contextmanager
-def lock():
-    with open('/tmp/proctap-e2e.lock', 'a') as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+lock = server.lock  # the e2e lock
 
 
 def progs():
