@@ -9,7 +9,7 @@ packages=(
   clang llvm bpftool libbpf-dev libelf-dev zlib1g-dev libpcap-dev   # BPF programs and the addon
   make gcc g++ python3 pkg-config                                   # build tools, test workloads
   iproute2 nftables iptables tshark tcpdump nsntrace                # tests: namespaces, NAT, pcap checks, nsntrace parity
-  redis-server python3-setproctitle                                 # tests: real servers to attach to (test/e2e/servers.test.ts, with nginx)
+  redis-server python3-setproctitle apache2-utils                   # tests: real servers to attach to (servers.test.ts, with nginx); ab for the L7 e2e
   libcairo2-dev libpango1.0-dev libjpeg-dev libgif-dev librsvg2-dev # canvas (charts), built from source
   fonts-dejavu-core                                                 # chart text
   nginx                                                             # tests: TLS server (issue 16)
