@@ -13,7 +13,7 @@ export interface L7Record {
   /** The remote end as the report names it ("api.test:443", "127.0.0.1:5432"). */
   endpoint: string;
   /** Identifies the connection within the process (for bursts on one connection); optional. */
-  connection?: string | number;
+  connection?: string | number | bigint;
   exchange: Exchange;
 }
 
@@ -70,7 +70,7 @@ export interface TrailEntry {
   protocol: ExchangeProtocol;
   operation: string;
   endpoint: string;
-  connection: string | number | null;
+  connection: string | number | bigint | null;
   startNs: number;
   endNs: number;
 }
@@ -84,6 +84,9 @@ export interface L7Evidence {
 /** Folded keys are counted exactly up to this many times maxKeys (a set of their names), then each add of
  *  an unseen key counts one (an upper bound). */
 const FOLDED_KEYS_EXACT = 16;
+
+/** Rows looked at by field before the key is made. */
+const RECENT_ROWS = 8;
 
 const STATUS_KEYED = new Set<ExchangeProtocol>(['http1', 'http2', 'grpc', 'dns', 'tls']);
 
@@ -153,6 +156,8 @@ export class L7Aggregator {
   private readonly trails = new Map<number, TrailEntry[]>();
   private readonly o: Required<AggregatorOptions>;
   private exchanges = 0;
+  /** Rows of their own (not "(other)") added to lately, most recent first. */
+  private readonly recent: Row[] = [];
   /** Distinct keys folded at add time, per protocol (a bounded set, then a count of adds past it). */
   private readonly foldedAtAdd = new Map<ExchangeProtocol, { keys: Set<string>; overflow: number }>();
 
@@ -171,9 +176,16 @@ export class L7Aggregator {
     const x = r.exchange;
     this.exchanges++;
     const status = STATUS_KEYED.has(x.protocol) ? x.status : '';
+    let row = this.recentRow(r.pid, r.endpoint, x, status);
+    if (row) {
+      row.add(x);
+      this.trail(r);
+      return;
+    }
     const key = `${r.pid}\u0000${r.endpoint}\u0000${x.protocol}\u0000${x.role}\u0000${x.operation}\u0000${status}`;
-    let row = this.rows.get(key);
-    if (!row) {
+    row = this.rows.get(key) ?? null;
+    if (row) this.remember(row);
+    else {
       if (this.rows.size >= this.o.maxKeys) {
         row = this.other(x.protocol);
         let f = this.foldedAtAdd.get(x.protocol);
@@ -183,6 +195,7 @@ export class L7Aggregator {
       } else {
         row = new Row(r.pid, r.endpoint, x.protocol, x.role, x.operation, status, this.o.exactLatencies, this.o.times);
         this.rows.set(key, row);
+        this.remember(row);
       }
     }
     row.add(x);
@@ -209,6 +222,29 @@ export class L7Aggregator {
       ...[...others.values()].map((r) => ({ ...r.view(true), startTimesMs: [] })),
     ];
     return { rows, trails: new Map([...this.trails].map(([pid, t]) => [pid, t.slice(-this.o.trail)])) };
+  }
+
+  /** The row of the key among the last rows added to (most exchanges repeat one of a few): found by
+   *  comparing its fields, without making the key string. */
+  private recentRow(pid: number, endpoint: string, x: Exchange, status: string): Row | null {
+    const recent = this.recent;
+    for (let i = 0; i < recent.length; i++) {
+      const row = recent[i];
+      if (row.pid === pid && row.operation === x.operation && row.status === status && row.endpoint === endpoint && row.protocol === x.protocol && row.role === x.role) {
+        if (i > 0) {
+          recent.copyWithin(1, 0, i);
+          recent[0] = row;
+        }
+        return row;
+      }
+    }
+    return null;
+  }
+
+  private remember(row: Row): void {
+    if (this.recent.length < RECENT_ROWS) this.recent.push(row);
+    this.recent.copyWithin(1, 0, this.recent.length - 1);
+    this.recent[0] = row;
   }
 
   private foldedCount(): number {

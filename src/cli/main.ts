@@ -88,7 +88,8 @@ function sessionOptions(opts: TraceCliOptions, events: EventStream | null, outpu
     keepConnections: opts.keepConnections,
     keepProcesses: opts.keepProcesses,
     testHooks: opts.testHook,
-    l7: opts.l7 ? { snaplen: opts.l7Snaplen ?? PROCTAP_DATA_SNAPLEN } : undefined,
+    // the L7 series of --metrics are counted only when there is an exporter to read them
+    l7: opts.l7 ? { snaplen: opts.l7Snaplen ?? PROCTAP_DATA_SNAPLEN, metrics: metrics !== null } : undefined,
     onExchange: events && opts.l7 ? (e) => events.writeExchange(e) : undefined,
     display: opts.quiet && !opts.live ? undefined : { live: opts.live === true, intervalMs: opts.live ? (opts.interval ?? 1000) : 1000 },
     capture: opts.pcap

@@ -75,6 +75,8 @@ export type TraceRecord = { startTime: bigint } & (
 /** RECORD_DATA flags: why a call's bytes are missing (`bytes` is then empty). */
 export const DATA_FLAGS = { notCopied: L.DATA_F_NOT_COPIED, copyFailed: L.DATA_F_COPY_FAILED, noBuffer: L.DATA_F_NO_BUFFER } as const;
 export type DataFlag = keyof typeof DATA_FLAGS;
+/** The flags of the (usual) record with its bytes: one shared, frozen array, not one per record. */
+const NO_DATA_FLAGS: DataFlag[] = Object.freeze([]) as unknown as DataFlag[];
 
 const L7_CLASSES: Record<number, string> = {
   [L.L7_UNKNOWN]: 'unknown', [L.L7_HTTP1]: 'http1', [L.L7_HTTP2]: 'http2', [L.L7_TLS]: 'tls',
@@ -330,7 +332,7 @@ export function decodeRecord(view: DataView, bytes: Uint8Array, at: number, leng
         tid: view.getUint32(at + L.data_record.tid, true),
         direction: view.getUint8(at + L.data_record.direction) === 0 ? 'tx' : 'rx',
         source: view.getUint8(at + L.data_record.source) === L.DATA_SOURCE_TLS ? 'tls' : 'socket',
-        flags: (Object.keys(DATA_FLAGS) as DataFlag[]).filter((f) => bits & DATA_FLAGS[f]),
+        flags: bits === 0 ? NO_DATA_FLAGS : (Object.keys(DATA_FLAGS) as DataFlag[]).filter((f) => bits & DATA_FLAGS[f]),
         kernelClass: L7_CLASSES[view.getUint8(at + L.data_record.l7_class)] ?? 'unknown',
         bytes: capturedBytes(view, bytes, at, length, L.data_record),
       };

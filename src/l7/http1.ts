@@ -6,7 +6,7 @@
 // the next request or status line that starts a call or a line; the bytes until then belong to the
 // message in progress, which is marked partial.
 import { finish, newDraft, note, other, printable, requestDirection, type ExchangeDraft, type ProtocolContext, type ProtocolDecoder } from './protocol';
-import { latin1, type ByteStream } from './stream';
+import { latin1, latin1Interned, type ByteStream } from './stream';
 import type { Direction, HttpDetail, Role } from './types';
 
 const METHODS = new Set([
@@ -18,6 +18,8 @@ const MAX_METHOD = 11; // MKCALENDAR + 1
 const MAX_HEAD = 64 * 1024;
 const MAX_CHUNK_LINE = 1024;
 const LF = 0x0a;
+/** TypedArray's own indexOf (a chunk's bytes may be a Buffer, whose indexOf wraps it in JS argument handling). */
+const U8_INDEX_OF = Uint8Array.prototype.indexOf;
 const CR = 0x0d;
 const SP = 0x20;
 
@@ -32,7 +34,7 @@ export function matchRequestLine(b: Uint8Array, at = 0, cut = false): Match {
   let i = at;
   while (i < b.length && i - at < MAX_METHOD && isTokenUpper(b[i])) i++;
   if (i === b.length) return i - at < MAX_METHOD && !cut ? 'more' : 'no';
-  if (b[i] !== SP || !METHODS.has(latin1(b, at, i))) return 'no';
+  if (b[i] !== SP || !METHODS.has(latin1Interned(b, at, i))) return 'no';
   const targetStart = ++i;
   while (i < b.length && isVisible(b[i]) && i - at < MAX_HEAD) i++;
   if (i === targetStart) return i === b.length && !cut ? 'more' : 'no';
@@ -86,48 +88,148 @@ export function normalizePath(target: string, keepQueryValues: boolean): string 
   return `${t.slice(0, q)}?${params.join('&')}`;
 }
 
+/** The header fields the decoder reads (every value of each, in order); the others are skipped unread. */
+interface HeadFields {
+  host?: string[];
+  'content-length'?: string[];
+  'transfer-encoding'?: string[];
+  'content-type'?: string[];
+  upgrade?: string[];
+}
+type FieldName = keyof HeadFields;
+const FIELD_NAMES: readonly FieldName[] = ['host', 'content-length', 'transfer-encoding', 'content-type', 'upgrade'];
+
 interface Head {
-  startLine: string;
-  fields: Map<string, string[]>;
+  /** Request line: the method (before the first space) and the target (between the first and the last
+   *  space, or after the first when there is one); status line: the status code. */
+  method: string;
+  target: string;
+  status: number;
+  fields: HeadFields;
   /** The head ended before its empty line (copy limit or gap): the fields are the ones seen. */
   cut: boolean;
+  /** Bytes of the head: through its empty line, or all of them when cut. */
+  size: number;
 }
 
-/** Parses a start line and header fields from latin1 text (no empty line included). */
-function parseHead(text: string, cut: boolean): Head {
-  const lines = text.split('\n');
-  const fields = new Map<string, string[]>();
-  const startLine = lines[0].replace(/\r$/, '');
-  const last = cut ? lines.length - 1 : lines.length; // a cut head's last line may be cut too
-  for (let i = 1; i < last; i++) {
-    const line = lines[i].replace(/\r$/, '');
-    const colon = line.indexOf(':');
-    if (colon <= 0) continue;
-    const name = line.slice(0, colon).trim().toLowerCase();
-    const value = line.slice(colon + 1).trim();
-    const list = fields.get(name);
-    if (list) list.push(value);
-    else fields.set(name, [value]);
+/** What String.prototype.trim() removes, among latin1 characters. */
+const isTrimmed = (c: number) => (c >= 0x09 && c <= 0x0d) || c === SP || c === 0xa0;
+
+/** The wanted field whose lower-cased name is b[start, end), or null. Only ASCII letters fold. */
+function fieldName(b: Uint8Array, start: number, end: number): FieldName | null {
+  const n = end - start;
+  for (const name of FIELD_NAMES) {
+    if (name.length !== n) continue;
+    let k = 0;
+    while (k < n) {
+      const c = b[start + k];
+      if ((c >= 0x41 && c <= 0x5a ? c | 0x20 : c) !== name.charCodeAt(k)) break;
+      k++;
+    }
+    if (k === n) return name;
   }
-  return { startLine, fields, cut };
+  return null;
 }
+
+/** Method and target of a request line b[0, end), split at its first and last space. */
+function requestLine(b: Uint8Array, end: number, head: Head): void {
+  let sp1 = 0;
+  while (sp1 < end && b[sp1] !== SP) sp1++;
+  head.method = latin1Interned(b, 0, sp1);
+  if (sp1 === end) return;
+  let sp2 = end - 1;
+  while (sp2 > sp1 && b[sp2] !== SP) sp2--;
+  head.target = latin1Interned(b, sp1 + 1, sp2 > sp1 ? sp2 : end);
+}
+
+/**
+ * A head at the start of b, read from the bytes in one pass: the start line, then lines up to the empty
+ * one ("\r\n" or "\n" alone). null: the empty line is not there yet and more bytes may come (not
+ * `final`); a final head without it is cut, its last line left out (it may be cut too). Per line: a
+ * trailing CR is dropped, a line without a colon (or starting with one) is skipped, name and value are
+ * trimmed; only the wanted fields become strings (interned: the same values come on every request).
+ */
+function parseHead(b: Uint8Array, response: boolean, final: boolean): Head | null {
+  const head: Head = { method: '', target: '', status: 0, fields: {}, cut: false, size: 0 };
+  const fields = head.fields;
+  const n = b.length;
+  let lf = U8_INDEX_OF.call(b, LF);
+  if (lf < 0) {
+    if (!final) return null;
+    lf = n;
+    head.cut = true;
+  }
+  const lineEnd = lf > 0 && b[lf - 1] === CR ? lf - 1 : lf;
+  if (response) head.status = (b[9] - 0x30) * 100 + (b[10] - 0x30) * 10 + (b[11] - 0x30);
+  else requestLine(b, lineEnd, head);
+  let ls = lf + 1;
+  while (!head.cut) {
+    let le = ls < n ? U8_INDEX_OF.call(b, LF, ls) : -1;
+    if (le < 0) {
+      if (!final) return null;
+      head.cut = true;
+      break;
+    }
+    const next = le + 1;
+    if (le > ls && b[le - 1] === CR) le--;
+    if (le === ls) {
+      head.size = next;
+      return head;
+    }
+    // Only lines that may name a wanted field are looked into: host, content-*, transfer-encoding,
+    // upgrade (or that start with what trim() drops).
+    const c0 = b[ls] | 0x20;
+    if (c0 !== 0x68 && c0 !== 0x63 && c0 !== 0x74 && c0 !== 0x75 && !isTrimmed(b[ls])) {
+      ls = next;
+      continue;
+    }
+    let colon = ls;
+    while (colon < le && b[colon] !== 0x3a) colon++;
+    if (colon > ls && colon < le) {
+      let ns = ls;
+      let ne = colon;
+      while (ns < ne && isTrimmed(b[ns])) ns++;
+      while (ne > ns && isTrimmed(b[ne - 1])) ne--;
+      const name = fieldName(b, ns, ne);
+      if (name !== null) {
+        let vs = colon + 1;
+        let ve = le;
+        while (vs < ve && isTrimmed(b[vs])) vs++;
+        while (ve > vs && isTrimmed(b[ve - 1])) ve--;
+        const value = latin1Interned(b, vs, ve);
+        const list = fields[name];
+        if (list) list.push(value);
+        else fields[name] = [value];
+      }
+    }
+    ls = next;
+  }
+  head.size = n;
+  return head;
+}
+
+const DIGITS = /^\d{1,15}$/;
 
 type BodyMode = 'none' | 'length' | 'chunked' | 'close' | 'unknown';
 type ChunkState = 'size' | 'data' | 'crlf' | 'trailers';
 
 /** How a message's body is framed, from its head. 'unknown': lengths disagree or the head was cut. */
 function bodyFraming(head: Head, isResponse: boolean): { mode: BodyMode; length: number } {
-  const te = head.fields.get('transfer-encoding');
+  const te = head.fields['transfer-encoding'];
   if (te) {
     const codings = te.join(',').toLowerCase().split(',').map((s) => s.trim());
     if (codings[codings.length - 1] === 'chunked') return { mode: 'chunked', length: 0 };
     return isResponse ? { mode: 'close', length: 0 } : { mode: 'unknown', length: 0 };
   }
-  const cl = head.fields.get('content-length');
+  const cl = head.fields['content-length'];
   if (cl) {
+    if (cl.length === 1 && DIGITS.test(cl[0])) {
+      const n = Number(cl[0]);
+      return n === 0 ? { mode: 'none', length: 0 } : { mode: 'length', length: n };
+    }
     const values = new Set(cl.join(',').split(',').map((s) => s.trim()));
     const [v] = values;
-    if (values.size !== 1 || !/^\d{1,15}$/.test(v)) return { mode: 'unknown', length: 0 };
+    if (values.size !== 1 || !DIGITS.test(v)) return { mode: 'unknown', length: 0 };
     const n = Number(v);
     return n === 0 ? { mode: 'none', length: 0 } : { mode: 'length', length: n };
   }
@@ -151,6 +253,7 @@ interface Message {
 /** Where one direction stands. */
 interface Reader {
   dir: Direction;
+  stream: ByteStream;
   state: 'start' | 'body' | 'resync';
   mode: BodyMode;
   remaining: number;
@@ -174,7 +277,7 @@ export class Http1Decoder implements ProtocolDecoder {
 
   constructor(private readonly ctx: ProtocolContext, readonly role: Role) {
     const reqDir = requestDirection(role);
-    const reader = (dir: Direction): Reader => ({ dir, state: 'start', mode: 'none', remaining: 0, chunk: 'size', current: null, resynced: false, started: false });
+    const reader = (dir: Direction): Reader => ({ dir, stream: ctx.streams[dir], state: 'start', mode: 'none', remaining: 0, chunk: 'size', current: null, resynced: false, started: false });
     this.req = reader(reqDir);
     this.res = reader(other(reqDir));
   }
@@ -206,13 +309,15 @@ export class Http1Decoder implements ProtocolDecoder {
   }
 
   private stream(r: Reader): ByteStream {
-    return this.ctx.streams[r.dir];
+    return r.stream;
   }
 
   private checkCap(): void {
-    for (const r of [this.req, this.res]) {
-      if (this.stream(r).buffered > this.ctx.settings.bufferCap) {
-        this.ctx.fail(`${r === this.req ? 'request' : 'response'} head longer than the buffer cap (${this.ctx.settings.bufferCap} bytes)`);
+    const cap = this.ctx.settings.bufferCap;
+    for (let k = 0; k < 2; k++) {
+      const r = k === 0 ? this.req : this.res;
+      if (r.stream.headLength > cap || (r.stream.headFinal && r.stream.buffered > cap)) {
+        this.ctx.fail(`${r === this.req ? 'request' : 'response'} head longer than the buffer cap (${cap} bytes)`);
         this.done = true;
         return;
       }
@@ -288,25 +393,18 @@ export class Http1Decoder implements ProtocolDecoder {
       this.startResync(r, 'resync');
       return true;
     }
-    let end = findHeadEnd(b);
-    let cut = false;
-    if (end < 0) {
-      if (!s.headFinal && b.length < MAX_HEAD) return false;
-      end = b.length;
-      cut = true;
-    }
+    const head = parseHead(b, isResponse, s.headFinal || b.length >= MAX_HEAD);
+    if (head === null) return false;
     const startTs = s.tsAt(0);
-    const head = parseHead(latin1(b, 0, end), cut);
-    return isResponse ? this.responseHead(r, head, end, startTs) : this.requestHead(r, head, end, startTs);
+    return isResponse ? this.responseHead(r, head, head.size, startTs) : this.requestHead(r, head, head.size, startTs);
   }
 
   private requestHead(r: Reader, head: Head, size: number, startTs: number): boolean {
     const s = this.stream(r);
-    const parts = head.startLine.split(' ');
-    const method = parts[0];
-    let target = parts.length >= 3 ? parts.slice(1, -1).join(' ') : parts[1] ?? '';
-    let host = head.fields.get('host')?.[0]?.toLowerCase() ?? null;
-    const absolute = /^https?:\/\/([^/?#]*)(.*)$/i.exec(target);
+    const method = head.method;
+    let target = head.target;
+    let host = head.fields.host?.[0]?.toLowerCase() ?? null;
+    const absolute = target.length > 0 && (target.charCodeAt(0) | 0x20) === 0x68 ? /^https?:\/\/([^/?#]*)(.*)$/i.exec(target) : null;
     if (absolute) {
       host ??= absolute[1].toLowerCase();
       target = absolute[2] || '/';
@@ -315,14 +413,16 @@ export class Http1Decoder implements ProtocolDecoder {
     if (method === 'CONNECT') host ??= target.toLowerCase();
     const m: Message = {
       draft: newDraft(), method, path: printable(path), host: host === null ? null : printable(host, 255),
-      status: null, contentType: head.fields.get('content-type')?.[0] ?? null, requestDone: false, responseDone: false, responded: false,
+      status: null, contentType: head.fields['content-type']?.[0] ?? null, requestDone: false, responseDone: false, responded: false,
     };
     if (r.resynced) {
       note(m.draft, 'resync');
       r.resynced = false;
     }
     if (head.cut) note(m.draft, 'headers-cut');
-    if (this.messages.filter((x) => !x.responded).length >= this.ctx.settings.maxPending) {
+    let pending = 0;
+    for (const x of this.messages) if (!x.responded) pending++;
+    if (pending >= this.ctx.settings.maxPending) {
       this.ctx.fail(`more than ${this.ctx.settings.maxPending} requests without a response`);
       this.done = true;
       return false;
@@ -339,7 +439,7 @@ export class Http1Decoder implements ProtocolDecoder {
 
   private responseHead(r: Reader, head: Head, size: number, startTs: number): boolean {
     const s = this.stream(r);
-    const status = Number(head.startLine.slice(9, 12));
+    const status = head.status;
     let m = this.messages.find((x) => !x.responded) ?? null;
     if (this.responseFramingLost && m) m = this.afterLoss(startTs);
     this.responseFramingLost = false;
@@ -363,13 +463,13 @@ export class Http1Decoder implements ProtocolDecoder {
     }
     m.status = status;
     m.responded = true;
-    m.contentType ??= head.fields.get('content-type')?.[0] ?? null;
+    m.contentType ??= head.fields['content-type']?.[0] ?? null;
     const method = m.method;
     if (status === 101 || (method === 'CONNECT' && status >= 200 && status < 300)) {
       m.responseDone = true;
       m.requestDone = true;
       this.flush();
-      const upgrade = head.fields.get('upgrade')?.[0];
+      const upgrade = head.fields.upgrade?.[0];
       this.ctx.opaque(status === 101 ? `upgraded to ${printable(upgrade ?? 'another protocol', 64)}` : 'CONNECT tunnel');
       this.done = true;
       return false;

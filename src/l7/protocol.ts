@@ -89,7 +89,10 @@ export function finish(
 }
 
 /** Printable ASCII as is, other bytes as \xHH: names and paths from the wire never carry control bytes out. */
+const PRINTABLE = /^[\x20-\x7e]*$/;
+
 export function printable(s: string, max = 1000): string {
+  if (s.length <= max && PRINTABLE.test(s)) return s;
   let out = '';
   for (let i = 0; i < s.length && out.length < max; i++) {
     const c = s.charCodeAt(i);

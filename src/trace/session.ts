@@ -58,7 +58,7 @@ export interface SessionOptions {
   /** --l7: the first `snaplen` bytes of each call of candidate flows (RECORD_DATA) and TLS plaintext,
    *  decoded into exchanges (model/l7.ts); fromStart false (attach): sockets from before the trace are
    *  decoded as seen mid-stream. Absent: off. */
-  l7?: { snaplen: number; fromStart?: boolean; maxDecoders?: number };
+  l7?: { snaplen: number; fromStart?: boolean; maxDecoders?: number; /** L7 counters for --metrics (default on). */ metrics?: boolean };
   /** --events: each decoded exchange as it is decoded. */
   onExchange?: (event: L7Event) => void;
   /** The event stream: every record as it arrives; then after every ring-buffer batch (it flushes there). */
@@ -110,7 +110,7 @@ export class TraceSession {
   readonly outputs = new OutputFailures();
   readonly containers: ContainerTracker;
   private readonly titles: TitleReader;
-  /** L7 counters for --metrics, from the first exchange on (null with the L7 view off). */
+  /** L7 counters for --metrics, from the first exchange on (null with the L7 view off, or no exporter). */
   l7Metrics: L7MetricsCounter | null = null;
   private l7: { aggregator: L7Aggregator; endpoints: Map<string, L7Endpoint>; snaplen: number; maxDecoders: number } | null = null;
   /** Ring-buffer records seen. */
@@ -161,13 +161,13 @@ export class TraceSession {
     const endpoints = new Map<string, L7Endpoint>();
     const maxDecoders = l7.maxDecoders ?? DEFAULT_MAX_DECODERS;
     const toEvents = this.outputs.guard();
-    const counter = (this.l7Metrics = new L7MetricsCounter());
+    const counter = l7.metrics === false ? null : (this.l7Metrics = new L7MetricsCounter());
     this.model.enableL7({
       fromStart: l7.fromStart ?? true,
       maxDecoders,
       onExchange: (e) => {
-        aggregator.add({ pid: e.pid, endpoint: e.endpoint.label, connection: String(e.socket), exchange: e.exchange });
-        counter.add(e.exchange);
+        aggregator.add({ pid: e.pid, endpoint: e.endpoint.label, connection: e.socket, exchange: e.exchange });
+        counter?.add(e.exchange);
         if (endpoints.size < L7_ENDPOINT_LABELS && !endpoints.has(e.endpoint.label)) endpoints.set(e.endpoint.label, e.endpoint);
         if (onExchange) toEvents(() => onExchange(e));
       },

@@ -190,3 +190,31 @@ test('HTTP/1.1 absolute-form target (proxy) names the host; non-HTTP first bytes
   assert.equal(exchanges.length, 0);
   assert.equal(decoder.status.state, 'unknown');
 });
+
+test('HTTP/1.1 header fields: names in any case, spaces around names and values, LF-only lines, repeated and listed Content-Length', () => {
+  const parts: Array<['tx' | 'rx', string]> = [
+    // the field names the decoder reads, each in another case and spacing; others (CONTENT-MD5, X-Host) are not theirs
+    ['tx', 'PUT /up HTTP/1.1\r\nX-Host: wrong.test\r\nhOsT:   Api.Test  \r\nCONTENT-MD5: x\r\ncontent-length : 3\r\n\r\nabc'],
+    ['rx', 'HTTP/1.1 200 OK\nContent-Type:text/plain\nContent-Length: 2\nContent-Length: 2\n\nok'],
+    ['tx', get('/list')],
+    ['rx', 'HTTP/1.1 200 OK\r\nContent-Length: 4, 4\r\n\r\nfour'],
+    ['tx', get('/conflict')],
+    // lengths that disagree: the framing is unknown, the next response is found again
+    ['rx', 'HTTP/1.1 200 OK\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nfour'],
+    ['tx', get('/after')],
+    ['rx', 'HTTP/1.1 404 Not Found\r\nTransfer-Encoding: gzip, CHUNKED\r\n\r\n0\r\n\r\n'],
+  ];
+  const { exchanges } = run(conversation(parts));
+  assert.deepEqual(exchanges.map((x) => [x.operation, x.status, x.host, x.detail.kind === 'http' ? x.detail.contentType : null]), [
+    ['PUT /up', '200', 'api.test', 'text/plain'],
+    ['GET /list', '200', 'api.test', null],
+    ['GET /conflict', '200', 'api.test', null],
+    ['GET /after', '404', 'api.test', null],
+  ]);
+  assert.deepEqual(exchanges.map((x) => [x.requestBytes, x.responseBytes, x.partial]), [
+    [parts[0][1].length, parts[1][1].length, false],
+    [parts[2][1].length, parts[3][1].length, false],
+    [parts[4][1].length, parts[5][1].length, true],
+    [parts[6][1].length, parts[7][1].length, false],
+  ]);
+});
