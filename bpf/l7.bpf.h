@@ -107,6 +107,7 @@ struct l7_scratch {
 	struct data_record rec;
 	__u8 data[2 * PROCTAP_DATA_SNAPLEN_MAX];
 	__u32 busy;
+	__u32 unchecked; /* bytes output on this CPU since the ring's fill was last looked at */
 };
 
 struct {
@@ -275,18 +276,31 @@ static __always_inline long l7_copy(__u8 *data, __u64 off, __u64 n, __u64 src)
  */
 static __always_inline int l7_gather_iov(__u8 *data, __u64 iov, __u64 nr_segs, __u64 skip, __u32 cap, const bool user_iov)
 {
-	__u64 off = 0;
+	struct l7_iovec segs[L7_MAX_SEGS] = {};
+	__u64 off = 0, nr, size;
 
+	if (!nr_segs)
+		return 0;
+	nr = nr_segs < L7_MAX_SEGS ? nr_segs : L7_MAX_SEGS;
+	if (user_iov) {
+		/* a syscall's vector: its segments in one read (1..L7_MAX_SEGS, the size bounded on its register) */
+		size = (nr - 1) * sizeof(struct l7_iovec);
+		asm volatile("%[size] &= %[mask]\n\t%[size] += %[seg]"
+			     : [size] "+r"(size)
+			     : [mask] "i"((L7_MAX_SEGS - 1) * sizeof(struct l7_iovec)), [seg] "i"(sizeof(struct l7_iovec)));
+		if (bpf_probe_read_user(segs, size, (const void *)iov))
+			return -1;
+	}
 	for (int i = 0; i < L7_MAX_SEGS; i++) {
 		struct l7_iovec seg;
 		__u64 n;
-		long err;
 
-		if (off >= cap || i >= nr_segs)
+		if (off >= cap || i >= nr)
 			break;
-		err = user_iov ? bpf_probe_read_user(&seg, sizeof(seg), (const void *)(iov + i * sizeof(seg)))
-			       : bpf_probe_read_kernel(&seg, sizeof(seg), (const void *)(iov + i * sizeof(seg)));
-		if (err)
+		/* a kernel vector walked back over has no known end: one segment at a time */
+		if (user_iov)
+			seg = segs[i];
+		else if (bpf_probe_read_kernel(&seg, sizeof(seg), (const void *)(iov + i * sizeof(seg))))
 			return -1;
 		if (i == 0) {
 			if (skip > seg.len)
@@ -360,19 +374,38 @@ struct l7_syscall {
 	__s64 mmsg_index; /* -1: not in sendmmsg()/recvmmsg(), or its start was not seen */
 };
 
-/* Is fd, in the current process, the file of this socket? (the syscall's buffer is this call's) */
-static __always_inline bool l7_fd_is_socket(__u64 fd, struct sock *sk)
+/*
+ * Is fd, in the current process, the file of this socket? (the syscall's buffer is this call's) Typed
+ * loads from the task (tp_btf), one helper for the fd table's slot. A flow remembers the fd it was last
+ * found at (v->l7_fd): its process's later calls through that fd are not looked up again. For that fd to
+ * hold another file while this socket lives on, it must have been closed and reused while the socket
+ * stayed open elsewhere (a dup, a passed fd) — and a syscall on that other file would then have to move
+ * this socket's bytes, which only io_uring, splice and sendfile do (told apart by the syscall number).
+ */
+static __always_inline bool l7_fd_is_socket(__u64 fd, struct sock *sk, struct flow_value *v)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	struct task_struct *task;
+	struct fdtable *fdt;
 	struct file **fds, *file = NULL;
+	struct socket *sock;
 
-	if (!fdt || fd >= BPF_CORE_READ(fdt, max_fds))
+	if (fd + 1 == v->l7_fd)
+		return true;
+	task = bpf_get_current_task_btf();
+	if (!task->files)
 		return false;
-	fds = BPF_CORE_READ(fdt, fd);
+	fdt = task->files->fdt;
+	if (!fdt || fd >= fdt->max_fds)
+		return false;
+	fds = fdt->fd;
 	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]))
 		return false;
-	return file && file == BPF_CORE_READ(sk, sk_socket, file);
+	sock = sk->sk_socket;
+	if (!file || !sock || file != sock->file)
+		return false;
+	if (fd < 0xfffffffe)
+		v->l7_fd = fd + 1;
+	return true;
 }
 
 /*
@@ -380,8 +413,8 @@ static __always_inline bool l7_fd_is_socket(__u64 fd, struct sock *sk)
  * in one sock_sendmsg/sock_recvmsg, except sendmmsg()/recvmmsg() (one per message: the index counts
  * them) and sendfile()/splice() (not in user memory).
  */
-static __always_inline int l7_gather_syscall(__u8 *data, struct sock *sk, const struct l7_syscall *sc, __u32 cap,
-					     __u8 *flags)
+static __always_inline int l7_gather_syscall(__u8 *data, struct sock *sk, struct flow_value *v, const struct l7_syscall *sc,
+					     __u32 cap, __u8 *flags)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct l7_user_msghdr mh;
@@ -411,7 +444,7 @@ static __always_inline int l7_gather_syscall(__u8 *data, struct sock *sk, const 
 	default:
 		goto no_buffer;
 	}
-	if (!l7_fd_is_socket(sc->fd, sk))
+	if (!l7_fd_is_socket(sc->fd, sk, v))
 		goto no_buffer;
 	switch (sc->nr) {
 	case L7_NR_WRITE:
@@ -488,6 +521,7 @@ static __always_inline void l7_on_call(struct sock *sk, struct flow_value *v, co
 	__u64 offset = direction == DIRECTION_TX ? v->counters.tx_bytes : v->counters.rx_bytes;
 	struct l7_scratch *s;
 	__u32 zero = 0, cap, size;
+	__u64 wake;
 	int got;
 
 	if (class == L7_OTHER && (!from_syscall || key->proto != IPPROTO_UDP))
@@ -520,7 +554,7 @@ static __always_inline void l7_on_call(struct sock *sk, struct flow_value *v, co
 		    (direction == DIRECTION_RX && key->proto == IPPROTO_TCP && (msg_flags & L7_MSG_TRUNC)))
 			flags = DATA_F_NOT_COPIED; /* pages; an error queue is no stream; TCP MSG_TRUNC discards */
 		else if (from_syscall)
-			got = l7_gather_syscall(s->data, sk, &sc, cap, &flags);
+			got = l7_gather_syscall(s->data, sk, v, &sc, cap, &flags);
 		else if (msg)
 			got = l7_gather_msg(s->data, msg, asked, cap, &flags);
 		else
@@ -562,9 +596,15 @@ static __always_inline void l7_on_call(struct sock *sk, struct flow_value *v, co
 	size = sizeof(s->rec) + cap;
 	/* the size, too, must be provably inside the scratch value on the register the call uses */
 	asm volatile("%[size] &= %[mask]" : [size] "+r"(size) : [mask] "i"(2 * PROCTAP_DATA_SNAPLEN_MAX - 1));
-	if (bpf_ringbuf_output(&events, &s->rec, size,
-			       bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= proctap_cfg.wakeup_bytes ? BPF_RB_FORCE_WAKEUP
-													  : BPF_RB_NO_WAKEUP))
+	/* the ring's fill is looked at every wakeup_check_bytes of this CPU's records, not at each one */
+	wake = BPF_RB_NO_WAKEUP;
+	s->unchecked += size;
+	if (s->unchecked >= proctap_cfg.wakeup_check_bytes) {
+		s->unchecked = 0;
+		if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= proctap_cfg.wakeup_bytes)
+			wake = BPF_RB_FORCE_WAKEUP;
+	}
+	if (bpf_ringbuf_output(&events, &s->rec, size, wake))
 		__sync_fetch_and_add(&stats.lost_records[RECORD_DATA], 1);
 out:
 	s->busy = 0;

@@ -74,7 +74,8 @@ struct flow_value {
 	__u16 lport;      /* host byte order */
 	__u8 l7_class;    /* enum l7_class: what the flow's first bytes looked like (L7 view; kernel only) */
 	__u8 l7_probes;   /* calls looked at while l7_class was L7_UNKNOWN */
-	__u16 _pad[2];
+	__u32 l7_fd;      /* 1 + the fd a syscall of this flow's process was last found to hold this socket at
+			   * (tracepoint backend, L7 view; kernel only): that fd is not looked up again */
 	__u32 tx_sizes[PROCTAP_SIZE_BUCKETS]; /* calls per log2 size bucket */
 	__u32 rx_sizes[PROCTAP_SIZE_BUCKETS];
 };
@@ -289,7 +290,7 @@ struct proctap_config {
 	__u8 count_unowned_packets; /* packets in the hooked cgroup without a traced owner count as unattributed */
 	__u8 capture;               /* emit RECORD_PACKET for every packet of a traced socket */
 	__u32 snaplen;              /* bytes captured per packet at most */
-	__u32 _pad;
+	__u32 wakeup_check_bytes;   /* L7 data records: bytes output on a CPU between two looks at what is pending */
 	char match_comm[PROCTAP_COMM_LEN]; /* trace processes that exec with this comm ("" = none) */
 	__u64 match_cgroup_id;             /* trace processes that exec inside this cgroup v2 (0 = none) */
 	__u8 dns_names;             /* emit RECORD_DNS for DNS responses received by traced sockets */

@@ -235,6 +235,7 @@ int main(void)
 	BEGIN(proctap_config);
 	FIELD(proctap_config, interval_ns);
 	FIELD(proctap_config, wakeup_bytes);
+	FIELD(proctap_config, wakeup_check_bytes);
 	FIELD(proctap_config, follow_children);
 	FIELD(proctap_config, detail_calls);
 	FIELD(proctap_config, count_unowned_packets);

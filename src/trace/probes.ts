@@ -396,6 +396,9 @@ function configure(object: BpfObject, config: ProbeConfig): void {
   const rodata = object.getInitialValue('.rodata');
   rodata.writeBigUInt64LE(BigInt(Math.round(config.intervalMs * 1e6)), L.proctap_config.interval_ns);
   rodata.writeUInt32LE(Math.max(4096, config.ringBufferBytes >>> 3), L.proctap_config.wakeup_bytes);
+  // L7 data records look at the ring's fill every this many bytes per CPU rather than at every record
+  // (a helper call each): all CPUs together overshoot the wakeup mark by half of it at most.
+  rodata.writeUInt32LE(Math.max(1024, Math.floor((config.ringBufferBytes >>> 3) / (2 * Math.max(1, os.cpus().length)))), L.proctap_config.wakeup_check_bytes);
   rodata.writeUInt8(config.followChildren ? 1 : 0, L.proctap_config.follow_children);
   rodata.writeUInt8(config.detailCalls ? 1 : 0, L.proctap_config.detail_calls);
   rodata.writeUInt8(config.countUnownedPackets ? 1 : 0, L.proctap_config.count_unowned_packets);
