@@ -63,9 +63,14 @@ class Layer {
   push(c: DataChunk): void {
     if (this.state !== 'detecting' && this.state !== 'decoding') return;
     if (this.transport === 'udp') return this.pushDatagram(c);
-    this.streams[c.direction].push(c);
-    if (this.state === 'detecting') this.detectTcp(c.direction);
-    if (this.state === 'decoding') this.decoder!.pump();
+    const s = this.streams[c.direction];
+    s.push(c);
+    try {
+      if (this.state === 'detecting') this.detectTcp(c.direction);
+      if (this.state === 'decoding') this.decoder!.pump();
+    } finally {
+      s.settle(); // the chunk's bytes are the caller's: what is left of them is copied now
+    }
   }
 
   close(tsNs: number): void {

@@ -23,7 +23,11 @@ const INITIAL_CAPACITY = 1024;
 
 export class ByteStream {
   /** Head: copied bytes buf[start, end), stream positions [position, position + end - start). */
-  private buf = new Uint8Array(0);
+  private buf: Uint8Array = new Uint8Array(0);
+  /** The stream's own memory for the head: buf is it, unless borrowed. */
+  private own = new Uint8Array(0);
+  /** buf is a pushed chunk's bytes (a view of the caller's batch), read in place until settle(). */
+  private borrowed = false;
   private start = 0;
   private end = 0;
   /** Chunk starts inside (or just before) the head: stream positions and call times, ascending. */
@@ -221,15 +225,49 @@ export class ByteStream {
     } else this.queue.push({ hole: true, length, tsNs, lost });
   }
 
+  /**
+   * The pushed chunk's bytes are not copied when they start an empty head (the usual case: each call
+   * holds whole messages): the decoder reads them where they are, and settle() copies what it left.
+   */
+  settle(): void {
+    if (this.borrowed) this.adopt();
+  }
+
   private appendBytes(bytes: Uint8Array, tsNs: number): void {
     if (this.queue.length > 0) {
       this.queue.push({ hole: false, bytes: bytes.slice(), tsNs });
       return;
     }
+    if (this.start === this.end) {
+      // an empty head has no marks (promote() cleared them)
+      this.buf = bytes;
+      this.start = 0;
+      this.end = bytes.length;
+      this.borrowed = true;
+      this.markPos.push(this.position);
+      this.markTs.push(tsNs);
+      return;
+    }
     this.appendHead(bytes, tsNs);
   }
 
+  /** Copies a borrowed head into the stream's own memory. */
+  private adopt(): void {
+    const len = this.end - this.start;
+    if (this.own.length < len) {
+      let cap = Math.max(INITIAL_CAPACITY, this.own.length);
+      while (cap < len) cap *= 2;
+      this.own = new Uint8Array(cap);
+    }
+    this.own.set(this.buf.subarray(this.start, this.end));
+    this.buf = this.own;
+    this.start = 0;
+    this.end = len;
+    this.borrowed = false;
+  }
+
   private appendHead(bytes: Uint8Array, tsNs: number): void {
+    if (this.borrowed) this.adopt();
     const len = this.end - this.start;
     if (this.end + bytes.length > this.buf.length) {
       if (len + bytes.length <= this.buf.length && this.start > 0) {
@@ -239,7 +277,7 @@ export class ByteStream {
         while (cap < len + bytes.length) cap *= 2;
         const next = new Uint8Array(cap);
         next.set(this.buf.subarray(this.start, this.end));
-        this.buf = next;
+        this.buf = this.own = next;
       }
       this.start = 0;
       this.end = len;
@@ -256,7 +294,9 @@ export class ByteStream {
     this.start = this.end = 0;
     this.markPos.length = 0;
     this.markTs.length = 0;
-    if (this.buf.length > 64 * INITIAL_CAPACITY) this.buf = new Uint8Array(0);
+    if (this.own.length > 64 * INITIAL_CAPACITY) this.own = new Uint8Array(0);
+    this.buf = this.own;
+    this.borrowed = false;
     while (this.queue.length > 0 && !this.queue[0].hole) {
       const p = this.queue.shift() as Piece;
       this.appendHead(p.bytes, p.tsNs);
