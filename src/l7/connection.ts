@@ -19,6 +19,8 @@ export const DEFAULT_BUFFER_CAP = 64 * 1024;
 export const DEFAULT_MAX_PENDING = 256;
 /** Attached mid-stream: chunk starts tried per direction before the connection is unknown. */
 export const MID_STREAM_TRIES = 16;
+/** No exchange completed (half the chunks of a request/response connection): one shared, frozen list. */
+const NO_EXCHANGES: Exchange[] = Object.freeze([]) as unknown as Exchange[];
 
 class Layer {
   state: DecoderState = 'detecting';
@@ -194,7 +196,7 @@ export class ConnectionDecoder {
   }
 
   push(chunk: DataChunk): Exchange[] {
-    if (this.closed) return [];
+    if (this.closed) return NO_EXCHANGES;
     const layer = chunk.tls ? this.tlsLayer() : this.socket;
     guard(layer, () => layer.push(chunk));
     return this.drain();
@@ -202,7 +204,7 @@ export class ConnectionDecoder {
 
   /** The connection closed (or the trace ended): exchanges in flight are given with what they have. */
   close(tsNs = 0): Exchange[] {
-    if (this.closed) return [];
+    if (this.closed) return NO_EXCHANGES;
     this.closed = true;
     guard(this.socket, () => this.socket.close(tsNs));
     const p = this.plaintext;
@@ -231,7 +233,7 @@ export class ConnectionDecoder {
   }
 
   private drain(): Exchange[] {
-    return this.out.length === 0 ? [] : this.out.splice(0, this.out.length);
+    return this.out.length === 0 ? NO_EXCHANGES : this.out.splice(0, this.out.length);
   }
 }
 
