@@ -15,7 +15,7 @@ import { runTraced } from '../trace/run';
 import { AttachError, attachTraced } from '../trace/attach';
 import { renderDoctor, runDoctor } from './doctor';
 import { checkPrivileges, readPasswd, resolveCredentials } from './privileges';
-import { UsageError, VERSION, runCli, type AttachTargets, type CliActions, type IsolateCliOptions, type TraceCliOptions } from './program';
+import { CAPTURE_RING_BUFFER_BYTES, RING_BUFFER_BYTES, UsageError, VERSION, runCli, type AttachTargets, type CliActions, type IsolateCliOptions, type TraceCliOptions } from './program';
 import { removeStaleIsolation } from '../isolate/system';
 import { removeStaleKeyLogs } from '../tls/keylog';
 import { ContainerTracker } from '../trace/containers';
@@ -74,7 +74,7 @@ function sessionOptions(opts: TraceCliOptions, events: EventStream | null, outpu
     backend: opts.backend,
     intervalMs: opts.flowInterval,
     seriesIntervalMs: opts.interval,
-    ringBufferBytes: opts.ringBuffer,
+    ringBufferBytes: opts.ringBuffer ?? (opts.pcap ? CAPTURE_RING_BUFFER_BYTES : RING_BUFFER_BYTES),
     version: VERSION,
     detailCalls: opts.detail === true,
     onRecord: events ? (record: TraceRecord) => events.write(record) : undefined,

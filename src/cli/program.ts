@@ -29,6 +29,12 @@ export function parseSize(text: string): number {
 }
 
 /** Ring buffer size: a power of two, at least one page. */
+/** The kernel ring buffer by default; with a capture (-o), whose packets of bulk loopback traffic (GSO, up
+ *  to 64 KiB each) fill 8 MiB in a few milliseconds, more: the consumer's wakeup may be that late on a
+ *  busy machine (tcpdump's -B, for the same reason). */
+export const RING_BUFFER_BYTES = 8 << 20;
+export const CAPTURE_RING_BUFFER_BYTES = 64 << 20;
+
 export function parseRingBufferSize(text: string): number {
   const n = parseSize(text);
   if (n < 4096 || (n & (n - 1)) !== 0 || n > 1024 ** 3) {
@@ -113,7 +119,7 @@ function addTraceOptions(command: Command): Command {
     .option('--live', 'a refreshing top-like view of per-process and per-endpoint rates while tracing (terminal only)')
     .addOption(new Option('--backend <name>', 'socket I/O hooks').choices(['auto', 'tracepoint', 'fentry', 'kprobe']).default('auto'))
     .option('--flow-interval <ms>', 'minimum time between two kernel updates of one flow', parseMilliseconds, 100)
-    .option('--ring-buffer <size>', 'kernel ring buffer size (power of two)', parseRingBufferSize, 8 * 1024 * 1024)
+    .option('--ring-buffer <size>', 'kernel ring buffer size (power of two; default 8M, 64M with -o)', parseRingBufferSize)
     .option('-o, --pcap <file>', 'capture the traced processes\' packets to FILE ("-" for stdout; run then moves the command\'s own stdout to stderr)')
     .addOption(new Option('--pcap-format <format>', 'capture file format').choices(['pcapng', 'pcap']).default('pcapng'))
     .option('-f, --pcap-filter <expr>', 'tcpdump filter for the capture, e.g. "tcp port 443"')
@@ -149,7 +155,8 @@ export interface TraceCliOptions {
   live?: boolean;
   backend: Backend | 'auto';
   flowInterval: number;
-  ringBuffer: number;
+  /** Absent: RING_BUFFER_BYTES, or CAPTURE_RING_BUFFER_BYTES with a capture. */
+  ringBuffer?: number;
   pcap?: string;
   pcapFormat: CaptureFormat;
   pcapFilter?: string;
@@ -187,7 +194,8 @@ export function traceCliOptions(raw: OptionValues): TraceCliOptions {
   for (const k of ['fileSize', 'rotateSeconds', 'fileCount', 'metricsTop', 'l7Snaplen']) is(k, 'number');
   is('metrics', 'object');
   for (const k of ['dnsNames', 'retransmits', 'tlsPlaintext', 'tlsKeylog']) is(k, 'boolean', true);
-  for (const k of ['flowInterval', 'ringBuffer', 'snaplen', 'keepConnections', 'keepProcesses']) is(k, 'number', true);
+  for (const k of ['flowInterval', 'snaplen', 'keepConnections', 'keepProcesses']) is(k, 'number', true);
+  is('ringBuffer', 'number');
   for (const k of ['backend', 'pcapFormat']) is(k, 'string', true);
   is('color', 'boolean', true);
   return raw as TraceCliOptions;
