@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "errors.h"
 
@@ -43,6 +44,44 @@ int Fd(Napi::Env env, const bpf_map* map, const std::string& name) {
   int fd = bpf_map__fd(map);
   if (fd < 0) ThrowError(env, "map '" + name + "' is not loaded (call load() first)");
   return fd;
+}
+
+// Every element in BPF_MAP_LOOKUP_BATCH calls of up to `chunk` elements (a 4096-slot array in one call
+// where the key walk makes 8192). Returns false, having read nothing, where the kernel or the map type
+// has no batches (EINVAL before 5.6, ENOTSUPP for some types): the caller walks the keys instead.
+bool DumpBatched(Napi::Env env, int fd, const std::string& name, size_t key_size, size_t value_size, size_t limit,
+                 std::vector<uint8_t>& keys, std::vector<uint8_t>& values, size_t& count) {
+  // The batch token is a key for arrays, a u32 bucket index for hash maps.
+  std::vector<uint8_t> in(key_size < 8 ? 8 : key_size), out(in.size());
+  size_t chunk = limit < 1024 ? limit : 1024;
+  bool first = true;
+  count = 0;
+  while (count < limit) {
+    size_t want = chunk < limit - count ? chunk : limit - count;
+    keys.resize((count + want) * key_size);
+    values.resize((count + want) * value_size);
+    __u32 n = static_cast<__u32>(want);
+    LIBBPF_OPTS(bpf_map_batch_opts, opts);
+    int err = bpf_map_lookup_batch(fd, first ? nullptr : in.data(), out.data(), keys.data() + count * key_size,
+                                   values.data() + count * value_size, &n, &opts);
+    err = err < 0 ? -err : 0;
+    if (err && err != ENOENT) {
+      // a hash bucket holds more than `want` elements: nothing was copied, the same batch again, larger
+      if (err == ENOSPC && want < limit - count) {
+        chunk *= 2;
+        continue;
+      }
+      if (first && (err == EINVAL || err == kEnotsupp || err == EOPNOTSUPP)) return false;
+      ThrowErrno(env, err, "batch lookup in map '" + name + "'");
+    }
+    count += n;
+    if (err == ENOENT) break;  // the last batch
+    in.swap(out);
+    first = false;
+  }
+  keys.resize(count * key_size);
+  values.resize(count * value_size);
+  return true;
 }
 
 }  // namespace
@@ -112,7 +151,8 @@ Napi::Object MapDump(Napi::Env env, const bpf_map* map, const std::string& name)
   std::vector<uint8_t> cur(key_size), next(key_size), value(value_size);
   size_t count = 0;
   bool first = true;
-  for (size_t steps = 0; count < limit && steps <= 2 * limit; steps++) {
+  bool batched = DumpBatched(env, fd, name, key_size, value_size, limit, keys, values, count);
+  for (size_t steps = 0; !batched && count < limit && steps <= 2 * limit; steps++) {
     int err = bpf_map_get_next_key(fd, first ? nullptr : cur.data(), next.data());
     if (err) {
       err = errno;

@@ -115,7 +115,7 @@ test('open: programs, maps and initial values before load', () => {
   const obj = native.openObject(FIXTURE);
   try {
     assert.deepEqual(obj.programs(), ['on_fork', 'bad_attach', 'bad_verifier', 'allow_egress']);
-    assert.deepEqual([...obj.maps()].sort(), ['.bss', '.data', '.rodata', 'events', 'forks', 'percpu_forks']);
+    assert.deepEqual([...obj.maps()].sort(), ['.bss', '.data', '.rodata', 'dump_array', 'dump_hash', 'dump_trie', 'events', 'forks', 'percpu_forks']);
     assert.deepEqual(obj.getInitialValue('.rodata'), Buffer.alloc(8));
     assert.deepEqual(obj.getInitialValue('.bss'), Buffer.alloc(8));
     assert.equal(obj.getInitialValue('.data').readUInt32LE(0), 0xc0ffee);
@@ -207,6 +207,40 @@ test('load, attach, ring buffer batches, live .bss and map ops', async () => {
     assert.throws(() => obj.mapLookup('forks', Buffer.alloc(8)), { name: 'TypeError', message: /key .* must be 4 bytes/ });
     assert.throws(() => obj.mapUpdate('forks', u32(1), u32(1)), { name: 'TypeError', message: /value .* must be 8 bytes/ });
     assert.throws(() => obj.mapDump('events'), { name: 'TypeError' });
+
+    // Dumps past one batch (a hash map of 3000, an array of 4096: BPF_MAP_LOOKUP_BATCH, 1024 a call) and
+    // of a map type without batches (an LPM trie: the keys are walked): every element once, exact.
+    const hashWant = new Map<number, bigint>();
+    for (let i = 0; i < 3000; i++) {
+      const key = (i * 2654435761) >>> 0;
+      hashWant.set(key, BigInt(i) * 7n);
+      obj.mapUpdate('dump_hash', u32(key), u64(i * 7));
+    }
+    const hd = obj.mapDump('dump_hash');
+    const hashGot = new Map<number, bigint>();
+    for (let i = 0; i < hd.count; i++) hashGot.set(hd.keys.readUInt32LE(i * 4), hd.values.readBigUInt64LE(i * 8));
+    assert.equal(hd.count, 3000);
+    assert.deepEqual(hashGot, hashWant);
+    for (const i of [0, 1, 1023, 1024, 4095]) obj.mapUpdate('dump_array', u32(i), u64(i + 1));
+    const ad = obj.mapDump('dump_array');
+    assert.equal(ad.count, 4096);
+    for (let i = 0; i < 4096; i++) {
+      assert.equal(ad.keys.readUInt32LE(i * 4), i);
+      assert.equal(ad.values.readBigUInt64LE(i * 8), [0, 1, 1023, 1024, 4095].includes(i) ? BigInt(i + 1) : 0n);
+    }
+    const prefix = (len: number, addr: number) => {
+      const b = Buffer.alloc(8);
+      b.writeUInt32LE(len, 0);
+      b.writeUInt32BE(addr, 4);
+      return b;
+    };
+    const trieWant = [prefix(8, 0x0a000000), prefix(16, 0xc0a80000), prefix(32, 0x7f000001)];
+    trieWant.forEach((k, i) => obj.mapUpdate('dump_trie', k, u64(i + 100)));
+    const td = obj.mapDump('dump_trie');
+    assert.equal(td.count, 3);
+    const trieGot = new Set<string>();
+    for (let i = 0; i < td.count; i++) trieGot.add(`${td.keys.subarray(i * 8, i * 8 + 8).toString('hex')}=${td.values.readBigUInt64LE(i * 8)}`);
+    assert.deepEqual(trieGot, new Set(trieWant.map((k, i) => `${k.toString('hex')}=${i + 100}`)));
 
     // Detached: further forks are not recorded.
     obj.detach(link);
