@@ -2,8 +2,8 @@
 # SPDX-License-Identifier: MIT
 """make bench, step "web": a real nginx (Debian package, own config in a temp dir, loopback only) under
 wrk with keep-alive, over HTTP and over HTTPS (a certificate made here), untraced and with `proctap
-attach` on it: plain, with the L7 view on (--l7), and over HTTPS with TLS plaintext (on by default) and
-the L7 view. Alternating repetitions, medians; the figure is wrk's request rate, as a ratio to the
+attach` on it: plain, with the L7 view on (--l7), and over HTTPS plain (no reader of the plaintext: no
+uprobes) and with the L7 view (libssl uprobes, plaintext decoded). Alternating repetitions, medians; the figure is wrk's request rate, as a ratio to the
 untraced rate of the same scheme in the same run. Targets (issues 15, 16): HTTP with --l7 >= 0.90,
 HTTPS with TLS plaintext >= 0.85. Peers, on the worker: bpftrace copying each call's head (HTTP) and
 bpftrace's bare libssl uprobes (HTTPS), see bpftrace_script(). Also runnable alone:  python3 scripts/bench/web.py   (QUICK=1: short)"""
@@ -137,6 +137,8 @@ def run(results, quick):
     r['https_tlsl7_ratio'] = round(med['https_tlsl7'] / med['https'], 3)
     r['http_bpftrace_ratio'] = round(med['http_bpftrace'] / med['http'], 3)
     r['https_bpftrace_ratio'] = round(med['https_bpftrace'] / med['https'], 3)
+    r['http_l7_over_bpftrace'] = round(med['http_l7'] / med['http_bpftrace'], 3)
+    r['https_tlsl7_over_bpftrace'] = round(med['https_tlsl7'] / med['https_bpftrace'], 3)
     r['runs'] = runs
     results['web'] = r
 
