@@ -50,6 +50,23 @@ Napi::Value BytesOrNull(Napi::Env env, const std::optional<std::vector<uint8_t>>
   return Napi::Buffer<uint8_t>::Copy(env, bytes->data(), bytes->size());
 }
 
+// options.retprobe and options.pid (-1: every process) of attachUprobe and attachUprobeMulti.
+void ParseUprobeOptions(Napi::Env env, const Napi::Object& opts, bool& retprobe, int& pid) {
+  Napi::Value r = opts.Get("retprobe");
+  if (!r.IsUndefined()) {
+    if (!r.IsBoolean()) ThrowTypeError(env, "options.retprobe must be a boolean");
+    retprobe = r.As<Napi::Boolean>().Value();
+  }
+  Napi::Value p = opts.Get("pid");
+  if (!p.IsUndefined()) {
+    double v = p.IsNumber() ? p.As<Napi::Number>().DoubleValue() : -2;
+    if (!(v >= -1 && v <= INT_MAX) || v != static_cast<double>(static_cast<int64_t>(v))) {
+      ThrowTypeError(env, "options.pid must be an integer in [-1, 2^31-1] (-1: every process)");
+    }
+    pid = static_cast<int>(v);
+  }
+}
+
 }  // namespace
 
 Napi::Function BpfObject::Define(Napi::Env env) {
@@ -260,19 +277,7 @@ Napi::Value BpfObject::AttachUprobe(const Napi::CallbackInfo& info) {
   if (info.Length() > 3 && !info[3].IsUndefined()) {
     if (!info[3].IsObject()) ThrowTypeError(env, "options must be an object");
     Napi::Object opts = info[3].As<Napi::Object>();
-    Napi::Value r = opts.Get("retprobe");
-    if (!r.IsUndefined()) {
-      if (!r.IsBoolean()) ThrowTypeError(env, "options.retprobe must be a boolean");
-      retprobe = r.As<Napi::Boolean>().Value();
-    }
-    Napi::Value p = opts.Get("pid");
-    if (!p.IsUndefined()) {
-      double v = p.IsNumber() ? p.As<Napi::Number>().DoubleValue() : -2;
-      if (!(v >= -1 && v <= INT_MAX) || v != static_cast<double>(static_cast<int64_t>(v))) {
-        ThrowTypeError(env, "options.pid must be an integer in [-1, 2^31-1] (-1: every process)");
-      }
-      pid = static_cast<int>(v);
-    }
+    ParseUprobeOptions(env, opts, retprobe, pid);
     Napi::Value c = opts.Get("cookie");
     if (c.IsBigInt()) {
       bool lossless = false;
@@ -347,21 +352,11 @@ Napi::Value BpfObject::AttachUprobeMulti(const Napi::CallbackInfo& info) {
   }
   if (offsets.empty()) ThrowTypeError(env, "offsets must not be empty");
   bool retprobe = false;
-  int pid = 0;
+  int pid = -1;
   if (info.Length() > 3 && !info[3].IsUndefined()) {
     if (!info[3].IsObject()) ThrowTypeError(env, "options must be an object");
     Napi::Object opts = info[3].As<Napi::Object>();
-    Napi::Value r = opts.Get("retprobe");
-    if (!r.IsUndefined()) {
-      if (!r.IsBoolean()) ThrowTypeError(env, "options.retprobe must be a boolean");
-      retprobe = r.As<Napi::Boolean>().Value();
-    }
-    Napi::Value p = opts.Get("pid");
-    if (!p.IsUndefined()) {
-      double v = p.IsNumber() ? p.As<Napi::Number>().DoubleValue() : -2;
-      if (!(v >= -1 && v <= INT_MAX) || v != static_cast<double>(static_cast<int64_t>(v))) ThrowTypeError(env, "options.pid must be an integer in [-1, 2^31-1]");
-      pid = v < 0 ? 0 : static_cast<int>(v);  // the kernel's "every process" is 0
-    }
+    ParseUprobeOptions(env, opts, retprobe, pid);
     Napi::Value c = opts.Get("cookies");
     if (!c.IsUndefined()) {
       if (!c.IsArray() || c.As<Napi::Array>().Length() != offsets.size()) ThrowTypeError(env, "options.cookies must be an array as long as offsets");
@@ -384,7 +379,7 @@ Napi::Value BpfObject::AttachUprobeMulti(const Napi::CallbackInfo& info) {
   attr.cookies = cookies.empty() ? 0 : reinterpret_cast<uint64_t>(cookies.data());
   attr.cnt = static_cast<uint32_t>(offsets.size());
   attr.multi_flags = retprobe ? kUprobeMultiReturn : 0;
-  attr.pid = static_cast<uint32_t>(pid);
+  attr.pid = static_cast<uint32_t>(pid < 0 ? 0 : pid);  // the kernel's "every process" is 0
   int fd = static_cast<int>(syscall(__NR_bpf, BPF_LINK_CREATE, &attr, sizeof(attr)));
   if (fd < 0) {
     ThrowErrno(env, errno, "uprobe_multi link of '" + std::string(bpf_program__name(prog)) + "' on " + std::to_string(offsets.size()) +
