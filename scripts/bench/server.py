@@ -105,6 +105,23 @@ def ab(port, n):
     return done, failed, total, secs
 
 
+def start_attach(cmd):
+    """Starts `proctap attach` (cmd) with its stderr read on a thread: (process, stderr lines so far, the
+    reader thread, an Event set once it says "attached to")."""
+    p = sp.Popen(cmd, stdout=sp.DEVNULL, stderr=sp.PIPE, text=True)
+    lines = []
+    attached = threading.Event()
+
+    def read_err():
+        for line in p.stderr:
+            lines.append(line)
+            if 'attached to' in line:
+                attached.set()
+    reader = threading.Thread(target=read_err)
+    reader.start()
+    return p, lines, reader, attached
+
+
 def one(checkout, n, tmp):
     """proctap attach (from `checkout`) on a fresh nginx while ab opens n connections."""
     rep = os.path.join(tmp, 'server.json')
@@ -112,17 +129,7 @@ def one(checkout, n, tmp):
         os.unlink(rep)
     st = {'hwm_kb': 0, 'cpu_s': 0.0}
     with lock(), nginx(tmp) as (port, pids, _):
-        p = sp.Popen([os.path.join(checkout, 'bin/proctap'), 'attach', '--json', rep, '--no-color', '--force'] + [str(x) for x in pids],
-                     stdout=sp.DEVNULL, stderr=sp.PIPE, text=True)
-        err_lines = []
-        attached = threading.Event()
-        def read_err():
-            for line in p.stderr:
-                err_lines.append(line)
-                if 'attached to' in line:
-                    attached.set()
-        reader = threading.Thread(target=read_err)
-        reader.start()
+        p, err_lines, reader, attached = start_attach([os.path.join(checkout, 'bin/proctap'), 'attach', '--json', rep, '--no-color', '--force'] + [str(x) for x in pids])
         def poll():
             while p.poll() is None:
                 with contextlib.suppress(OSError, TypeError, IndexError):

@@ -7,7 +7,7 @@ uprobes) and with the L7 view (libssl uprobes, plaintext decoded). Alternating r
 untraced rate of the same scheme in the same run. Targets (issues 15, 16): HTTP with --l7 >= 0.90,
 HTTPS with TLS plaintext >= 0.85. Peers, on the worker: bpftrace copying each call's head (HTTP) and
 bpftrace's bare libssl uprobes (HTTPS), see bpftrace_script(). Also runnable alone:  python3 scripts/bench/web.py   (QUICK=1: short)"""
-import os, re, shutil, signal, statistics, subprocess as sp, sys, tempfile, threading
+import os, re, shutil, signal, statistics, subprocess as sp, sys, tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import server  # noqa: E402  (nginx's port, the e2e lock)
@@ -90,17 +90,7 @@ def one(mode, tmp, secs, flags):
         if traced == 'bpftrace':
             return with_bpftrace(scheme, pids[-1], lambda: wrk(url, secs)), None
         args = {'proctap': [], 'l7': flags, 'tls': [], 'tlsl7': flags}[traced]
-        p = sp.Popen([PROCTAP, 'attach', '-q', '--no-color'] + args + [str(x) for x in pids], stdout=sp.DEVNULL, stderr=sp.PIPE, text=True)
-        attached = threading.Event()
-        err = []
-
-        def read_err():
-            for line in p.stderr:
-                err.append(line)
-                if 'attached to' in line:
-                    attached.set()
-        reader = threading.Thread(target=read_err)
-        reader.start()
+        p, err, reader, attached = server.start_attach([PROCTAP, 'attach', '-q', '--no-color'] + args + [str(x) for x in pids])
         if not attached.wait(60):
             p.kill()
             raise SystemExit(f'proctap did not attach: {"".join(err)}')
