@@ -112,14 +112,16 @@ export class TlsHooks {
     if (!this.files.has(id)) this.files.set(id, this.inspect(file, name, executable));
   }
 
-  /** Reads the process's maps and hooks every TLS library file not seen before. */
-  scanProcess(pid: number): void {
+  /** Reads the process's maps and hooks every TLS library file not seen before; false: it is gone (or
+   *  a zombie). */
+  scanProcess(pid: number): boolean {
     let maps: string;
     try {
       maps = fs.readFileSync(`/proc/${pid}/maps`, 'utf8');
     } catch {
-      return; // gone
+      return false;
     }
+    if (maps === '') return false; // exited, not yet reaped: a zombie has no mappings
     this.scannedSinceExec.add(pid);
     const exe = readLink(`/proc/${pid}/exe`)?.replace(/ \(deleted\)$/, '');
     const used: string[] = [];
@@ -133,6 +135,25 @@ export class TlsHooks {
     }
     if (used.length > 0) this.processes.set(pid, { pid, comm: readComm(pid), files: used });
     else this.processes.delete(pid);
+    return true;
+  }
+
+  /**
+   * A process gone before its maps could be read (a short command, its exec record ~50 ms behind): the
+   * executable its exec record names, when that file (as proctap's own view resolves the path) is a TLS
+   * file already judged — a launched command's own executable is judged before it runs.
+   */
+  private noteGoneExecutable(pid: number, comm: string, filename: string): void {
+    let st: fs.Stats;
+    try {
+      st = fs.statSync(filename);
+    } catch {
+      return;
+    }
+    const { major, minor } = splitDev(st.dev);
+    const id = fileId(major, minor, st.ino);
+    const verdict = this.files.get(id);
+    if (verdict && verdict.state !== 'none') this.processes.set(pid, { pid, comm, files: [id] });
   }
 
   /** The record tap: scans at exec and at first socket activity, counts TLS data records. */
@@ -140,7 +161,7 @@ export class TlsHooks {
     switch (record.type) {
       case 'exec':
         this.scannedSinceExec.delete(record.tgid);
-        this.scanProcess(record.tgid);
+        if (!this.scanProcess(record.tgid)) this.noteGoneExecutable(record.tgid, record.comm, record.filename);
         this.scannedSinceExec.delete(record.tgid); // libraries follow the executable: scan again at first I/O
         break;
       case 'flow':
