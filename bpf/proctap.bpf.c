@@ -339,8 +339,7 @@ static __always_inline void account_io(struct sock *sk, int bytes, __u8 directio
 
 	tls_note_socket(tid, &key, direction);
 	now = bpf_ktime_get_ns();
-	/* the slot only where nothing else keeps per-flow state that follows its counters (L7 offsets) */
-	if (tracing_ctx && !proctap_cfg.l7_data)
+	if (tracing_ctx)
 		slot = flow_slot_of(key.cookie);
 	if (slot && slot->state == FLOW_SLOT_READY && same_flow(&slot->key, &key))
 		v = &slot->value;
@@ -367,8 +366,15 @@ static __always_inline void account_io(struct sock *sk, int bytes, __u8 directio
 		}
 		if (!err) {
 			emit_flow(RECORD_FLOW_NEW, &key, v, NULL, now);
-			if (slot)
+			/*
+			 * A flow that has its slot counts there from its first call: the slot's counters are then all
+			 * of the flow's, which the L7 view's stream offsets (l7_on_call) are read from.
+			 */
+			if (slot) {
 				claim_flow_slot(slot, &key, now);
+				if (slot->state == FLOW_SLOT_READY && same_flow(&slot->key, &key))
+					v = &slot->value;
+			}
 		}
 		if (tracing_ctx)
 			claim_socket(sk, tgid, key.start_time_ns, now);

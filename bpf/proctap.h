@@ -81,12 +81,15 @@ struct flow_value {
 };
 
 /*
- * A flow's counters may also live in a slot of the `flow_slots` array (tracing backends, L7 view off):
- * an array lookup is inlined by the verifier where a hash lookup is a helper call. The slot of a flow is
- * fixed by its cookie (flow_slot_index). The program that creates a flow's `flows` entry claims its slot
- * when it is free, or held by a flow whose `flows` entry user space took (final: its socket is gone);
- * from then on every call of the flow counts there, the calls before (or while it was claimed) in the
- * `flows` entry: a flow's counters are the sum of both (user space adds them, and so do its records).
+ * A flow's counters may also live in a slot of the `flow_slots` array (tracing backends): an array
+ * lookup is inlined by the verifier where a hash lookup is a helper call. The slot of a flow is fixed by
+ * its cookie (flow_slot_index). The program that creates a flow's `flows` entry claims its slot when it
+ * is free, or held by a flow whose `flows` entry user space took (final: its socket is gone); from then
+ * on every call of the flow counts there, its first call included; calls of other CPUs racing that first
+ * call count in the `flows` entry: a flow's counters are the sum of both (user space adds them, and so
+ * do its records). The L7 view reads a call's stream offset from the counters it adds to, so a call
+ * racing a flow's first call may get an offset that overlaps — as concurrent calls on one socket may at
+ * any time: the decoders resynchronise (docs/l7.md).
  * Only programs write slots (user space reads them), so no write of user space can race a claim.
  */
 #define PROCTAP_FLOW_SLOTS_LOG2 12
