@@ -15,6 +15,7 @@ import { attachTraced } from '../../src/trace/attach';
 import type { DataRecord, TraceRecord } from '../../src/kernel/records';
 import { KEYLOG_BASE, KEYLOG_PREFIX } from '../../src/tls/keylog';
 import { PROCTAP, ROOT, TEST_BACKEND, lineFrom, tempDir } from './harness';
+import { freePort } from './servers';
 
 const PYTHON = '/usr/bin/python3'; // Debian's, with the system OpenSSL
 const SERVER = path.join(ROOT, 'test/workloads/tls_server.py');
@@ -32,7 +33,7 @@ before(async () => {
   assert.equal(r.status, 0, r.stderr);
   fs.chmodSync(fx.key, 0o644); // nginx workers run as nobody
   fx.serverLog = path.join(fx.dir, 'server.jsonl');
-  fx.port = 30000 + Math.floor(Math.random() * 20000);
+  fx.port = await freePort();
   fx.server = spawn(PYTHON, [SERVER, '--port', String(fx.port), '--cert', fx.cert, '--key', fx.key, '--out', fx.serverLog], { stdio: ['ignore', 'pipe', 'inherit'] });
   await lineFrom(fx.server.stdout!, /ready/, 'the TLS server');
 });
@@ -235,7 +236,7 @@ test('attach: nginx with TLS: requests in the plaintext equal its access log, by
   const prefix = path.join(fx.dir, 'nginx');
   fs.mkdirSync(path.join(prefix, 'html'), { recursive: true, mode: 0o755 });
   fs.writeFileSync(path.join(prefix, 'html', 'index.html'), 'hello from nginx\n');
-  const port = fx.port + 1;
+  const port = await freePort();
   const accessLog = path.join(prefix, 'access.log');
   fs.writeFileSync(
     path.join(prefix, 'nginx.conf'),
@@ -246,6 +247,8 @@ http { access_log ${accessLog}; client_body_temp_path ${prefix}; proxy_temp_path
     location / { return 200 "reply $uri\\n"; } } }\n`,
   );
   const nginx = spawn('nginx', ['-p', prefix, '-c', path.join(prefix, 'nginx.conf')], { stdio: 'ignore' });
+  // listened for at once: an nginx that could not start has closed before the finally below
+  const closed = new Promise((r) => nginx.once('close', r));
   try {
     let workers: number[] = [];
     for (let i = 0; i < 100 && workers.length === 0; i++) {
@@ -253,7 +256,7 @@ http { access_log ${accessLog}; client_body_temp_path ${prefix}; proxy_temp_path
       const ps = spawnSync('pgrep', ['-P', String(nginx.pid)], { encoding: 'utf8' }).stdout.trim();
       workers = ps ? ps.split('\n').map(Number) : [];
     }
-    assert.equal(workers.length, 1, 'one nginx worker');
+    assert.equal(workers.length, 1, `one nginx worker (${fs.existsSync(path.join(prefix, 'error.log')) ? fs.readFileSync(path.join(prefix, 'error.log'), 'utf8').trim().split('\n').pop() : 'no error log'})`);
     const rec = recorder();
     let attached = () => {};
     const ready = new Promise<void>((res) => (attached = res));
@@ -283,6 +286,6 @@ http { access_log ${accessLog}; client_body_temp_path ${prefix}; proxy_temp_path
     }
   } finally {
     nginx.kill('SIGQUIT');
-    await new Promise((r) => nginx.on('close', r));
+    await closed;
   }
 });
