@@ -7,7 +7,7 @@
 // that direction's headers stops there (the streams are still counted and timed). Seen mid-stream,
 // the table starts empty: blocks decode until one refers to an entry added before the trace
 // (hpack.js refuses the index), then that direction stops too. Never a wrong header.
-import * as hpack from 'hpack.js';
+import type * as Hpack from 'hpack.js';
 import { finish, newDraft, note, other, printable, type ExchangeDraft, type ProtocolContext, type ProtocolDecoder } from './protocol';
 import type { Direction, ExchangeProtocol, HttpDetail, Role } from './types';
 import type { Match } from './http1';
@@ -19,6 +19,11 @@ const T = { DATA: 0, HEADERS: 1, PRIORITY: 2, RST_STREAM: 3, SETTINGS: 4, PUSH_P
 const F = { END_STREAM: 0x1, ACK: 0x1, END_HEADERS: 0x4, PADDED: 0x8, PRIORITY: 0x20 } as const;
 /** Largest header block gathered (HEADERS + CONTINUATION). */
 const MAX_BLOCK = 64 * 1024;
+/** hpack.js, loaded at the first HTTP/2 connection: with the readable-stream it brings it is ~25 ms of
+ *  every proctap start otherwise (docs/performance.md, step 3). */
+let hpackModule: typeof Hpack | null = null;
+const hpack = (): typeof Hpack => (hpackModule ??= require('hpack.js') as typeof Hpack);
+
 /** hpack.js refuses dynamic table size updates above its protocol maximum: be generous, start at
  *  the RFC's 4096. */
 const HPACK_PROTOCOL_MAX = 256 * 1024;
@@ -106,7 +111,7 @@ interface Side {
   frame: (FrameHeader & { left: number; keep: Uint8Array[]; kept: number; cut: boolean; startTs: number }) | null;
   /** Header block being gathered (HEADERS/PUSH_PROMISE then CONTINUATION). */
   block: { stream: number; parts: Uint8Array[]; size: number; cut: boolean; endStream: boolean; promised: number | null } | null;
-  decoder: hpack.Decompressor | null;
+  decoder: Hpack.Decompressor | null;
   /** The error hpack.js reported while decoding the last block. */
   error: Error | null;
   /** Why the decoder was given up. */
@@ -127,7 +132,7 @@ export class Http2Decoder implements ProtocolDecoder {
     const side = (dir: Direction): Side => {
       const s = ctx.streams[dir];
       const fromStart = !ctx.midStream && s.position === 0;
-      const decoder = hpack.decompressor.create({ table: { maxSize: HPACK_PROTOCOL_MAX } });
+      const decoder = hpack().decompressor.create({ table: { maxSize: HPACK_PROTOCOL_MAX } });
       decoder.updateTableSize(HPACK_INITIAL);
       const sd: Side = {
         prefaceLeft: dir === this.clientDir && fromStart ? PREFACE.length : 0,
@@ -368,7 +373,7 @@ export class Http2Decoder implements ProtocolDecoder {
     const st = this.stream(target, b.promised !== null ? this.clientDir : dir);
     if (!st) return;
     if (b.promised !== null) note(st.draft, 'pushed', false);
-    let fields: hpack.HeaderField[] | null = null;
+    let fields: Hpack.HeaderField[] | null = null;
     if (b.cut || b.size > MAX_BLOCK) this.loseHpack(dir, 'header block past the copy limit');
     else if (side.decoder) fields = this.decode(dir, b.parts.length === 1 ? b.parts[0] : Buffer.concat(b.parts));
     const requestSide = dir === this.clientDir || b.promised !== null;
@@ -379,12 +384,12 @@ export class Http2Decoder implements ProtocolDecoder {
     if (b.endStream) this.ended(st, dir);
   }
 
-  private decode(dir: Direction, block: Uint8Array): hpack.HeaderField[] | null {
+  private decode(dir: Direction, block: Uint8Array): Hpack.HeaderField[] | null {
     const side = this.sides[dir];
     const d = side.decoder!;
     side.error = null;
     let error: Error | null = null;
-    const out: hpack.HeaderField[] = [];
+    const out: Hpack.HeaderField[] = [];
     try {
       d.write(Buffer.from(block.buffer, block.byteOffset, block.byteLength));
       d.execute();
@@ -399,7 +404,7 @@ export class Http2Decoder implements ProtocolDecoder {
     return out;
   }
 
-  private apply(st: H2Stream, fields: hpack.HeaderField[], requestSide: boolean): void {
+  private apply(st: H2Stream, fields: Hpack.HeaderField[], requestSide: boolean): void {
     for (const { name, value } of fields) {
       if (requestSide) {
         if (name === ':method') st.method = printable(value, 32);
