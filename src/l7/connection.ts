@@ -198,7 +198,12 @@ export class ConnectionDecoder {
   push(chunk: DataChunk): Exchange[] {
     if (this.closed) return NO_EXCHANGES;
     const layer = chunk.tls ? this.tlsLayer() : this.socket;
-    guard(layer, () => layer.push(chunk));
+    // guard() inlined: no closure per chunk on the hot path
+    try {
+      layer.push(chunk);
+    } catch (err) {
+      failed(layer, err);
+    }
     return this.drain();
   }
 
@@ -241,7 +246,11 @@ function guard(layer: Layer, f: () => void): void {
   try {
     f();
   } catch (err) {
-    layer.state = 'undecodable';
-    layer.reason = `internal error: ${err instanceof Error ? err.message : String(err)}`;
+    failed(layer, err);
   }
+}
+
+function failed(layer: Layer, err: unknown): void {
+  layer.state = 'undecodable';
+  layer.reason = `internal error: ${err instanceof Error ? err.message : String(err)}`;
 }

@@ -20,6 +20,8 @@ interface Piece {
 }
 
 const INITIAL_CAPACITY = 1024;
+/** Chunk-start marks a stream keeps room for once its head empties (more are dropped then: bounded memory). */
+const MAX_KEPT_MARKS = 256;
 
 export class ByteStream {
   /** Head: copied bytes buf[start, end), stream positions [position, position + end - start). */
@@ -33,6 +35,9 @@ export class ByteStream {
   /** Chunk starts inside (or just before) the head: stream positions and call times, ascending. */
   private markPos: number[] = [];
   private markTs: number[] = [];
+  /** Marks in use: markPos/markTs[0, marks). The arrays are reused, not emptied (a JS array set to
+   *  length 0 drops its backing store, and the next push allocates one again: two per chunk). */
+  private marks = 0;
   /** What follows the head once a hole came: holes and pieces, in stream order. */
   private queue: Array<Hole | Piece> = [];
   private expected: number | null = null;
@@ -132,7 +137,7 @@ export class ByteStream {
       return q ? q.tsNs : this.lastTsNs;
     }
     const p = this.position + k;
-    let i = this.markPos.length - 1;
+    let i = this.marks - 1;
     while (i > 0 && this.markPos[i] > p) i--;
     return i >= 0 ? this.markTs[i] : this.lastTsNs;
   }
@@ -140,20 +145,23 @@ export class ByteStream {
   /** The head's first byte starts a call's bytes (a likely message boundary). */
   atChunkStart(): boolean {
     if (this.end === this.start) return this.queue.length > 0 && !this.queue[0].hole;
-    for (const p of this.markPos) if (p === this.position) return true;
+    for (let i = 0; i < this.marks; i++) if (this.markPos[i] === this.position) return true;
     return false;
   }
 
   /** Offset in the head of the next call's first byte after the head's first byte, or -1. */
   nextChunkStart(): number {
-    for (const p of this.markPos) if (p > this.position && p < this.position + this.headLength) return p - this.position;
+    for (let i = 0; i < this.marks; i++) {
+      const p = this.markPos[i];
+      if (p > this.position && p < this.position + this.headLength) return p - this.position;
+    }
     return -1;
   }
 
   /** Offsets in the head where a call's bytes start. */
   chunkStarts(): Set<number> {
     const out = new Set<number>();
-    for (const p of this.markPos) if (p >= this.position) out.add(p - this.position);
+    for (let i = 0; i < this.marks; i++) if (this.markPos[i] >= this.position) out.add(this.markPos[i] - this.position);
     return out;
   }
 
@@ -244,8 +252,7 @@ export class ByteStream {
       this.start = 0;
       this.end = bytes.length;
       this.borrowed = true;
-      this.markPos.push(this.position);
-      this.markTs.push(tsNs);
+      this.mark(this.position, tsNs);
       return;
     }
     this.appendHead(bytes, tsNs);
@@ -283,8 +290,7 @@ export class ByteStream {
       this.end = len;
     }
     this.buf.set(bytes, this.end);
-    this.markPos.push(this.position + len);
-    this.markTs.push(tsNs);
+    this.mark(this.position + len, tsNs);
     this.end += bytes.length;
   }
 
@@ -292,8 +298,11 @@ export class ByteStream {
   private promote(): void {
     if (this.end !== this.start) return;
     this.start = this.end = 0;
-    this.markPos.length = 0;
-    this.markTs.length = 0;
+    this.marks = 0;
+    if (this.markPos.length > MAX_KEPT_MARKS) {
+      this.markPos = [];
+      this.markTs = [];
+    }
     if (this.own.length > 64 * INITIAL_CAPACITY) this.own = new Uint8Array(0);
     this.buf = this.own;
     this.borrowed = false;
@@ -305,11 +314,18 @@ export class ByteStream {
 
   private pruneMarks(): void {
     let drop = 0;
-    while (drop + 1 < this.markPos.length && this.markPos[drop + 1] <= this.position) drop++;
+    while (drop + 1 < this.marks && this.markPos[drop + 1] <= this.position) drop++;
     if (drop > 0) {
-      this.markPos.splice(0, drop);
-      this.markTs.splice(0, drop);
+      this.markPos.copyWithin(0, drop, this.marks);
+      this.markTs.copyWithin(0, drop, this.marks);
+      this.marks -= drop;
     }
+  }
+
+  private mark(position: number, tsNs: number): void {
+    this.markPos[this.marks] = position;
+    this.markTs[this.marks] = tsNs;
+    this.marks++;
   }
 }
 

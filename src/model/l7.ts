@@ -153,12 +153,14 @@ export class L7View {
     const c = this.counts;
     c.records++;
     if (tls) c.tlsRecords++;
-    for (const f of r.flags) c.missing[f]++;
-    if (r.flags.length === 0 && r.bytes.length < r.length) c.cut++;
+    const flags = r.flags;
+    if (flags.length === 0) {
+      if (r.bytes.length < r.length) c.cut++;
+    } else for (let i = 0; i < flags.length; i++) c.missing[flags[i]]++;
     const t = this.tracked(r.key);
     t.lastNs = r.tsNs;
     const xs = t.decoder.push({ direction: r.direction, tsNs: r.tsNs, offset: r.offset, length: r.length, bytes: r.bytes, tls });
-    for (const x of xs) this.emit(t, x);
+    for (let i = 0; i < xs.length; i++) this.emit(t, xs[i]);
   }
 
   /** The kernel released the socket: its decoders are closed (exchanges in flight given as they are). */
