@@ -100,16 +100,8 @@ export class TlsHooks {
 
   /** A file named by a path in proctap's own view (the launched executable): hooked now if it is TLS. */
   hookPath(file: string, name = path.basename(file), executable = true): void {
-    let st: fs.Stats;
-    try {
-      st = fs.statSync(file);
-    } catch {
-      return;
-    }
-    if (!st.isFile()) return;
-    const { major, minor } = splitDev(st.dev);
-    const id = fileId(major, minor, st.ino);
-    if (!this.files.has(id)) this.files.set(id, this.inspect(file, name, executable));
+    const id = regularFileId(file);
+    if (id !== null && !this.files.has(id)) this.files.set(id, this.inspect(file, name, executable));
   }
 
   /** Reads the process's maps and hooks every TLS library file not seen before; false: it is gone (or
@@ -144,16 +136,9 @@ export class TlsHooks {
    * file already judged — a launched command's own executable is judged before it runs.
    */
   private noteGoneExecutable(pid: number, comm: string, filename: string): void {
-    let st: fs.Stats;
-    try {
-      st = fs.statSync(filename);
-    } catch {
-      return;
-    }
-    const { major, minor } = splitDev(st.dev);
-    const id = fileId(major, minor, st.ino);
-    const verdict = this.files.get(id);
-    if (verdict && verdict.state !== 'none') this.processes.set(pid, { pid, comm, files: [id] });
+    const id = regularFileId(filename);
+    const verdict = id === null ? undefined : this.files.get(id);
+    if (id !== null && verdict && verdict.state !== 'none') this.processes.set(pid, { pid, comm, files: [id] });
   }
 
   /** The record tap: scans at exec and at first socket activity, counts TLS data records. */
@@ -301,6 +286,20 @@ export class TlsHooks {
     }
     return { state: 'hooked', library: plan.library, path: file, links: links.length };
   }
+}
+
+/** The file id (major:minor:inode, as /proc/PID/maps names files) of a regular file at a path in
+ *  proctap's own view, or null. */
+function regularFileId(file: string): string | null {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(file);
+  } catch {
+    return null;
+  }
+  if (!st.isFile()) return null;
+  const { major, minor } = splitDev(st.dev);
+  return fileId(major, minor, st.ino);
 }
 
 function readLink(p: string): string | null {
